@@ -1,0 +1,110 @@
+"""The `two4two` command: one thin entry point over the library.
+
+User errors (bad config, bad path, out-of-range value) print one line and exit 2;
+tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from two4two.errors import Two4TwoError
+
+
+def _cmd_sample(args: argparse.Namespace) -> None:
+    from two4two.config import load_config
+    from two4two.parameters import write_jsonl
+
+    config = load_config(args.config)
+    split = args.split or next(iter(config.splits))
+    batch = config.sample_split(split, n=args.n, seed=args.seed)
+    count = write_jsonl(args.output, batch)
+    print(f"wrote {count} parameter sets of split {split!r} to {args.output}")
+
+
+def _load_for_describe(target: Path, split: str | None, n: int | None):
+    """Parameters to describe and a default place for the plot, from any accepted input."""
+    from two4two.config import INTERVENTION_SEPARATOR, load_config
+    from two4two.parameters import read_jsonl
+
+    if target.is_dir():
+        files = sorted(
+            f
+            for f in target.glob("*/parameters.jsonl")
+            if INTERVENTION_SEPARATOR not in f.parent.name and (split is None or f.parent.name == split)
+        )
+        if not files:
+            raise Two4TwoError(f"{target}: no SPLIT/parameters.jsonl found in this directory")
+        params = [p for f in files for p in read_jsonl(f)]
+        return params, target / "bias_report.png", f"{target} ({', '.join(f.parent.name for f in files)})"
+    if target.suffix in (".jsonl", ".json"):
+        return read_jsonl(target), target.with_suffix(".bias.png"), str(target)
+    if target.suffix in (".yaml", ".yml"):
+        config = load_config(target)
+        split = split or next(iter(config.splits))
+        count = n if n is not None else min(config.split(split).n, 50_000)
+        batch = config.sample_split(split, n=count)
+        return batch, Path(f"{config.name}_{split}_bias.png"), f"{target} split {split!r}"
+    raise Two4TwoError(f"{target}: expected a config (.yaml), a parameters file (.jsonl) or a dataset directory")
+
+
+def _cmd_describe(args: argparse.Namespace) -> None:
+    from two4two.bias_report import count_in_band, describe, format_table, plot_joint_distributions
+
+    params, default_plot, what = _load_for_describe(Path(args.target), args.split, args.n)
+    if len(params) == 0:
+        raise Two4TwoError(f"{what}: no parameters to describe")
+    print(f"{what}:")
+    print(format_table(describe(params), len(params), count_in_band(params)))
+    plot = plot_joint_distributions(params, args.output or default_plot)
+    print(f"joint distributions: {plot}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="two4two",
+        description="Synthetic Peeky/Stretchy images with biases of known strength.",
+    )
+    from two4two import __version__
+
+    parser.add_argument("--version", action="version", version=f"two4two {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sample", help="draw scene parameters from a config into a JSON Lines file")
+    p.add_argument("config", help="dataset config (YAML)")
+    p.add_argument("--split", help="split to sample (default: the config's first split)")
+    p.add_argument("--n", type=int, help="number of samples (default: the split's size)")
+    p.add_argument("--seed", type=int, help="seed (default: the config's seed)")
+    p.add_argument("-o", "--output", required=True, help="output .jsonl file")
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
+    p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")
+    p.add_argument("--split", help="split to describe (config: default first split; dataset: default all)")
+    p.add_argument("--n", type=int, help="samples to draw from a config (default: the split's size, at most 50 000)")
+    p.add_argument("-o", "--output", help="where to write the joint-distribution PNG")
+    p.set_defaults(func=_cmd_describe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except Two4TwoError as exc:
+        print(f"two4two: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"two4two: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("two4two: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""User-facing errors: the CLI prints these as one line and exits non-zero (no traceback)."""
+
+
+class Two4TwoError(Exception):
+    """Base class for errors caused by input the user can fix."""
+
+
+class ParameterError(Two4TwoError, ValueError):
+    """A scene parameter has a wrong type, is out of range, or is unknown."""
+
+
+class ConfigError(Two4TwoError, ValueError):
+    """A config file has an unknown key, a bad value, or a bad structure."""
