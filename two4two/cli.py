@@ -25,6 +25,40 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {count} parameter sets of split {split!r} to {args.output}")
 
 
+def _cmd_render(args: argparse.Namespace) -> None:
+    from two4two.config import load_config
+    from two4two.dataset import plan_config, run_render_job, write_overview
+
+    config = load_config(args.config)
+    job = plan_config(config, Path(args.output) if args.output else None, config.render_settings())
+    manifest = run_render_job(
+        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite,
+        settings=config.render_settings(),
+    )
+    _report(job.root, manifest)
+    first = next(iter(job.splits))
+    if manifest["counts"].get(first):
+        print(f"overview: {write_overview(job.root, first)}")
+
+
+def _cmd_render_params(args: argparse.Namespace) -> None:
+    from two4two.dataset import plan_params_file, run_render_job
+    from two4two.render import RenderSettings
+
+    settings = RenderSettings(samples=args.samples, denoise=args.denoise)
+    job = plan_params_file(Path(args.params), Path(args.output), args.split, settings)
+    manifest = run_render_job(
+        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite,
+        settings=settings,
+    )
+    _report(job.root, manifest)
+
+
+def _report(root: Path, manifest: dict) -> None:
+    counts = ", ".join(f"{s}: {n}" for s, n in manifest["counts"].items())
+    print(f"{root}: {manifest['status']} ({counts})")
+
+
 def _load_for_describe(target: Path, split: str | None, n: int | None):
     """Parameters to describe and a default place for the plot, from any accepted input."""
     from two4two.config import INTERVENTION_SEPARATOR, load_config
@@ -80,6 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed (default: the config's seed)")
     p.add_argument("-o", "--output", required=True, help="output .jsonl file")
     p.set_defaults(func=_cmd_sample)
+
+    def pool_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--workers", type=int, help="render worker processes (default: fastest measured here)")
+        p.add_argument("--threads", type=int, default=0, help="Cycles threads per worker (default 0: all cores)")
+        p.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
+        p.add_argument("--overwrite", action="store_true", help="replace a different dataset in the output directory")
+
+    p = sub.add_parser("render", help="render every split of a config (images, masks, parameters)")
+    p.add_argument("config", help="dataset config (YAML)")
+    p.add_argument("-o", "--output", help="output directory (default: the config's output_dir)")
+    pool_options(p)
+    p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("render-params", help="render exactly the parameters of a JSON Lines file")
+    p.add_argument("params", help="parameters file (.jsonl)")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--split", help="split name inside the output (default: params)")
+    p.add_argument("--samples", type=int, default=14, help="Cycles samples per pixel (default 14)")
+    p.add_argument("--denoise", action="store_true", help="use the denoiser (breaks attribute isolation)")
+    pool_options(p)
+    p.set_defaults(func=_cmd_render_params)
 
     p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
     p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")

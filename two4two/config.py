@@ -30,7 +30,8 @@ from two4two.errors import ConfigError, ParameterError
 from two4two.parameters import SAMPLED_ATTRIBUTES
 from two4two.sampling import Sampler, SceneBatch, resolve_sampler
 
-TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits")
+TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")
+RENDER_KEYS = ("samples", "denoise", "subdivision_levels")
 SPLIT_KEYS = ("n", "interventions", "sampler_args")
 # Intervention splits are stored beside their split as "<split>_intervened_<attribute>".
 INTERVENTION_SEPARATOR = "_intervened_"
@@ -78,6 +79,7 @@ class DatasetConfig:
     splits: dict[str, SplitConfig]
     sampler_args: dict[str, Any] = field(default_factory=dict)
     resolution: tuple[int, int] | None = None
+    render: dict[str, Any] = field(default_factory=dict)
     source: str = "<config>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -89,6 +91,11 @@ class DatasetConfig:
         if split is not None:
             sampler = sampler.with_overrides(self.split(split).sampler_args, f"splits.{split}.sampler_args")
         return sampler
+
+    def render_settings(self):
+        from two4two.render import RenderSettings
+
+        return RenderSettings(**self.render)
 
     def split(self, name: str) -> SplitConfig:
         if name not in self.splits:
@@ -139,6 +146,18 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     output_dir = raw.get("output_dir", f"data/{name}")
     _expect(isinstance(output_dir, str) and output_dir, f"{source}: output_dir", f"expected a path, got {output_dir!r}")
 
+    render = raw.get("render") or {}
+    _expect(isinstance(render, dict), f"{source}: render", "expected a mapping")
+    for key, value in render.items():
+        where = f"{source}: render.{key}"
+        _expect(key in RENDER_KEYS, where, f"unknown key; allowed: {', '.join(RENDER_KEYS)}")
+        if key == "denoise":
+            _expect(isinstance(value, bool), where, f"expected true or false, got {value!r}")
+        elif key == "samples":
+            _expect(_is_int(value) and 1 <= value <= 65536, where, f"expected an integer in [1, 65536], got {value!r}")
+        else:
+            _expect(_is_int(value) and 0 <= value <= 6, where, f"expected an integer in [0, 6], got {value!r}")
+
     splits_raw = raw["splits"]
     _expect(isinstance(splits_raw, dict) and splits_raw, f"{source}: splits", "expected a mapping of split name to {n: ...}")
     splits = {}
@@ -175,6 +194,7 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
         splits=splits,
         sampler_args=sampler_args,
         resolution=resolution,
+        render=render,
         source=source,
         raw=raw,
     )

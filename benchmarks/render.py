@@ -1,0 +1,115 @@
+"""Render throughput, quality and memory at 128 × 128 with masks.
+
+    python benchmarks/render.py [--n 200] [--psnr-samples 20] [--memory-renders 2000]
+
+Prints
+  1. images/s of the render pool for 1 worker × all threads and 2 workers × 1 thread
+     (steady state, after start-up; start-up time printed separately);
+  2. PSNR of the chosen settings against 1024-sample renders of 20 fixed samples;
+  3. the same throughput for a naive mode that rebuilds the scene for every sample;
+  4. a worker's resident memory after 10 renders and after --memory-renders renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from two4two.render import RenderPool, RenderSettings, worker_payload
+from two4two.sampling import resolve_sampler
+
+
+def study_params(n: int, seed: int):
+    return resolve_sampler("study2022")(resolution=(128, 128)).sample(n, seed).to_list()
+
+
+def pool_throughput(params, workers: int, threads: int, settings: RenderSettings) -> tuple[float, float]:
+    """(start-up seconds until the first image, steady images/s after it)."""
+    t0 = time.perf_counter()
+    first = None
+    count = 0
+    with RenderPool(workers, settings, threads=threads) as pool:
+        for _ in pool.imap(params):
+            count += 1
+            if first is None:
+                first = time.perf_counter()
+    end = time.perf_counter()
+    return first - t0, (count - 1) / (end - first)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def render_in_process(params, **scene_kwargs):
+    from blender_scripts.scene import AnimalScene
+
+    scene = AnimalScene(**scene_kwargs)
+    images = [scene.render(worker_payload(p))[0] for p in params]
+    scene.close()
+    return images
+
+
+def naive_throughput(params, settings: RenderSettings) -> tuple[float, list[np.ndarray]]:
+    """Rebuild the whole scene (factory reset, objects, materials) for every sample."""
+    from blender_scripts.scene import AnimalScene
+
+    images = []
+    t0 = time.perf_counter()
+    for p in params:
+        scene = AnimalScene(resolution=(128, 128), **settings.to_dict())
+        images.append(scene.render(worker_payload(p))[0])
+        scene.close()
+    return len(params) / (time.perf_counter() - t0), images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="images per throughput run")
+    parser.add_argument("--psnr-samples", type=int, default=20)
+    parser.add_argument("--reference-samples", type=int, default=1024)
+    parser.add_argument("--memory-renders", type=int, default=2000)
+    args = parser.parse_args()
+    settings = RenderSettings()
+    print(f"settings: {settings.to_dict()}, 128 x 128 with masks")
+
+    params = study_params(args.n, 1)
+    print("\n1. render pool (study2022 parameters)")
+    for workers, threads in ((1, 0), (2, 1)):
+        startup, rate = pool_throughput(params, workers, threads, settings)
+        label = f"{workers} worker{'s' if workers > 1 else ''} x {'all' if threads == 0 else threads} thread{'s' if threads != 1 else ''}"
+        print(f"   {label:<24} {rate:6.2f} images/s  ({1000 / rate:5.0f} ms/image; start-up {startup:4.1f} s)")
+
+    fixed = study_params(args.psnr_samples, 2022)
+    print(f"\n2. quality: PSNR against {args.reference_samples}-sample renders, {len(fixed)} fixed samples")
+    t0 = time.perf_counter()
+    references = render_in_process(fixed, resolution=(128, 128), samples=args.reference_samples, denoise=False)
+    ref_time = (time.perf_counter() - t0) / len(fixed)
+    chosen = render_in_process(fixed, resolution=(128, 128), **settings.to_dict())
+    values = np.array([psnr(a, b) for a, b in zip(chosen, references)])
+    print(f"   PSNR mean {values.mean():.2f} dB, min {values.min():.2f} dB, max {values.max():.2f} dB "
+          f"(reference: {ref_time:.1f} s/image)")
+
+    print("\n3. naive mode: rebuild the scene for every sample")
+    rate, naive_images = naive_throughput(fixed, settings)
+    same = all(np.array_equal(a, b) for a, b in zip(naive_images, chosen))
+    print(f"   {rate:6.2f} images/s ({1000 / rate:5.0f} ms/image, in-process, with masks); "
+          f"images identical to the persistent scene: {same}")
+
+    print(f"\n4. memory: one worker over {args.memory_renders} renders")
+    many = study_params(args.memory_renders, 3)
+    with RenderPool(1, settings) as pool:
+        for k, _ in enumerate(pool.imap(many), 1):
+            if k == 10:
+                start_rss = dict(pool.worker_rss_mb)
+        end_rss = dict(pool.worker_rss_mb)
+    for pid in end_rss:
+        print(f"   worker {pid}: RSS {start_rss.get(pid, float('nan')):.0f} MB after 10 renders, "
+              f"{end_rss[pid]:.0f} MB after {args.memory_renders}")
+
+
+if __name__ == "__main__":
+    main()

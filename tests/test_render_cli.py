@@ -1,0 +1,134 @@
+"""`two4two render` end to end: layout, manifest, resume after kill -9, refusing foreign data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from two4two.cli import main
+from two4two.dataset import MASK_LABELS, Two4TwoDataset, read_split
+from two4two.parameters import write_jsonl
+from two4two.sampling import Sampler
+
+CONFIG = """\
+name: tiny
+sampler: study2022
+seed: 5
+resolution: [32, 32]
+render: {{samples: 2, denoise: false, subdivision_levels: 1}}
+splits:
+  train:
+    n: {n}
+    sampler_args: {{labeling_error: {{bernoulli: 0.5}}}}
+  test:
+    n: 4
+    interventions: [obj_color, bg_color]
+"""
+
+
+def write_config(tmp_path, n=8, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(CONFIG.format(n=n))
+    return path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json" and not p.name.startswith("overview")}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("render")
+    config = write_config(tmp, n=8)
+    out = tmp / "ds"
+    assert main(["render", str(config), "-o", str(out), "--workers", "1"]) == 0
+    return config, out
+
+
+def test_layout_manifest_and_intervention_splits(rendered):
+    _, out = rendered
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["counts"] == {"train": 8, "test": 4, "test_intervened_obj_color": 4, "test_intervened_bg_color": 4}
+    assert manifest["seed"] == 5 and manifest["render_settings"]["samples"] == 2
+    assert {"python", "numpy", "bpy", "two4two"} <= set(manifest["versions"])
+    originals = {p.id for p in read_split(out, "test")}
+    for split in ("train", "test", "test_intervened_obj_color"):
+        params = read_split(out, split)
+        for p in params:
+            assert (out / split / "images" / f"{p.id}.png").is_file()
+            assert (out / split / "masks" / f"{p.id}.png").is_file()
+    assert {p.original_id for p in read_split(out, "test_intervened_obj_color")} == originals
+    assert (out / "overview_train.png").is_file()
+
+
+def test_rendering_again_is_a_no_op_and_a_different_config_is_refused(rendered, tmp_path, capsys):
+    config, out = rendered
+    before = tree(out)
+    assert main(["render", str(config), "-o", str(out)]) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert tree(out) == before
+    other = write_config(tmp_path, n=9, name="other.yaml")
+    assert main(["render", str(other), "-o", str(out)]) == 2
+    assert "holds a different dataset" in capsys.readouterr().err
+    assert tree(out) == before
+
+
+def test_resume_after_killing_the_whole_cli_gives_identical_files(rendered, tmp_path):
+    config, reference = rendered
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "two4two.cli", "render", str(config), "-o", str(out), "--workers", "1"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jsonl = out / "train" / "parameters.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if jsonl.exists() and jsonl.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Blender workers, mid-run
+    proc.wait()
+    done = jsonl.read_text().count("\n")
+    assert 3 <= done < 8, "the kill should land mid-run"
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--resume" in result.stderr
+    result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert tree(out) == tree(reference)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_render_params_renders_exactly_the_given_parameters(tmp_path):
+    params = Sampler(resolution=(32, 32)).sample(3, 11).to_list()
+    write_jsonl(tmp_path / "mine.jsonl", params)
+    out = tmp_path / "out"
+    assert main(["render-params", str(tmp_path / "mine.jsonl"), "-o", str(out), "--samples", "2"]) == 0
+    assert read_split(out, "params") == params
+
+
+def test_torch_dataset_reads_images_labels_masks_and_targets(rendered):
+    import torch
+    _, out = rendered
+    ds = Two4TwoDataset(out, "train", attributes=["obj_color", "arm_position"])
+    params = read_split(out, "train")
+    assert len(ds) == 8
+    labels = []
+    for i in range(len(ds)):
+        item = ds[i]
+        p = params[i]
+        assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
+        assert 0 <= item["image"].min() and item["image"].max() <= 1
+        assert item["mask"].shape == (32, 32) and int(item["mask"].max()) < len(MASK_LABELS)
+        assert item["targets"].tolist() == pytest.approx([p.obj_color, p.arm_position])
+        assert item["label"] == p.true_label ^ p.labeling_error and item["true_label"] == p.true_label
+        labels.append(item["label"] != item["true_label"])
+    assert any(labels), "label noise of 0.5 should flip some of 8 labels"
+    clean = Two4TwoDataset(out, "train", label_noise=False, with_mask=False)
+    assert all(clean[i]["label"] == clean[i]["true_label"] for i in range(len(clean)))
+    assert "mask" not in clean[0]
+    np.testing.assert_allclose(ds.targets()[:, 0], [p.obj_color for p in params], rtol=1e-6)

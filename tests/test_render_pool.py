@@ -1,0 +1,95 @@
+"""The worker pool: streaming, crash and hang recovery, bounded retries, early validation."""
+
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from two4two.errors import ParameterError
+from two4two.render import RenderError, RenderPool, RenderSettings, render
+from two4two.sampling import Sampler
+
+FAST = RenderSettings(samples=2, denoise=False, subdivision_levels=1)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return Sampler(resolution=(32, 32)).sample(12, 0).to_list()
+
+
+def test_every_index_comes_back_exactly_once(params):
+    results = list(render(params, workers=2, settings=FAST, progress=False))
+    assert sorted(r.index for r in results) == list(range(len(params)))
+    for r in results:
+        assert r.params is params[r.index]
+        assert r.image.shape == (32, 32, 3) and r.mask.shape == (32, 32)
+        assert r.mask.max() > 0  # the animal is in the picture
+
+
+def test_a_killed_worker_is_replaced_and_nothing_is_lost(params):
+    seen = []
+    with RenderPool(2, FAST) as pool:
+        for result in pool.imap(params):
+            seen.append(result.index)
+            if len(seen) == 2:
+                os.kill(pool.worker_pids()[0], signal.SIGKILL)
+        assert pool.restarts >= 1
+    assert sorted(seen) == list(range(len(params)))
+
+
+def test_a_hung_worker_is_replaced_after_the_timeout(params):
+    seen = []
+    with RenderPool(1, FAST, timeout=5) as pool:
+        for result in pool.imap(params[:6]):
+            seen.append(result.index)
+            if len(seen) == 1:  # the only worker, with the next samples already queued
+                os.kill(pool.worker_pids()[0], signal.SIGSTOP)
+        assert pool.restarts >= 1
+    assert sorted(seen) == list(range(6))
+
+
+def test_a_sample_that_always_crashes_its_worker_fails_with_its_name(params, monkeypatch):
+    import faulty_worker
+
+    monkeypatch.setenv("TWO4TWO_TEST_CRASH_ID", params[2].id)
+    seen = []
+    with pytest.raises(RenderError, match=rf"sample 2 \(id {params[2].id}\) failed 3 times; last: worker \d+ died \(exit code 3\)"):
+        with RenderPool(1, FAST, max_retries=2, worker_target=faulty_worker.serve) as pool:
+            for result in pool.imap(params[:4]):
+                seen.append(result.index)
+    assert seen == [0, 1] and pool.restarts == 2  # no replacement after the final failure
+
+
+def test_a_sample_that_always_hangs_is_bounded_by_timeout_and_retries(params, monkeypatch):
+    import faulty_worker
+
+    monkeypatch.setenv("TWO4TWO_TEST_HANG_ID", params[1].id)
+    start = time.monotonic()
+    with pytest.raises(RenderError, match=rf"sample 1 \(id {params[1].id}\) failed 2 times; last: .*hung for more than 2 s"):
+        with RenderPool(1, FAST, timeout=2, max_retries=1, worker_target=faulty_worker.serve) as pool:
+            list(pool.imap(params[:3]))
+    assert time.monotonic() - start < 60
+
+
+def test_invalid_parameters_are_rejected_before_any_worker_starts(params):
+    bad = params[3].replace()
+    bad.__dict__["obj_color"] = 7.0  # bypass construction-time validation
+    before = len(mp.active_children())
+    with pytest.raises(ParameterError, match=rf"sample 3 \(id {bad.id}\): obj_color: 7.0 is outside"):
+        list(render([*params[:3], bad], workers=1, settings=FAST, progress=False))
+    assert len(mp.active_children()) == before
+
+
+def test_pool_results_match_an_in_process_render(params):
+    from blender_scripts.scene import AnimalScene
+    from two4two.render import worker_payload
+
+    result = next(iter(render(params[:1], workers=1, settings=FAST, progress=False)))
+    scene = AnimalScene(resolution=(32, 32), **FAST.to_dict())
+    image, mask = scene.render(worker_payload(params[0]))
+    scene.close()
+    np.testing.assert_array_equal(result.image, image)
+    np.testing.assert_array_equal(result.mask, mask)
