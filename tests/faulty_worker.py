@@ -9,6 +9,7 @@ from blender_scripts import worker
 class _FaultyConn:
     def __init__(self, conn):
         self._conn = conn
+        self._raised = set()
 
     def recv(self):
         msg = self._conn.recv()
@@ -18,6 +19,11 @@ class _FaultyConn:
                 os._exit(3)
             if sample_id == os.environ.get("TWO4TWO_TEST_HANG_ID"):
                 time.sleep(3600)
+            raise_always = sample_id == os.environ.get("TWO4TWO_TEST_RAISE_ID")
+            raise_once = sample_id == os.environ.get("TWO4TWO_TEST_RAISE_ONCE_ID") and sample_id not in self._raised
+            if raise_always or raise_once:
+                self._raised.add(sample_id)
+                msg[2]["arm_position"] = "not a number"  # the scene raises a ValueError
         return msg
 
     def __getattr__(self, name):

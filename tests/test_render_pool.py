@@ -63,6 +63,24 @@ def test_a_sample_that_always_crashes_its_worker_fails_with_its_name(params, mon
     assert seen == [0, 1] and pool.restarts == 2  # no replacement after the final failure
 
 
+def test_a_python_error_in_the_worker_is_retried_without_duplicates(params, monkeypatch):
+    import faulty_worker
+
+    monkeypatch.setenv("TWO4TWO_TEST_RAISE_ONCE_ID", params[1].id)
+    with RenderPool(1, FAST, worker_target=faulty_worker.serve) as pool:
+        seen = [r.index for r in pool.imap(params[:5])]
+        assert pool.restarts == 0  # the worker survived its error
+    assert sorted(seen) == list(range(5))
+
+    monkeypatch.setenv("TWO4TWO_TEST_RAISE_ID", params[3].id)
+    seen = []
+    with pytest.raises(RenderError, match=rf"sample 3 \(id {params[3].id}\) failed 3 times; last: ValueError"):
+        with RenderPool(1, FAST, worker_target=faulty_worker.serve) as pool:
+            for result in pool.imap(params[:5]):
+                seen.append(result.index)
+    assert len(seen) == len(set(seen)) and 3 not in seen
+
+
 def test_a_sample_that_always_hangs_is_bounded_by_timeout_and_retries(params, monkeypatch):
     import faulty_worker
 

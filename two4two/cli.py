@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     def pool_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--workers", type=int, help="render worker processes (default: fastest measured here)")
-        p.add_argument("--threads", type=int, default=0, help="Cycles threads per worker (default 0: all cores)")
+        p.add_argument("--workers", type=int, help="render worker processes (default: one per core, at most 8)")
+        p.add_argument("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
         p.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
         p.add_argument("--overwrite", action="store_true", help="replace a different dataset in the output directory")
 
