@@ -72,27 +72,46 @@ def main() -> None:
     parser.add_argument("--psnr-samples", type=int, default=20)
     parser.add_argument("--reference-samples", type=int, default=1024)
     parser.add_argument("--memory-renders", type=int, default=2000)
+    parser.add_argument("--sections", default="1,2,3,4", help="which of the four parts to run, e.g. 1,4")
     args = parser.parse_args()
+    sections = {int(s) for s in args.sections.split(",")}
     settings = RenderSettings()
     print(f"settings: {settings.to_dict()}, 128 x 128 with masks")
 
     params = study_params(args.n, 1)
+    if 1 in sections:
+        throughput(params, settings)
+    fixed = study_params(args.psnr_samples, 2022)
+    if 2 in sections or 3 in sections:
+        chosen = quality(fixed, settings, args.reference_samples)
+    if 3 in sections:
+        naive(fixed, settings, chosen)
+    if 4 in sections:
+        memory(settings, args.memory_renders)
+
+
+def throughput(params, settings: RenderSettings) -> None:
     print("\n1. render pool (study2022 parameters)")
-    for workers, threads in ((1, 2), (2, 1)):
+    # Alternate the two layouts twice so a transient load on the machine hits both.
+    for workers, threads in ((1, 2), (2, 1), (1, 2), (2, 1)):
         startup, rate = pool_throughput(params, workers, threads, settings)
         label = f"{workers} worker{'s' if workers > 1 else ''} x {threads} thread{'s' if threads != 1 else ''}"
         print(f"   {label:<24} {rate:6.2f} images/s  ({1000 / rate:5.0f} ms/image; start-up {startup:4.1f} s)")
 
-    fixed = study_params(args.psnr_samples, 2022)
-    print(f"\n2. quality: PSNR against {args.reference_samples}-sample renders, {len(fixed)} fixed samples")
+
+def quality(fixed, settings: RenderSettings, reference_samples: int) -> list[np.ndarray]:
+    print(f"\n2. quality: PSNR against {reference_samples}-sample renders, {len(fixed)} fixed samples")
     t0 = time.perf_counter()
-    references = render_in_process(fixed, resolution=(128, 128), samples=args.reference_samples, denoise=False)
+    references = render_in_process(fixed, resolution=(128, 128), samples=reference_samples, denoise=False)
     ref_time = (time.perf_counter() - t0) / len(fixed)
     chosen = render_in_process(fixed, resolution=(128, 128), **settings.to_dict())
     values = np.array([psnr(a, b) for a, b in zip(chosen, references)])
     print(f"   PSNR mean {values.mean():.2f} dB, min {values.min():.2f} dB, max {values.max():.2f} dB "
           f"(reference: {ref_time:.1f} s/image)")
+    return chosen
 
+
+def naive(fixed, settings: RenderSettings, chosen: list[np.ndarray]) -> None:
     print("\n3. naive mode: rebuild the scene for every sample (in-process, 1 process x 2 threads)")
     t0 = time.perf_counter()
     render_in_process(fixed, resolution=(128, 128), threads=2, **settings.to_dict())
@@ -103,8 +122,10 @@ def main() -> None:
     print(f"   rebuilt per sample: {rate:6.2f} images/s ({1000 / rate:5.0f} ms/image); "
           f"images identical to the persistent scene: {same}")
 
-    print(f"\n4. memory: default pool over {args.memory_renders} renders")
-    many = study_params(args.memory_renders, 3)
+
+def memory(settings: RenderSettings, renders: int) -> None:
+    print(f"\n4. memory: default pool over {renders} renders")
+    many = study_params(renders, 3)
     with RenderPool(settings=settings) as pool:  # the default: one single-threaded worker per core
         for k, _ in enumerate(pool.imap(many), 1):
             if k == 10:
@@ -112,7 +133,7 @@ def main() -> None:
         end_rss = dict(pool.worker_rss_mb)
     for pid in end_rss:
         print(f"   worker {pid}: RSS {start_rss.get(pid, float('nan')):.0f} MB after 10 renders, "
-              f"{end_rss[pid]:.0f} MB after {args.memory_renders}")
+              f"{end_rss[pid]:.0f} MB after {renders}")
 
 
 if __name__ == "__main__":

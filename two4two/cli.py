@@ -59,6 +59,39 @@ def _report(root: Path, manifest: dict) -> None:
     print(f"{root}: {manifest['status']} ({counts})")
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from two4two.models.training import load_train_config, train_classifier
+
+    config = load_train_config(args.config)
+    path = train_classifier(config)
+    print(f"checkpoint: {path}")
+
+
+def _cmd_importance(args: argparse.Namespace) -> None:
+    from two4two.importance import measure_importance, write_outputs
+    from two4two.models.training import load_classifier
+
+    model = load_classifier(args.model)
+    model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
+    out_dir = Path(args.output) if args.output else model_dir / "importance"
+    models = [(model_dir.name or "model", model, "importance")]
+    if args.baseline_random:
+        import torch
+
+        from two4two.models.training import random_init_like
+
+        torch.manual_seed(args.seed)
+        models.append(("random-init baseline", random_init_like(args.model), "importance_random_init"))
+    for name, m, stem in models:
+        result = measure_importance(
+            m, args.data, args.split, args.attributes, create_missing=args.create_interventions,
+            workers=args.workers, n_resamples=args.bootstrap, model_name=name,
+        )
+        print(result.format_table())
+        paths = write_outputs(result, out_dir, stem)
+        print("written: " + ", ".join(str(p) for p in paths.values()) + "\n")
+
+
 def _load_for_describe(target: Path, split: str | None, n: int | None):
     """Parameters to describe and a default place for the plot, from any accepted input."""
     from two4two.config import INTERVENTION_SEPARATOR, load_config
@@ -135,6 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--denoise", action="store_true", help="use the denoiser (breaks attribute isolation)")
     pool_options(p)
     p.set_defaults(func=_cmd_render_params)
+
+    p = sub.add_parser("train", help="train a model from a config (kind: classifier)")
+    p.add_argument("config", help="model config (YAML)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("importance", help="ground-truth importance of each attribute for a trained model")
+    p.add_argument("--model", required=True, help="checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split of originals (default test)")
+    p.add_argument("--attributes", nargs="+", help="attributes (default: every intervention split present)")
+    p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits first")
+    p.add_argument("--baseline-random", action="store_true", help="also measure a random-init model of the same architecture")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--workers", type=int, help="render workers when creating interventions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the model)")
+    p.set_defaults(func=_cmd_importance)
 
     p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
     p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")

@@ -226,9 +226,7 @@ def run_render_job(
     **pool_options,
 ) -> dict:
     """Render every missing sample of every split through one pool; returns the manifest."""
-    from tqdm import tqdm
-
-    from two4two.render import RenderPool, RenderSettings, validate_all
+    from two4two.render import RenderSettings, validate_all
 
     settings = settings or RenderSettings()
     for split, params in job.splits.items():
@@ -247,37 +245,113 @@ def run_render_job(
         "fingerprint": fingerprint(job.identity),
         **job.identity,
         "versions": package_versions(),
-        "splits": job.split_info,
-        "counts": {s: 0 for s in job.splits},
+        # Splits added later (add_intervention_splits) stay recorded when a render resumes.
+        "splits": {**(existing or {}).get("splits", {}), **job.split_info},
+        "counts": {**(existing or {}).get("counts", {}), **{s: 0 for s in job.splits}},
         "status": "incomplete",
     }
     write_manifest(job.root, manifest)
 
-    writers = {s: SplitWriter(job.root / s, params) for s, params in job.splits.items()}
+    writers = render_splits(job.root, job.splits, settings, workers, progress, job.name, manifest, **pool_options)
+    manifest["counts"].update({s: w.next_index for s, w in writers.items()})
+    manifest["status"] = "complete" if all(w.complete for w in writers.values()) else "incomplete"
+    write_manifest(job.root, manifest)
+    return manifest
+
+
+def render_splits(
+    root: Path,
+    splits: dict[str, list[SceneParameters]],
+    settings,
+    workers: int | None = None,
+    progress: bool = True,
+    name: str = "",
+    manifest: dict | None = None,
+    **pool_options,
+) -> dict[str, "SplitWriter"]:
+    """Render what is missing of each split into root/SPLIT through one pool."""
+    from tqdm import tqdm
+
+    from two4two.render import RenderPool
+
+    writers = {s: SplitWriter(root / s, params) for s, params in splits.items()}
     # One flat work list over all splits keeps the pool busy across split boundaries.
     flat: list[SceneParameters] = []
     owner: list[tuple[str, int]] = []
     for s, w in writers.items():
         for i in w.remaining:
-            flat.append(job.splits[s][i])
+            flat.append(splits[s][i])
             owner.append((s, i))
     try:
         if flat:
             with RenderPool(workers, settings, **pool_options) as pool, tqdm(
-                total=len(flat), unit="img", disable=not progress, smoothing=0.05, desc=f"render {job.name}"
+                total=len(flat), unit="img", disable=not progress, smoothing=0.05, desc=f"render {name}".strip()
             ) as bar:
                 for result in pool.imap(flat):
                     split, index = owner[result.index]
                     writers[split].write(index, result.image, result.mask)
                     bar.update(1)
-                manifest["worker_rss_mb"] = {str(k): round(v, 1) for k, v in pool.worker_rss_mb.items()}
+                if manifest is not None:
+                    manifest["worker_rss_mb"] = {str(k): round(v, 1) for k, v in pool.worker_rss_mb.items()}
     finally:
         for w in writers.values():
             w.close()
-    manifest["counts"] = {s: w.next_index for s, w in writers.items()}
-    manifest["status"] = "complete" if all(w.complete for w in writers.values()) else "incomplete"
-    write_manifest(job.root, manifest)
-    return manifest
+    return writers
+
+
+def add_intervention_splits(
+    root: str | Path, split: str, attributes: Sequence[str], workers: int | None = None, progress: bool = True
+) -> list[str]:
+    """Render the missing `split`_intervened_`attribute` splits of an existing dataset.
+
+    Interventions are drawn with the dataset's own sampler and seeds, exactly as if its
+    config had listed them, and rendered with its render settings.
+    """
+    from two4two.config import INTERVENTION_SEPARATOR, parse_config, split_seed
+    from two4two.render import RenderSettings
+    from two4two.sampling import SceneBatch
+
+    root = Path(root)
+    manifest = read_manifest(root)
+    if manifest is None or "config" not in manifest:
+        raise DatasetError(f"{root}: not a dataset rendered from a config; cannot draw interventions for it")
+    config = parse_config(manifest["config"], f"{root}/{MANIFEST}")
+    originals = read_split(root, split)
+    if manifest.get("splits", {}).get(split, {}).get("intervention_of"):
+        raise DatasetError(f"{split}: is itself an intervention split")
+    sampler = config.make_sampler(split if split in config.splits else None)
+    batch = SceneBatch.from_params(originals)
+    wanted = {f"{split}{INTERVENTION_SEPARATOR}{a}": a for a in attributes}
+    missing = {}
+    for name, attribute in wanted.items():
+        done = manifest["counts"].get(name) == len(originals)
+        if not done:
+            missing[name] = sampler.intervene(batch, attribute, rng=split_seed(config.seed, split, attribute)).to_list()
+    if missing:
+        settings = RenderSettings(**manifest["render_settings"])
+        writers = render_splits(root, missing, settings, workers, progress, f"interventions of {split}")
+        for name, w in writers.items():
+            manifest["splits"][name] = {"n": len(originals), "intervention_of": split, "attribute": wanted[name]}
+            manifest["counts"][name] = w.next_index
+        write_manifest(root, manifest)
+    return list(wanted)
+
+
+def load_split_arrays(root: str | Path, split: str, progress: bool = True) -> tuple[np.ndarray, list[SceneParameters]]:
+    """All images of a split as one uint8 array (N×H×W×3) and their parameters, in order."""
+    from tqdm import tqdm
+
+    params = read_split(root, split)
+    if not params:
+        raise DatasetError(f"{root}/{split}: empty split")
+    first = load_image(root, split, params[0].id)
+    images = np.empty((len(params), *first.shape), np.uint8)
+    for i, p in enumerate(tqdm(params, desc=f"load {split}", unit="img", disable=not progress, mininterval=1)):
+        image = load_image(root, split, p.id)
+        if image.shape != first.shape:
+            raise DatasetError(f"{root}/{split}: image {p.id} is {image.shape}, others are {first.shape}")
+        images[i] = image
+    return images, params
 
 
 def plan_config(config, output_dir: Path | None = None, settings=None) -> RenderJob:

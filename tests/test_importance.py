@@ -1,0 +1,102 @@
+"""Ground-truth importance: a parameter-reading test double through the real code path."""
+
+import numpy as np
+import pytest
+
+from two4two.config import parse_config
+from two4two.dataset import DatasetError, plan_config, read_split
+from two4two.importance import attribute_delta, measure_importance, summarise_pairs
+from two4two.parameters import write_jsonl
+
+ATTRS = ["arm_position", "obj_color", "bg_color", "obj_rotation_yaw"]
+
+
+def write_parameter_only_dataset(root, n=400, seed=1):
+    """The parameters.jsonl files of a dataset with test interventions (no images needed)."""
+    config = parse_config(
+        {"sampler": "study2022", "seed": seed, "splits": {"train": {"n": 2000}, "test": {"n": n, "interventions": ATTRS}}}
+    )
+    job = plan_config(config)
+    for name, params in job.splits.items():
+        write_jsonl(root / name / "parameters.jsonl", params)
+    return job
+
+
+class ColourOracle:
+    """A 'model' whose logit is 4·(obj_color − 0.5): relies on colour only, linearly."""
+
+    reads_parameters = True
+
+    def __call__(self, params):
+        return np.array([4.0 * (p.obj_color - 0.5) for p in params])
+
+
+def test_a_linear_colour_model_has_r2_one_for_colour_and_zero_elsewhere(tmp_path):
+    job = write_parameter_only_dataset(tmp_path)
+    result = measure_importance(ColourOracle(), tmp_path, "test", n_resamples=200)
+    rows = {r.attribute: r for r in result.rows}
+    assert set(rows) == set(ATTRS)
+    assert rows["obj_color"].r_squared.value == pytest.approx(1.0, abs=1e-9)
+    assert rows["obj_color"].slope.value == pytest.approx(4.0, abs=1e-9)
+    assert rows["obj_color"].r_squared.low <= 1.0 <= rows["obj_color"].r_squared.high + 1e-9
+    for name in ("arm_position", "bg_color", "obj_rotation_yaw"):
+        # Nothing but colour moves the logit: every Δlogit is exactly zero.
+        assert rows[name].flip_percent.value == 0 and rows[name].median_abs_delta_logit.value == 0
+        assert np.isnan(rows[name].r_squared.value) or rows[name].r_squared.value < 1e-12
+
+    # Flip % and median |Δlogit| by hand for colour.
+    originals = {p.id: p for p in job.splits["test"]}
+    changed = job.splits["test_intervened_obj_color"]
+    before = np.array([4 * (originals[p.original_id].obj_color - 0.5) for p in changed])
+    after = np.array([4 * (p.obj_color - 0.5) for p in changed])
+    assert rows["obj_color"].flip_percent.value == pytest.approx(100 * np.mean((before > 0) != (after > 0)))
+    assert rows["obj_color"].median_abs_delta_logit.value == pytest.approx(np.median(np.abs(after - before)))
+    assert rows["obj_color"].mean_abs_delta_logit.value == pytest.approx(np.mean(np.abs(after - before)))
+    # The data-bias column comes from the training split: colour is predictive beyond the legs.
+    assert rows["obj_color"].data_mi_given_legs > rows["bg_color"].data_mi_given_legs + 0.02
+
+
+def test_noisy_reliance_on_two_attributes_gives_partial_r2(tmp_path):
+    write_parameter_only_dataset(tmp_path, n=600)
+
+    class Mixed:
+        reads_parameters = True
+
+        def __call__(self, params):
+            return np.array([5 * (p.arm_position - 0.5) + 2 * (p.obj_color - 0.5) for p in params])
+
+    rows = {r.attribute: r for r in measure_importance(Mixed(), tmp_path, n_resamples=200).rows}
+    assert rows["arm_position"].r_squared.value == pytest.approx(1.0)
+    assert rows["arm_position"].flip_percent.value > rows["obj_color"].flip_percent.value
+    assert rows["bg_color"].flip_percent.value == 0
+
+
+def test_r2_of_unrelated_noise_is_near_zero_and_its_interval_covers_it():
+    rng = np.random.default_rng(0)
+    da = rng.uniform(-1, 1, 2000)
+    logits = rng.normal(0, 2, 2000)
+    row = summarise_pairs("bg_color", logits, logits + rng.normal(0, 1, 2000), da, n_resamples=300)
+    assert row.r_squared.value < 0.01 and row.r_squared.low <= row.r_squared.value <= row.r_squared.high
+    assert 0 < row.flip_percent.low < row.flip_percent.value < row.flip_percent.high
+
+
+def test_yaw_difference_wraps_around_the_circle():
+    new = np.array([0.1, 6.2, np.pi, 3.0])
+    old = np.array([6.2, 0.1, 0.0, 3.0 + 2 * np.pi])
+    np.testing.assert_allclose(attribute_delta("obj_rotation_yaw", new, old), [0.1 + 2 * np.pi - 6.2, 6.2 - 0.1 - 2 * np.pi, np.pi, 0.0], atol=1e-12)
+    np.testing.assert_allclose(attribute_delta("obj_color", new, old), new - old)
+
+
+def test_missing_interventions_and_mismatched_ids_are_clear_errors(tmp_path):
+    job = write_parameter_only_dataset(tmp_path)
+    with pytest.raises(DatasetError, match=r"no intervention split for spherical of 'test'.*--create-interventions"):
+        measure_importance(ColourOracle(), tmp_path, "test", attributes=["spherical"])
+    with pytest.raises(DatasetError, match="no split 'validation'"):
+        measure_importance(ColourOracle(), tmp_path, "validation")
+    # An intervention split whose samples point at originals that are not there.
+    bad = read_split(tmp_path, "test_intervened_bg_color")
+    bad[3] = bad[3].replace(original_id="0000000000000000")
+    write_jsonl(tmp_path / "test_intervened_bg_color" / "parameters.jsonl", bad)
+    with pytest.raises(DatasetError, match=r"points to original '0000000000000000', which is not in 'test'"):
+        measure_importance(ColourOracle(), tmp_path, "test", attributes=["bg_color"])
+    assert job  # the plan itself was fine

@@ -1,0 +1,116 @@
+"""Classifier training and importance end to end on a tiny rendered dataset (32 px)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from two4two.cli import main
+from two4two.errors import ConfigError, Two4TwoError
+from two4two.importance import measure_importance
+from two4two.models.classifier import build_classifier
+from two4two.models.training import load_classifier, load_train_config, parse_classifier_config, predict_logits
+
+DATASET = """\
+name: tiny_colour
+sampler: color_bias
+seed: 3
+resolution: [32, 32]
+render: {samples: 2, denoise: false, subdivision_levels: 1}
+sampler_args:
+  # A blatant shortcut, so a few epochs on a few hundred images learn something.
+  obj_color: {peaky: {uniform: [0.0, 0.3]}, stretchy: {uniform: [0.7, 1.0]}}
+splits:
+  train: {n: 320, sampler_args: {labeling_error: {bernoulli: 0.1}}}
+  validation: {n: 64}
+  test: {n: 64, interventions: [obj_color, bg_color]}
+"""
+
+MODEL = """\
+kind: classifier
+name: tiny
+data: {data}
+dataset_config: {dataset}
+model: {{arch: small_cnn, width: 8}}
+training: {{epochs: 4, batch_size: 32, learning_rate: 0.01, seed: 0}}
+output_dir: {out}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    (tmp / "data.yaml").write_text(DATASET)
+    (tmp / "model.yaml").write_text(MODEL.format(data=tmp / "data", dataset=tmp / "data.yaml", out=tmp / "model"))
+    # The dataset is missing: training renders it from dataset_config first.
+    assert main(["train", str(tmp / "model.yaml")]) == 0
+    return tmp
+
+
+def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
+    history = json.loads((trained / "model" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert max(h["val_accuracy"] for h in history) > 0.9  # the colour shortcut is learnt
+    checkpoint = torch.load(trained / "model" / "model.pt", weights_only=False)
+    assert checkpoint["config"]["name"] == "tiny" and checkpoint["arch"] == "small_cnn"
+    assert checkpoint["val_accuracy"] == max(h["val_accuracy"] for h in history)
+
+
+def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
+    from two4two.dataset import load_split_arrays
+
+    model = load_classifier(trained / "model")
+    images, params = load_split_arrays(trained / "data", "validation", progress=False)
+    logits = predict_logits(model, images)
+    accuracy = ((logits > 0) == np.array([p.true_label for p in params])).mean()
+    checkpoint = torch.load(trained / "model" / "model.pt", weights_only=False)
+    assert accuracy == pytest.approx(checkpoint["val_accuracy"])
+
+
+def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsys):
+    out = trained / "importance"
+    assert main(["importance", "--model", str(trained / "model"), "--data", str(trained / "data"),
+                 "--bootstrap", "100", "--baseline-random", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "colour" in printed and "random-init baseline" in printed
+    for stem in ("importance", "importance_random_init"):
+        for ext in ("csv", "md", "png"):
+            assert (out / f"{stem}.{ext}").is_file()
+    rows = {r["attribute"]: r for r in __import__("csv").DictReader(open(out / "importance.csv"))}
+    assert float(rows["obj_color"]["median_abs_delta_logit"]) > 2 * float(rows["bg_color"]["median_abs_delta_logit"])
+    assert float(rows["obj_color"]["r_squared"]) > float(rows["bg_color"]["r_squared"])
+
+
+def test_an_nn_module_and_a_plain_callable_measure_the_same(trained):
+    model = load_classifier(trained / "model")
+    a = measure_importance(model, trained / "data", n_resamples=50, progress=False)
+    b = measure_importance(lambda x: model(x), trained / "data", n_resamples=50, progress=False)
+    for ra, rb in zip(a.rows, b.rows):
+        assert ra.flip_percent.value == rb.flip_percent.value
+        assert ra.median_abs_delta_logit.value == pytest.approx(rb.median_abs_delta_logit.value)
+
+
+def test_bad_model_paths_and_configs_are_clear_errors(tmp_path):
+    with pytest.raises(Two4TwoError, match="no such checkpoint"):
+        load_classifier(tmp_path / "nothing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Two4TwoError, match="not a readable checkpoint"):
+        load_classifier(tmp_path / "junk.pt")
+    with pytest.raises(ConfigError, match=r"model\.arch: expected one of"):
+        parse_classifier_config({"data": "d", "output_dir": "o", "model": {"arch": "vgg"}})
+    with pytest.raises(ConfigError, match=r"training\.epochs: expected a non-negative int"):
+        parse_classifier_config({"data": "d", "output_dir": "o", "training": {"epochs": "ten"}})
+    with pytest.raises(ConfigError, match=r"training\.epoch: unknown key"):
+        parse_classifier_config({"data": "d", "output_dir": "o", "training": {"epoch": 3}})
+    (tmp_path / "m.yaml").write_text("kind: dataset\n")
+    with pytest.raises(ConfigError, match="kind: expected 'classifier'"):
+        load_train_config(tmp_path / "m.yaml")
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "resnet18", "mobilenet_v2"])
+def test_every_architecture_gives_one_logit_per_image(arch):
+    model = build_classifier(arch).eval()
+    with torch.no_grad():
+        assert model(torch.rand(3, 3, 64, 64)).shape == (3,)
