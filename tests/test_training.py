@@ -76,8 +76,8 @@ def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsy
     printed = capsys.readouterr().out
     assert "colour" in printed and "random-init baseline" in printed
     for stem in ("importance", "importance_random_init"):
-        for ext in ("csv", "md", "png"):
-            assert (out / f"{stem}.{ext}").is_file()
+        for name in ("csv", "md", "png", "vs_data_bias.png"):
+            assert (out / f"{stem}.{name}" if name != "vs_data_bias.png" else out / f"{stem}_{name}").is_file()
     rows = {r["attribute"]: r for r in __import__("csv").DictReader(open(out / "importance.csv"))}
     assert float(rows["obj_color"]["median_abs_delta_logit"]) > 2 * float(rows["bg_color"]["median_abs_delta_logit"])
     assert float(rows["obj_color"]["r_squared"]) > float(rows["bg_color"]["r_squared"])

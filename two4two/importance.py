@@ -208,6 +208,41 @@ class ImportanceResult:
         return path
 
 
+def plot_reliance_vs_bias(result: "ImportanceResult", path: str | Path) -> Path:
+    """Model reliance (R², flip %) beside data bias (MI with the class given the legs), per attribute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result.rows[::-1]
+    names = [LABELS.get(r.attribute, r.attribute) for r in rows]
+    y = np.arange(len(rows))
+    panels = [
+        ("model: R² of Δlogit ~ Δattribute", [r.r_squared for r in rows], "#3b6fb6"),
+        ("model: prediction flip %", [r.flip_percent for r in rows], "#5b8e7d"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 0.35 * len(rows) + 1.6), sharey=True)
+    for ax, (title, intervals, colour) in zip(axes, panels):
+        values = np.array([0 if math.isnan(iv.value) else iv.value for iv in intervals])
+        low = np.array([0 if math.isnan(iv.low) else iv.value - iv.low for iv in intervals])
+        high = np.array([0 if math.isnan(iv.high) else iv.high - iv.value for iv in intervals])
+        ax.barh(y, values, xerr=np.vstack([np.clip(low, 0, None), np.clip(high, 0, None)]), color=colour, capsize=2)
+        ax.set_title(title, fontsize=9)
+    bias = [0 if math.isnan(r.data_mi_given_legs) else r.data_mi_given_legs for r in rows]
+    axes[2].barh(y, bias, color="#d1495b")
+    axes[2].set_title("data: MI with the class given the legs (nats)\n(legs: MI with the class)", fontsize=9)
+    axes[0].set_yticks(y, names, fontsize=8)
+    for ax in axes:
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(f"Model reliance vs data bias: {result.model_name}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable, n_resamples: int, seed: int) -> Interval:
     from scipy import stats
 
@@ -350,6 +385,7 @@ def write_outputs(result: ImportanceResult, out_dir: str | Path, stem: str = "im
         "csv": result.write_csv(out_dir / f"{stem}.csv"),
         "markdown": result.write_markdown(out_dir / f"{stem}.md"),
         "figure": result.plot(out_dir / f"{stem}.png"),
+        "reliance_vs_bias": plot_reliance_vs_bias(result, out_dir / f"{stem}_vs_data_bias.png"),
     }
 
 
