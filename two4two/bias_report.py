@@ -160,11 +160,9 @@ def plot_joint_distributions(
     seed: int = 0,
 ) -> Path:
     """Scatter legs' position against every other attribute, coloured by class (PNG)."""
-    import matplotlib
+    from two4two.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = params.columns if isinstance(params, SceneBatch) else attribute_columns(params)
     n = len(cols[LEGS])
     pick = np.random.default_rng(seed).permutation(n)[:max_points]
@@ -189,13 +187,7 @@ def plot_joint_distributions(
     for ax in list(axes.flat)[len(others):]:
         ax.axis("off")
     axes.flat[0].legend(markerscale=4, fontsize=7, loc="upper right")
-    fig.suptitle(f"Joint distributions with the legs' position ({len(pick)} of {n} samples)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, f"Joint distributions with the legs' position ({len(pick)} of {n} samples)")
 
 
 def count_in_band(params: SceneBatch | Sequence[SceneParameters], band: tuple[float, float] = (0.48, 0.52)) -> int:

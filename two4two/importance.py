@@ -177,11 +177,9 @@ class ImportanceResult:
 
     def plot(self, path: str | Path) -> Path:
         """One scatter of Δlogit against Δattribute per attribute, with the OLS line."""
-        import matplotlib
+        from two4two.plotting import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         n = len(self.rows)
         cols = min(5, n)
         rows = math.ceil(n / cols)
@@ -200,21 +198,14 @@ class ImportanceResult:
             ax.tick_params(labelsize=6)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        fig.suptitle(f"Δlogit against Δattribute: {self.model_name}", fontsize=10)
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, f"Δlogit against Δattribute: {self.model_name}")
 
 
 def plot_reliance_vs_bias(result: "ImportanceResult", path: str | Path) -> Path:
     """Model reliance (R², flip %) beside data bias (MI with the class given the legs), per attribute."""
-    import matplotlib
+    from two4two.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = result.rows[::-1]
     names = [LABELS.get(r.attribute, r.attribute) for r in rows]
     y = np.arange(len(rows))
@@ -235,12 +226,7 @@ def plot_reliance_vs_bias(result: "ImportanceResult", path: str | Path) -> Path:
     axes[0].set_yticks(y, names, fontsize=8)
     for ax in axes:
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle(f"Model reliance vs data bias: {result.model_name}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, f"Model reliance vs data bias: {result.model_name}")
 
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable, n_resamples: int, seed: int) -> Interval:
