@@ -83,6 +83,36 @@ def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsy
     assert float(rows["obj_color"]["r_squared"]) > float(rows["bg_color"]["r_squared"])
 
 
+def test_missing_intervention_splits_are_rendered_on_request(trained):
+    from two4two.dataset import read_manifest, read_split
+
+    model = load_classifier(trained / "model")
+    result = measure_importance(model, trained / "data", attributes=["spherical"], create_missing=True,
+                                workers=1, n_resamples=50, progress=False)
+    assert [r.attribute for r in result.rows] == ["spherical"] and result.rows[0].n == 64
+    manifest = read_manifest(trained / "data")
+    assert manifest["splits"]["test_intervened_spherical"] == {"n": 64, "intervention_of": "test", "attribute": "spherical"}
+    assert manifest["counts"]["test_intervened_spherical"] == 64
+    originals = {p.id: p for p in read_split(trained / "data", "test")}
+    for p in read_split(trained / "data", "test_intervened_spherical"):
+        o = originals[p.original_id]
+        assert p.spherical != o.spherical and p.obj_color == o.obj_color and p.arm_position == o.arm_position
+
+
+def test_a_model_and_a_config_give_the_table_in_one_command(trained, tmp_path, capsys):
+    config = tmp_path / "only_config.yaml"
+    config.write_text(
+        "sampler: study2022\nseed: 9\nresolution: [32, 32]\n"
+        "render: {samples: 2, denoise: false, subdivision_levels: 1}\n"
+        f"output_dir: {tmp_path / 'rendered'}\nsplits:\n  test: {{n: 12}}\n"
+    )
+    assert main(["importance", "--model", str(trained / "model"), "--data", str(config), "--attributes", "obj_color",
+                 "--bootstrap", "50", "--workers", "1", "-o", str(tmp_path / "out")]) == 0
+    assert "colour" in capsys.readouterr().out
+    assert (tmp_path / "rendered" / "test_intervened_obj_color" / "parameters.jsonl").read_text().count("\n") == 12
+    assert (tmp_path / "out" / "importance.csv").is_file()
+
+
 def test_an_nn_module_and_a_plain_callable_measure_the_same(trained):
     model = load_classifier(trained / "model")
     a = measure_importance(model, trained / "data", n_resamples=50, progress=False)

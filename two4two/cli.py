@@ -72,6 +72,16 @@ def _cmd_importance(args: argparse.Namespace) -> None:
     from two4two.models.training import load_classifier
 
     model = load_classifier(args.model)
+    data, create = Path(args.data), args.create_interventions
+    if data.suffix in (".yaml", ".yml"):
+        # Only a config: render its dataset (or finish it) and any missing interventions.
+        from two4two.config import load_config
+        from two4two.dataset import plan_config, run_render_job
+
+        config = load_config(data)
+        job = plan_config(config, settings=config.render_settings())
+        run_render_job(job, workers=args.workers, resume=True, settings=config.render_settings())
+        data, create = job.root, True
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out_dir = Path(args.output) if args.output else model_dir / "importance"
     models = [(model_dir.name or "model", model, "importance")]
@@ -84,7 +94,7 @@ def _cmd_importance(args: argparse.Namespace) -> None:
         models.append(("random-init baseline", random_init_like(args.model), "importance_random_init"))
     for name, m, stem in models:
         result = measure_importance(
-            m, args.data, args.split, args.attributes, create_missing=args.create_interventions,
+            m, data, args.split, args.attributes, create_missing=create,
             workers=args.workers, n_resamples=args.bootstrap, model_name=name,
         )
         print(result.format_table())
@@ -175,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("importance", help="ground-truth importance of each attribute for a trained model")
     p.add_argument("--model", required=True, help="checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--data", required=True, help="rendered dataset directory, or a dataset config to render first")
     p.add_argument("--split", default="test", help="split of originals (default test)")
     p.add_argument("--attributes", nargs="+", help="attributes (default: every intervention split present)")
     p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits first")
