@@ -293,8 +293,11 @@ def summarise_pairs(
 
 
 def available_interventions(root: str | Path, split: str) -> list[str]:
+    """Attributes with an intervention split of `split`, in the paper's order (others after)."""
     prefix = f"{split}{INTERVENTION_SEPARATOR}"
-    return sorted(p.parent.name[len(prefix) :] for p in Path(root).glob(f"{prefix}*/parameters.jsonl"))
+    found = [p.parent.name[len(prefix) :] for p in Path(root).glob(f"{prefix}*/parameters.jsonl")]
+    rank = {a: i for i, a in enumerate(DEFAULT_ATTRIBUTES)}
+    return sorted(found, key=lambda a: (rank.get(a, len(rank)), a))
 
 
 def measure_importance(
