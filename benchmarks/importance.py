@@ -24,7 +24,7 @@ from two4two.config import load_config
 from two4two.dataset import plan_config, read_manifest, run_render_job
 from two4two.importance import measure_importance, write_outputs
 from two4two.models.classifier import build_classifier
-from two4two.models.training import load_classifier, load_train_config, train_classifier
+from two4two.models.training import load_classifier, load_train_config, train_classifier, training_split_of
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "importance"
@@ -76,14 +76,17 @@ def main() -> None:
     checkpoint = torch.load(study_ckpt, weights_only=False)
     torch.manual_seed(0)
     models = [
-        ("small CNN trained on study2022", load_classifier(study_ckpt), "study_model"),
-        ("random-init small CNN (baseline)", build_classifier(checkpoint["arch"], **checkpoint["model_args"]).eval(), "random_init"),
-        ("small CNN trained on unbiased data (baseline)", load_classifier(unbiased_ckpt), "unbiased_model"),
+        ("small CNN trained on study2022", load_classifier(study_ckpt), "study_model", study_ckpt),
+        ("random-init small CNN (baseline)", build_classifier(checkpoint["arch"], **checkpoint["model_args"]).eval(), "random_init", study_ckpt),
+        ("small CNN trained on unbiased data (baseline)", load_classifier(unbiased_ckpt), "unbiased_model", unbiased_ckpt),
     ]
-    for name, model, stem in models:
+    for name, model, stem, ckpt in models:
+        # The data-bias column describes each model's own training data.
         result = timed(
             f"importance: {stem}",
-            lambda: measure_importance(model, study, "test", n_resamples=args.bootstrap, model_name=name),
+            lambda: measure_importance(
+                model, study, "test", n_resamples=args.bootstrap, model_name=name, training_params=training_split_of(ckpt)
+            ),
             timings,
         )
         print()

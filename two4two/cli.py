@@ -69,7 +69,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_importance(args: argparse.Namespace) -> None:
     from two4two.importance import measure_importance, write_outputs
-    from two4two.models.training import load_classifier
+    from two4two.models.training import load_classifier, training_split_of
 
     model = load_classifier(args.model)
     data, create = Path(args.data), args.create_interventions
@@ -92,10 +92,11 @@ def _cmd_importance(args: argparse.Namespace) -> None:
 
         torch.manual_seed(args.seed)
         models.append(("random-init baseline", random_init_like(args.model), "importance_random_init"))
+    training_params = training_split_of(args.model)
     for name, m, stem in models:
         result = measure_importance(
             m, data, args.split, args.attributes, create_missing=create,
-            workers=args.workers, n_resamples=args.bootstrap, model_name=name,
+            workers=args.workers, n_resamples=args.bootstrap, model_name=name, training_params=training_params,
         )
         print(result.format_table())
         paths = write_outputs(result, out_dir, stem)

@@ -312,9 +312,14 @@ def measure_importance(
     seed: int = 0,
     model_name: str = "model",
     data_bias_split: str | None = "train",
+    training_params: Sequence[SceneParameters] | None = None,
     progress: bool = True,
 ) -> ImportanceResult:
-    """The importance table of `model` on dataset `root` (see module docstring)."""
+    """The importance table of `model` on dataset `root` (see module docstring).
+
+    The data-bias column describes `training_params` (the model's training data) when
+    given, else the `data_bias_split` of `root`.
+    """
     from two4two.bias_report import describe
 
     root = Path(root)
@@ -339,8 +344,10 @@ def measure_importance(
     index = {p.id: i for i, p in enumerate(originals)}
 
     bias = {}
-    if data_bias_split and (root / data_bias_split / "parameters.jsonl").exists():
-        bias = {b.attribute: b for b in describe(read_split(root, data_bias_split))}
+    if training_params is None and data_bias_split and (root / data_bias_split / "parameters.jsonl").exists():
+        training_params = read_split(root, data_bias_split)
+    if training_params:
+        bias = {b.attribute: b for b in describe(training_params)}
 
     rows, pairs = [], {}
     for k, attribute in enumerate(attributes):
