@@ -132,3 +132,11 @@ def test_torch_dataset_reads_images_labels_masks_and_targets(rendered):
     assert all(clean[i]["label"] == clean[i]["true_label"] for i in range(len(clean)))
     assert "mask" not in clean[0]
     np.testing.assert_allclose(ds.targets()[:, 0], [p.obj_color for p in params], rtol=1e-6)
+
+
+def test_bad_render_settings_are_rejected_before_rendering(tmp_path, capsys):
+    params = Sampler(resolution=(32, 32)).sample(2, 0).to_list()
+    write_jsonl(tmp_path / "p.jsonl", params)
+    assert main(["render-params", str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "out"), "--samples", "0"]) == 2
+    assert "samples: expected an integer in [1, 65536], got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

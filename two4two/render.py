@@ -37,6 +37,14 @@ class RenderSettings:
     denoise: bool = False
     subdivision_levels: int = 2
 
+    def __post_init__(self) -> None:
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= 65536:
+            raise ParameterError(f"samples: expected an integer in [1, 65536], got {self.samples!r}")
+        if not isinstance(self.denoise, bool):
+            raise ParameterError(f"denoise: expected true or false, got {self.denoise!r}")
+        if isinstance(self.subdivision_levels, bool) or not isinstance(self.subdivision_levels, int) or not 0 <= self.subdivision_levels <= 6:
+            raise ParameterError(f"subdivision_levels: expected an integer in [0, 6], got {self.subdivision_levels!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
