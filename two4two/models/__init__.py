@@ -1,0 +1,1 @@
+"""Classifiers, the invertible network and the observer, with their training."""

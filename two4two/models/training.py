@@ -1,0 +1,283 @@
+"""`two4two train CONFIG` for classifiers: config, data in memory, loop, checkpoints.
+
+    kind: classifier
+    name: small_cnn_study2022_64px
+    data: data/study2022_64px                  # a rendered dataset directory
+    dataset_config: configs/study2022_64px.yaml   # optional: rendered first if data is missing
+    model: {arch: small_cnn, width: 16}
+    training: {epochs: 8, batch_size: 128, learning_rate: 0.002, seed: 0}
+    output_dir: models/small_cnn_study2022_64px
+
+Labels are the stored ones, so the label noise planted by the dataset config
+(`labeling_error`) is what the model sees; validation accuracy is against the true class.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from two4two.errors import ConfigError, Two4TwoError
+
+TRAINING_KEYS = {
+    "epochs": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "weight_decay": float,
+    "seed": int,
+    "label_noise": bool,
+    "train_split": str,
+    "validation_split": str,
+    "max_train_samples": int,
+}
+TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
+
+
+@dataclass
+class TrainingSettings:
+    epochs: int = 8
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    label_noise: bool = True
+    train_split: str = "train"
+    validation_split: str = "validation"
+    max_train_samples: int = 0  # 0: all
+
+
+@dataclass
+class ClassifierConfig:
+    name: str
+    data: Path
+    output_dir: Path
+    model: dict[str, Any] = field(default_factory=lambda: {"arch": "small_cnn"})
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    dataset_config: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def parse_classifier_config(raw: Any, source: str = "<config>") -> ClassifierConfig:
+    from two4two.models.classifier import ARCHITECTURES
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{source}: {key}: unknown key; allowed: {', '.join(TOP_KEYS)}")
+    for key in ("data", "output_dir"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"{source}: {key}: expected a path, got {raw.get(key)!r}")
+    model = raw.get("model") or {"arch": "small_cnn"}
+    if not isinstance(model, dict) or model.get("arch", "small_cnn") not in ARCHITECTURES:
+        raise ConfigError(f"{source}: model.arch: expected one of {', '.join(ARCHITECTURES)}, got {model!r}")
+    model = {"arch": "small_cnn", **model}
+    training_raw = raw.get("training") or {}
+    if not isinstance(training_raw, dict):
+        raise ConfigError(f"{source}: training: expected a mapping")
+    settings = {}
+    for key, value in training_raw.items():
+        kind = TRAINING_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"{source}: training.{key}: unknown key; allowed: {', '.join(TRAINING_KEYS)}")
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok or (kind in (int, float) and value < 0):
+            raise ConfigError(f"{source}: training.{key}: expected a non-negative {kind.__name__}, got {value!r}")
+        settings[key] = value
+    dataset_config = raw.get("dataset_config")
+    return ClassifierConfig(
+        name=raw.get("name", Path(source).stem),
+        data=Path(raw["data"]),
+        output_dir=Path(raw["output_dir"]),
+        model=model,
+        training=TrainingSettings(**settings),
+        dataset_config=Path(dataset_config) if dataset_config else None,
+        raw=raw,
+    )
+
+
+def pick_device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def accuracy_and_logits(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256, device=None):
+    """Accuracy against `labels` and the logits, evaluated in batches without gradients."""
+    logits = predict_logits(model, images, batch_size, device)
+    return float(((logits > 0) == labels.astype(bool)).mean()), logits
+
+
+def predict_logits(model, images: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
+    """Logits for uint8 images (N×H×W×3)."""
+    import torch
+
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+            out.append(model(batch.permute(0, 3, 1, 2).float() / 255).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
+    """Train, validating each epoch; returns the checkpoint path (best validation accuracy)."""
+    import torch
+    from tqdm import tqdm
+
+    from two4two.dataset import load_split_arrays
+    from two4two.models.classifier import build_classifier
+
+    ts = config.training
+    if not (config.data / ts.train_split / "parameters.jsonl").exists():
+        if config.dataset_config is None:
+            raise Two4TwoError(f"data: {config.data} has no split {ts.train_split!r}; render it or set dataset_config")
+        from two4two.config import load_config
+        from two4two.dataset import plan_config, run_render_job
+
+        dataset = load_config(config.dataset_config)
+        run_render_job(plan_config(dataset, config.data, dataset.render_settings()), resume=True, settings=dataset.render_settings())
+
+    torch.manual_seed(ts.seed)
+    rng = np.random.default_rng(ts.seed)
+    device = pick_device()
+    train_images, train_params = load_split_arrays(config.data, ts.train_split, progress=progress)
+    if ts.max_train_samples:
+        train_images, train_params = train_images[: ts.max_train_samples], train_params[: ts.max_train_samples]
+    val_images, val_params = load_split_arrays(config.data, ts.validation_split, progress=progress)
+    train_labels = np.array([p.label if ts.label_noise else p.true_label for p in train_params], np.float32)
+    val_labels = np.array([p.true_label for p in val_params])
+
+    model_args = {k: v for k, v in config.model.items() if k != "arch"}
+    model = build_classifier(config.model["arch"], **model_args).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=ts.learning_rate, weight_decay=ts.weight_decay)
+    steps_per_epoch = max(1, int(np.ceil(len(train_images) / ts.batch_size)))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=ts.learning_rate, total_steps=max(1, ts.epochs * steps_per_epoch)
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = config.output_dir / "model.pt"
+    history = []
+    best = -1.0
+    for epoch in range(1, ts.epochs + 1):
+        model.train()
+        order = rng.permutation(len(train_images))
+        t0 = time.perf_counter()
+        total_loss = 0.0
+        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{ts.epochs}", disable=not progress, unit="batch") as bar:
+            for start in range(0, len(order), ts.batch_size):
+                idx = order[start : start + ts.batch_size]
+                x = torch.from_numpy(train_images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
+                y = torch.from_numpy(train_labels[idx]).to(device)
+                loss = loss_fn(model(x), y)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                total_loss += float(loss.detach()) * len(idx)
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        val_acc, _ = accuracy_and_logits(model, val_images, val_labels, device=device)
+        history.append(
+            {"epoch": epoch, "train_loss": total_loss / len(order), "val_accuracy": val_acc, "seconds": time.perf_counter() - t0}
+        )
+        print(f"epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, validation accuracy {val_acc:.4f}")
+        if val_acc > best:
+            best = val_acc
+            _save_atomic(
+                {
+                    "kind": "classifier",
+                    "arch": config.model["arch"],
+                    "model_args": model_args,
+                    "state_dict": model.state_dict(),
+                    "config": config.raw,
+                    "training": asdict(ts),
+                    "epoch": epoch,
+                    "val_accuracy": val_acc,
+                    "resolution": list(train_images.shape[2:0:-1]),
+                    "dataset": str(config.data),
+                },
+                checkpoint_path,
+            )
+        (config.output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    return checkpoint_path
+
+
+def load_classifier(path: str | Path, device=None):
+    """A trained classifier (eval mode) from a checkpoint written by train_classifier."""
+    import torch
+
+    from two4two.models.classifier import build_classifier
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise Two4TwoError(f"model: {path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=device or "cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise Two4TwoError(f"model: {path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "classifier":
+        raise Two4TwoError(f"model: {path}: not a two4two classifier checkpoint")
+    model = build_classifier(checkpoint["arch"], **checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device or "cpu").eval()
+
+
+def random_init_like(path: str | Path):
+    """A freshly initialised model of a checkpoint's architecture (the untrained baseline)."""
+    import torch
+
+    from two4two.models.classifier import build_classifier
+
+    path = Path(path) / "model.pt" if Path(path).is_dir() else Path(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return build_classifier(checkpoint["arch"], **checkpoint["model_args"]).eval()
+
+
+def training_split_of(path: str | Path):
+    """The parameters a checkpoint was trained on, if that dataset is still on disk (else None)."""
+    import torch
+
+    from two4two.dataset import read_split
+
+    path = Path(path) / "model.pt" if Path(path).is_dir() else Path(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    root = Path(checkpoint.get("dataset", ""))
+    split = checkpoint.get("training", {}).get("train_split", "train")
+    return read_split(root, split) if (root / split / "parameters.jsonl").exists() else None
+
+
+def load_train_config(path: str | Path) -> ClassifierConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    if kind != "classifier":
+        raise ConfigError(f"{path}: kind: expected 'classifier' for two4two train, got {kind!r}")
+    return parse_classifier_config(raw, str(path))
