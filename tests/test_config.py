@@ -15,8 +15,26 @@ def minimal(**changes):
     return raw
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def is_model_config(path):
+    return "kind: classifier" in path.read_text()
+
+
+DATASET_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if not is_model_config(p)]
+MODEL_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if is_model_config(p)]
+
+
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: p.name)
+def test_shipped_model_configs_load_and_point_at_shipped_dataset_configs(path):
+    from two4two.models.training import load_train_config
+
+    config = load_train_config(path)
+    assert config.training.epochs > 0
+    assert load_config(CONFIGS.parent / config.dataset_config).output_dir == config.data
+
+
+@pytest.mark.parametrize("path", DATASET_CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
+    assert len(DATASET_CONFIGS) >= 5 and len(MODEL_CONFIGS) >= 3
     config = load_config(path)
     assert config.splits and config.seed >= 0
     split = next(iter(config.splits))
