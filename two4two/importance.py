@@ -22,10 +22,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from two4two.config import INTERVENTION_SEPARATOR
 from two4two.dataset import DatasetError, load_split_arrays, read_split
 from two4two.parameters import SceneParameters
 
-INTERVENTION_SEPARATOR = "_intervened_"
 DEFAULT_ATTRIBUTES = (
     "arm_position",
     "obj_color",
@@ -66,25 +66,12 @@ def as_numeric(attribute: str, params: Sequence[SceneParameters]) -> np.ndarray:
 
 
 def model_logits(model: Any, images: np.ndarray | None, params: Sequence[SceneParameters], batch_size: int = 256) -> np.ndarray:
-    """Logits of a module or callable over uint8 images (N×H×W×3), batched, without gradients."""
+    """Logits of a module or callable over uint8 images (N×H×W×3), or of a parameter-reading model."""
     if getattr(model, "reads_parameters", False):
         return np.asarray(model(params), dtype=np.float64)
-    import torch
+    from two4two.models.training import predict_logits
 
-    out = []
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-        device = next(model.parameters(), torch.zeros(0)).device
-    else:
-        device = torch.device("cpu")
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2).float() / 255
-            logits = torch.as_tensor(model(x)).reshape(-1)
-            if logits.shape[0] != x.shape[0]:
-                raise ValueError(f"model returned {logits.shape[0]} logits for {x.shape[0]} images; expected one per image")
-            out.append(logits.double().cpu().numpy())
-    return np.concatenate(out)
+    return predict_logits(model, images, batch_size)
 
 
 @dataclass

@@ -126,17 +126,22 @@ def accuracy_and_logits(model, images: np.ndarray, labels: np.ndarray, batch_siz
 
 
 def predict_logits(model, images: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
-    """Logits for uint8 images (N×H×W×3)."""
+    """Logits of a module or any callable (image batch → one logit each) for uint8 images (N×H×W×3)."""
     import torch
 
-    device = device or next(model.parameters()).device
-    model.eval()
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        device = device or next(model.parameters(), torch.zeros(0)).device
+    device = device or torch.device("cpu")
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size]).to(device)
-            out.append(model(batch.permute(0, 3, 1, 2).float() / 255).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+            x = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2).float() / 255
+            logits = torch.as_tensor(model(x)).reshape(-1)
+            if logits.shape[0] != x.shape[0]:
+                raise ValueError(f"model returned {logits.shape[0]} logits for {x.shape[0]} images; expected one per image")
+            out.append(logits.double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
