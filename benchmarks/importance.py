@@ -40,8 +40,8 @@ def timed(label: str, fn, timings: dict):
 
 def render(config_path: Path) -> Path:
     config = load_config(config_path)
-    job = plan_config(config, ROOT / config.output_dir, config.render_settings())
-    run_render_job(job, resume=True, settings=config.render_settings())
+    job = plan_config(config, ROOT / config.output_dir)
+    run_render_job(job, resume=True)
     return job.root
 
 

@@ -30,10 +30,9 @@ def _cmd_render(args: argparse.Namespace) -> None:
     from two4two.dataset import plan_config, run_render_job, write_overview
 
     config = load_config(args.config)
-    job = plan_config(config, Path(args.output) if args.output else None, config.render_settings())
+    job = plan_config(config, Path(args.output) if args.output else None)
     manifest = run_render_job(
-        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite,
-        settings=config.render_settings(),
+        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite
     )
     _report(job.root, manifest)
     first = next(iter(job.splits))
@@ -48,8 +47,7 @@ def _cmd_render_params(args: argparse.Namespace) -> None:
     settings = RenderSettings(samples=args.samples, denoise=args.denoise)
     job = plan_params_file(Path(args.params), Path(args.output), args.split, settings)
     manifest = run_render_job(
-        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite,
-        settings=settings,
+        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite
     )
     _report(job.root, manifest)
 
@@ -79,8 +77,8 @@ def _cmd_importance(args: argparse.Namespace) -> None:
         from two4two.dataset import plan_config, run_render_job
 
         config = load_config(data)
-        job = plan_config(config, settings=config.render_settings())
-        run_render_job(job, workers=args.workers, resume=True, settings=config.render_settings())
+        job = plan_config(config)
+        run_render_job(job, workers=args.workers, resume=True)
         data, create = job.root, True
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out_dir = Path(args.output) if args.output else model_dir / "importance"

@@ -207,13 +207,14 @@ def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) ->
 
 @dataclass
 class RenderJob:
-    """Planned splits (name → parameters), what they mean, and where they go."""
+    """Planned splits (name → parameters), what they mean, where they go and how to render them."""
 
     root: Path
     splits: dict[str, list[SceneParameters]]
     split_info: dict[str, dict]
     identity: dict
     name: str
+    settings: Any  # RenderSettings, also recorded in `identity`
 
 
 def run_render_job(
@@ -222,13 +223,11 @@ def run_render_job(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    settings=None,
     **pool_options,
 ) -> dict:
     """Render every missing sample of every split through one pool; returns the manifest."""
-    from two4two.render import RenderSettings, validate_all
+    from two4two.render import validate_all
 
-    settings = settings or RenderSettings()
     for split, params in job.splits.items():
         try:
             validate_all(params)
@@ -252,7 +251,7 @@ def run_render_job(
     }
     write_manifest(job.root, manifest)
 
-    writers = render_splits(job.root, job.splits, settings, workers, progress, job.name, manifest, **pool_options)
+    writers = render_splits(job.root, job.splits, job.settings, workers, progress, job.name, manifest, **pool_options)
     manifest["counts"].update({s: w.next_index for s, w in writers.items()})
     manifest["status"] = "complete" if all(w.complete for w in writers.values()) else "incomplete"
     write_manifest(job.root, manifest)
@@ -354,11 +353,9 @@ def load_split_arrays(root: str | Path, split: str, progress: bool = True) -> tu
     return images, params
 
 
-def plan_config(config, output_dir: Path | None = None, settings=None) -> RenderJob:
+def plan_config(config, output_dir: Path | None = None) -> RenderJob:
     """Every split of a config, with its intervention splits, as parameters to render."""
-    from two4two.render import RenderSettings
-
-    settings = settings or RenderSettings()
+    settings = config.render_settings()
     splits: dict[str, list[SceneParameters]] = {}
     info: dict[str, dict] = {}
     for name, split in config.splits.items():
@@ -374,7 +371,7 @@ def plan_config(config, output_dir: Path | None = None, settings=None) -> Render
         "render_settings": settings.to_dict(),
         "format": FORMAT_VERSION,
     }
-    return RenderJob(Path(output_dir or config.output_dir), splits, info, identity, config.name)
+    return RenderJob(Path(output_dir or config.output_dir), splits, info, identity, config.name, settings)
 
 
 def plan_params_file(path: Path, output_dir: Path, split: str | None = None, settings=None) -> RenderJob:
@@ -391,7 +388,7 @@ def plan_params_file(path: Path, output_dir: Path, split: str | None = None, set
         "format": FORMAT_VERSION,
     }
     info = {split: {"n": len(params), "intervention_of": None, "source": str(path)}}
-    return RenderJob(Path(output_dir), {split: params}, info, identity, Path(path).stem)
+    return RenderJob(Path(output_dir), {split: params}, info, identity, Path(path).stem, settings)
 
 
 # ---- reading -------------------------------------------------------------------

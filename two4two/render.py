@@ -147,7 +147,8 @@ class RenderPool:
         # The worker's main function; replaceable to inject faults in tests.
         self.worker_target = worker_target
         self._ctx = mp.get_context("spawn")
-        self._workers: list[_Worker] = [_Worker(self._ctx, self.settings, self.threads, self.worker_target) for _ in range(self.n_workers)]
+        # Workers start with the first imap, after its parameters were validated.
+        self._workers: list[_Worker] = []
         self.restarts = 0
         self.worker_rss_mb: dict[int, float] = {}
 
@@ -185,6 +186,8 @@ class RenderPool:
     def imap(self, params: Sequence[SceneParameters], indices: Iterable[int] | None = None) -> Iterator[RenderResult]:
         """Render `params` (or only `indices` of it); yield results as they finish."""
         validate_all(params)
+        if not self._workers:
+            self._workers = [_Worker(self._ctx, self.settings, self.threads, self.worker_target) for _ in range(self.n_workers)]
         queue = collections.deque(range(len(params)) if indices is None else indices)
         payloads: dict[int, dict] = {}
         failures: collections.Counter[int] = collections.Counter()
@@ -300,7 +303,6 @@ def render(
     """Render parameter sets with a fresh pool; yields (index, image, mask, params) as they finish."""
     from tqdm import tqdm
 
-    validate_all(params)
     with RenderPool(workers, settings, **pool_options) as pool, tqdm(
         total=len(params), unit="img", disable=not progress, smoothing=0.05
     ) as bar:

@@ -160,7 +160,7 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
         from two4two.dataset import plan_config, run_render_job
 
         dataset = load_config(config.dataset_config)
-        run_render_job(plan_config(dataset, config.data, dataset.render_settings()), resume=True, settings=dataset.render_settings())
+        run_render_job(plan_config(dataset, config.data), resume=True)
 
     torch.manual_seed(ts.seed)
     rng = np.random.default_rng(ts.seed)
