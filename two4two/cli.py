@@ -101,6 +101,22 @@ def _cmd_importance(args: argparse.Namespace) -> None:
         print("written: " + ", ".join(str(p) for p in paths.values()) + "\n")
 
 
+def _cmd_explain_counterfactuals(args: argparse.Namespace) -> None:
+    from two4two.explain.counterfactual import QUINTILE_CENTRES, counterfactual_grid, require_invertible, spanning_quantiles
+    from two4two.models.training import load_classifier
+
+    model = require_invertible(load_classifier(args.model), f"model {args.model}")
+    if args.coverage is not None:
+        quantiles = spanning_quantiles(args.coverage, args.columns)
+    else:
+        quantiles = args.quantiles or QUINTILE_CENTRES
+    grid = counterfactual_grid(model, args.data, args.split, rows=args.rows, quantiles=quantiles, seed=args.seed)
+    png, sidecar = grid.save(args.output)
+    error = abs(grid.achieved_logits - grid.targets[None]).max()
+    print(f"counterfactual grid ({args.rows} images × {len(quantiles)} target logits): {png}, ids and logits: {sidecar}")
+    print(f"largest |logit of the saved 8-bit image − target|: {error:.3f}")
+
+
 def _load_for_describe(target: Path, split: str | None, n: int | None):
     """Parameters to describe and a default place for the plot, from any accepted input."""
     from two4two.config import INTERVENTION_SEPARATOR, load_config
@@ -194,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the model)")
     p.set_defaults(func=_cmd_importance)
+
+    p = sub.add_parser("explain", help="explanations of a trained model")
+    explain = p.add_subparsers(dest="explanation", required=True, metavar="EXPLANATION")
+    p = explain.add_parser("counterfactuals", help="INN counterfactual interpolation grid (rows: images, columns: target logits)")
+    p.add_argument("--model", required=True, help="INN checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split to draw images and the logit distribution from (default test)")
+    p.add_argument("--rows", type=int, default=10, help="images, one per row (default 10)")
+    p.add_argument("--quantiles", type=float, nargs="+", help="column logits as quantiles of the split's logits (default: quintile centres 0.1 … 0.9)")
+    p.add_argument("--coverage", type=float, help="instead: columns evenly spanning this central share of the logits, e.g. 0.99")
+    p.add_argument("--columns", type=int, default=5, help="columns with --coverage (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="which images are drawn")
+    p.add_argument("-o", "--output", required=True, help="output PNG (ids and logits go to the same name .json)")
+    p.set_defaults(func=_cmd_explain_counterfactuals)
 
     p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
     p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")

@@ -1,7 +1,8 @@
 """Binary Peeky/Stretchy classifiers: one logit per image (> 0 means Stretchy).
 
 `small_cnn` trains on a 2-core CPU in minutes at 64 px; `resnet18` and `mobilenet_v2`
-(torchvision, trained from scratch) are there for GPUs.
+(torchvision, trained from scratch) are there for GPUs; `inn` is the invertible
+classifier of `two4two.models.inn` (counterfactuals).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v2")
+ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v2", "inn")
 
 
 class SmallCNN(nn.Module):
@@ -57,4 +58,8 @@ def build_classifier(arch: str = "small_cnn", **kwargs) -> nn.Module:
 
         net = getattr(torchvision.models, arch)(weights=None, num_classes=1, **kwargs)
         return _SqueezeLogit(net)
+    if arch == "inn":
+        from two4two.models.inn import InvertibleClassifier
+
+        return InvertibleClassifier(**kwargs)
     raise ValueError(f"arch: {arch!r} is not a classifier; allowed: {', '.join(ARCHITECTURES)}")

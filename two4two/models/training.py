@@ -36,6 +36,7 @@ TRAINING_KEYS = {
     "train_split": str,
     "validation_split": str,
     "max_train_samples": int,
+    "grad_clip": float,
 }
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
 
@@ -51,6 +52,7 @@ class TrainingSettings:
     train_split: str = "train"
     validation_split: str = "validation"
     max_train_samples: int = 0  # 0: all
+    grad_clip: float = 0.0  # max gradient norm; 0: no clipping
 
 
 @dataclass
@@ -79,6 +81,12 @@ def parse_classifier_config(raw: Any, source: str = "<config>") -> ClassifierCon
     if not isinstance(model, dict) or model.get("arch", "small_cnn") not in ARCHITECTURES:
         raise ConfigError(f"{source}: model.arch: expected one of {', '.join(ARCHITECTURES)}, got {model!r}")
     model = {"arch": "small_cnn", **model}
+    try:  # cheap, and names a bad model argument before any data is loaded
+        from two4two.models.classifier import build_classifier
+
+        build_classifier(**model)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: model: {exc}") from None
     training_raw = raw.get("training") or {}
     if not isinstance(training_raw, dict):
         raise ConfigError(f"{source}: training: expected a mapping")
@@ -179,7 +187,14 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=ts.learning_rate, total_steps=max(1, ts.epochs * steps_per_epoch)
     )
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    bce = torch.nn.BCEWithLogitsLoss()
+
+    def loss_and_parts(x, y):  # a model may bring its own objective (the INN's likelihood + β·BCE)
+        if hasattr(model, "training_loss"):
+            loss, _, parts = model.training_loss(x, y)
+            return loss, parts
+        return bce(model(x), y), {}
+
     config.output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = config.output_dir / "model.pt"
     history = []
@@ -189,24 +204,35 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
         order = rng.permutation(len(train_images))
         t0 = time.perf_counter()
         total_loss = 0.0
+        part_sums: dict[str, float] = {}
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{ts.epochs}", disable=not progress, unit="batch") as bar:
             for start in range(0, len(order), ts.batch_size):
                 idx = order[start : start + ts.batch_size]
                 x = torch.from_numpy(train_images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
                 y = torch.from_numpy(train_labels[idx]).to(device)
-                loss = loss_fn(model(x), y)
+                loss, parts = loss_and_parts(x, y)
                 optimiser.zero_grad()
                 loss.backward()
+                if ts.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
                 optimiser.step()
                 schedule.step()
+                if not torch.isfinite(loss):
+                    raise Two4TwoError(f"training diverged in epoch {epoch} (loss {float(loss)}); lower learning_rate or set grad_clip")
                 total_loss += float(loss.detach()) * len(idx)
+                for key, value in parts.items():
+                    part_sums[key] = part_sums.get(key, 0.0) + value * len(idx)
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
         val_acc, _ = accuracy_and_logits(model, val_images, val_labels, device=device)
-        history.append(
-            {"epoch": epoch, "train_loss": total_loss / len(order), "val_accuracy": val_acc, "seconds": time.perf_counter() - t0}
-        )
-        print(f"epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, validation accuracy {val_acc:.4f}")
+        record = {"epoch": epoch, "train_loss": total_loss / len(order)}
+        record.update({f"train_{key}": value / len(order) for key, value in part_sums.items()})
+        if hasattr(model, "bits_per_dim"):
+            record["val_bits_per_dim"] = model.bits_per_dim(val_images)
+        record.update(val_accuracy=val_acc, seconds=time.perf_counter() - t0)
+        history.append(record)
+        extra = f", validation bits/dim {record['val_bits_per_dim']:.3f}" if "val_bits_per_dim" in record else ""
+        print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, validation accuracy {val_acc:.4f}{extra}")
         if val_acc > best:
             best = val_acc
             _save_atomic(

@@ -1,0 +1,1 @@
+"""Explanations of trained models: counterfactuals (and, later, baselines and concepts)."""

@@ -1,0 +1,182 @@
+"""An invertible classifier: a Glow-style multi-scale flow φ with a linear logit on φ(x).
+
+The paper's INN (section 4, appendix A.2) in small: each level squeezes (h, w, c) →
+(h/2, w/2, 4c), runs `steps` Glow flow steps (actnorm → LU-decomposed invertible 1 × 1
+convolution → affine coupling, from normflows) and fades out half of the channels, which
+are scored under N(0, I) and kept for the inverse. The classifier f(x) = wᵀφ(x) + b reads
+the full output of level `classifier_level`; the levels after it (μ) turn φ into the rest
+of the latent code and are trained on the flow likelihood alone, because the classifier
+loss does not depend on them. Counterfactuals move φ(x) along w and invert
+(`two4two.explain.counterfactual`).
+
+Images come in as B × 3 × H × W in [0, 1]; `forward` returns the B logits, so the INN is
+just another classifier to the training loop and the importance measurement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Encoding:
+    """φ(x), the faded-out halves of the levels before it, and log|det ∂φ/∂x|."""
+
+    phi: torch.Tensor
+    faded: list[torch.Tensor]
+    log_det: torch.Tensor
+
+
+def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (z.flatten(1) ** 2 + math.log(2 * math.pi)).sum(1)
+
+
+class InvertibleClassifier(nn.Module):
+    """Multi-scale Glow flow with a linear classifier on an intermediate level.
+
+    `steps` and `hidden_channels` are one value for every level or one per level.
+    `beta` weighs the classifier's binary cross-entropy against the likelihood in
+    bits per dimension (`training_loss`).
+    """
+
+    def __init__(
+        self,
+        resolution: int = 64,
+        levels: int = 4,
+        steps: int | list[int] = 4,
+        hidden_channels: int | list[int] = 64,
+        classifier_level: int = 3,
+        beta: float = 1.0,
+    ):
+        super().__init__()
+        from normflows.flows import GlowBlock, Squeeze
+
+        steps_per_level = self._per_level(steps, levels, "steps")
+        hidden_per_level = self._per_level(hidden_channels, levels, "hidden_channels")
+        if not 1 <= classifier_level <= levels:
+            raise ValueError(f"classifier_level: {classifier_level} is outside 1..levels ({levels})")
+        if resolution % (2**levels):
+            raise ValueError(f"resolution: {resolution} is not divisible by 2**levels ({2 ** levels})")
+        self.resolution, self.classifier_level, self.beta = resolution, classifier_level, float(beta)
+        self.squeeze = Squeeze()  # its inverse is the data → latent direction: (c, h, w) → (4c, h/2, w/2)
+        self.levels = nn.ModuleList()
+        channels, size = 3, resolution
+        for level in range(levels):
+            channels, size = 4 * channels, size // 2
+            self.levels.append(nn.ModuleList(GlowBlock(channels, hidden_per_level[level]) for _ in range(steps_per_level[level])))
+            if level + 1 == classifier_level:
+                self.phi_shape = (channels, size, size)
+            if level + 1 < levels:
+                channels //= 2  # the other half is faded out
+        self.head = nn.Linear(math.prod(self.phi_shape), 1)
+        self.input_dims = 3 * resolution * resolution
+
+    @staticmethod
+    def _per_level(value, levels: int, name: str) -> list[int]:
+        values = list(value) if isinstance(value, (list, tuple)) else [value] * levels
+        if len(values) != levels or any(not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"{name}: expected a positive int or {levels} of them, got {value!r}")
+        return values
+
+    # -- the flow -----------------------------------------------------------------------
+
+    def _run_level(self, level: int, h: torch.Tensor, log_det: torch.Tensor):
+        h, _ = self.squeeze.inverse(h)
+        for step in self.levels[level]:
+            h, ld = step.inverse(h)  # normflows' inverse is the data → latent direction
+            log_det = log_det + ld
+        return h, log_det
+
+    def encode(self, x: torch.Tensor) -> Encoding:
+        """φ(x) for images in [0, 1], with the faded-out halves needed to invert it."""
+        h = x - 0.5
+        log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        faded = []
+        for level in range(self.classifier_level):
+            h, log_det = self._run_level(level, h, log_det)
+            if level + 1 < self.classifier_level:
+                h, out = h.chunk(2, dim=1)
+                faded.append(out)
+        return Encoding(h, faded, log_det)
+
+    def decode(self, phi: torch.Tensor, faded: list[torch.Tensor]) -> torch.Tensor:
+        """φ⁻¹: the image (in [0, 1] up to the flow's range) for φ and the stored halves."""
+        h = phi
+        for level in reversed(range(self.classifier_level)):
+            if level + 1 < self.classifier_level:
+                h = torch.cat([h, faded[level]], dim=1)
+            for step in reversed(self.levels[level]):
+                h, _ = step.forward(h)
+            h, _ = self.squeeze.forward(h)
+        return h + 0.5
+
+    def tail(self, phi: torch.Tensor):
+        """μ: the remaining latent parts after φ and their log-determinant."""
+        h = phi
+        log_det = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
+        latents = []
+        for level in range(self.classifier_level - 1, len(self.levels)):
+            if level > self.classifier_level - 1:
+                h, log_det = self._run_level(level, h, log_det)
+            if level + 1 < len(self.levels):
+                h, out = h.chunk(2, dim=1)
+                latents.append(out)
+        latents.append(h)
+        return latents, log_det
+
+    def latent_code(self, x: torch.Tensor):
+        """The whole latent code (every faded-out part, then μ's outputs) and log|det|."""
+        enc = self.encode(x)
+        latents, log_det = self.tail(enc.phi)
+        return enc.faded + latents, enc.log_det + log_det
+
+    def _log_prob_of(self, enc: Encoding) -> torch.Tensor:
+        latents, log_det = self.tail(enc.phi)
+        return enc.log_det + log_det + sum(_standard_normal_log_prob(z) for z in enc.faded + latents)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-density of continuous images in [0, 1] under the flow with an N(0, I) prior."""
+        return self._log_prob_of(self.encode(x))
+
+    def bits_per_dim(self, images, batch_size: int = 128, seed: int = 0) -> float:
+        """Mean bits per dimension of 8-bit images (N × H × W × 3 uint8), dequantised with a fixed seed."""
+        generator = torch.Generator().manual_seed(seed)
+        device = self.head.weight.device
+        was_training = self.training
+        self.eval()
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                x = torch.as_tensor(images[start : start + batch_size]).permute(0, 3, 1, 2).float()
+                x = ((x + torch.rand(x.shape, generator=generator)) / 256).to(device)
+                total += float((-self.log_prob(x) / self.input_dims + math.log(256)).sum()) / math.log(2)
+        self.train(was_training)
+        return total / max(1, len(images))
+
+    # -- the classifier -----------------------------------------------------------------
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """w shaped like φ(x): the direction in φ-space that raises the logit."""
+        return self.head.weight.view(self.phi_shape)
+
+    def logit_of_phi(self, phi: torch.Tensor) -> torch.Tensor:
+        return self.head(phi.flatten(1)).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logit_of_phi(self.encode(x).phi)
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor):
+        """Bits per dimension of dequantised x plus β·BCE of the logit; returns (loss, logits, parts)."""
+        x = (x * 255 + torch.rand_like(x)) / 256  # uniform dequantisation of 8-bit images
+        enc = self.encode(x)
+        log_p = self._log_prob_of(enc)
+        bits_per_dim = (-log_p / self.input_dims + math.log(256)) / math.log(2)
+        logits = self.logit_of_phi(enc.phi)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, y)
+        bpd = bits_per_dim.mean()
+        return bpd + self.beta * bce, logits, {"bits_per_dim": float(bpd.detach()), "bce": float(bce.detach())}
