@@ -24,7 +24,7 @@ from two4two.config import load_config
 from two4two.dataset import plan_config, read_manifest, run_render_job
 from two4two.importance import measure_importance, write_outputs
 from two4two.models.classifier import build_classifier
-from two4two.models.training import load_classifier, load_train_config, train_classifier, training_split_of
+from two4two.models.training import load_classifier, load_train_config, train_model, training_split_of
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "importance"
@@ -55,7 +55,7 @@ def train(config_path: Path, epochs: int | None) -> Path:
     if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["config"] == config.raw:
         print(f"{checkpoint}: already trained with this config; reusing it")
         return checkpoint
-    return train_classifier(config)
+    return train_model(config)
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ def minimal(**changes):
 
 
 def is_model_config(path):
-    return "kind: classifier" in path.read_text()
+    text = path.read_text()
+    return "kind: classifier" in text or "kind: observer" in text
 
 
 DATASET_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if not is_model_config(p)]

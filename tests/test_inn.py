@@ -35,8 +35,9 @@ def test_inverse_of_forward_reconstructs_the_image():
     assert (model.decode(enc.phi, enc.faded) - x).abs().max() < 1e-4
 
 
-def test_log_determinant_matches_the_brute_force_jacobian():
-    model = randomised_flow(resolution=4, levels=2, classifier_level=1, seed=1)
+@pytest.mark.parametrize("scale_map", ["sigmoid_inv", "sigmoid", "exp"])
+def test_log_determinant_matches_the_brute_force_jacobian(scale_map):
+    model = randomised_flow(resolution=4, levels=2, classifier_level=1, seed=1, scale_map=scale_map)
     x = torch.rand(1, 3, 4, 4, dtype=torch.float64)
 
     def whole_code(flat):
@@ -121,6 +122,8 @@ def test_a_bad_inn_shape_is_a_clear_error():
         InvertibleClassifier(resolution=20, levels=3)
     with pytest.raises(ValueError, match="steps"):
         InvertibleClassifier(resolution=16, levels=2, steps=[2, 2, 2])
+    with pytest.raises(ValueError, match="scale_map"):
+        InvertibleClassifier(resolution=16, levels=2, classifier_level=1, scale_map="tanh")
 
 
 def test_only_invertible_models_make_counterfactuals():

@@ -10,7 +10,7 @@ from two4two.cli import main
 from two4two.errors import ConfigError, Two4TwoError
 from two4two.importance import measure_importance
 from two4two.models.classifier import build_classifier
-from two4two.models.training import load_classifier, load_train_config, parse_classifier_config, predict_logits
+from two4two.models.training import load_classifier, load_train_config, parse_model_config, predict_logits
 
 DATASET = """\
 name: tiny_colour
@@ -65,7 +65,7 @@ def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
     assert max(h["val_accuracy"] for h in history) > 0.9  # the colour shortcut is learnt
     checkpoint = torch.load(trained / "model" / "model.pt", weights_only=False)
     assert checkpoint["config"]["name"] == "tiny" and checkpoint["arch"] == "small_cnn"
-    assert checkpoint["val_accuracy"] == max(h["val_accuracy"] for h in history)
+    assert checkpoint["validation"]["accuracy"] == max(h["val_accuracy"] for h in history)
 
 
 def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
@@ -76,7 +76,7 @@ def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
     logits = predict_logits(model, images)
     accuracy = ((logits > 0) == np.array([p.true_label for p in params])).mean()
     checkpoint = torch.load(trained / "model" / "model.pt", weights_only=False)
-    assert accuracy == pytest.approx(checkpoint["val_accuracy"])
+    assert accuracy == pytest.approx(checkpoint["validation"]["accuracy"])
 
 
 def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsys):
@@ -139,13 +139,13 @@ def test_bad_model_paths_and_configs_are_clear_errors(tmp_path):
     with pytest.raises(Two4TwoError, match="not a readable checkpoint"):
         load_classifier(tmp_path / "junk.pt")
     with pytest.raises(ConfigError, match=r"model\.arch: expected one of"):
-        parse_classifier_config({"data": "d", "output_dir": "o", "model": {"arch": "vgg"}})
+        parse_model_config({"data": "d", "output_dir": "o", "model": {"arch": "vgg"}})
     with pytest.raises(ConfigError, match=r"training\.epochs: expected a non-negative int"):
-        parse_classifier_config({"data": "d", "output_dir": "o", "training": {"epochs": "ten"}})
+        parse_model_config({"data": "d", "output_dir": "o", "training": {"epochs": "ten"}})
     with pytest.raises(ConfigError, match=r"training\.epoch: unknown key"):
-        parse_classifier_config({"data": "d", "output_dir": "o", "training": {"epoch": 3}})
+        parse_model_config({"data": "d", "output_dir": "o", "training": {"epoch": 3}})
     (tmp_path / "m.yaml").write_text("kind: dataset\n")
-    with pytest.raises(ConfigError, match="kind: expected 'classifier'"):
+    with pytest.raises(ConfigError, match="kind: expected one of classifier, observer"):
         load_train_config(tmp_path / "m.yaml")
 
 
@@ -195,7 +195,7 @@ def test_counterfactuals_of_a_plain_cnn_are_a_clear_error(trained, tmp_path, cap
 
 def test_a_bad_inn_setting_is_named_before_training(tmp_path):
     with pytest.raises(ConfigError, match="model: classifier_level"):
-        parse_classifier_config({"data": "d", "output_dir": "o", "model": {"arch": "inn", "levels": 2, "classifier_level": 5}})
+        parse_model_config({"data": "d", "output_dir": "o", "model": {"arch": "inn", "levels": 2, "classifier_level": 5}})
 
 
 @pytest.mark.parametrize("arch", ["small_cnn", "resnet18", "mobilenet_v2", "inn"])

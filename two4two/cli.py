@@ -58,10 +58,10 @@ def _report(root: Path, manifest: dict) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from two4two.models.training import load_train_config, train_classifier
+    from two4two.models.training import load_train_config, train_model
 
     config = load_train_config(args.config)
-    path = train_classifier(config)
+    path = train_model(config)
     print(f"checkpoint: {path}")
 
 
@@ -115,6 +115,34 @@ def _cmd_explain_counterfactuals(args: argparse.Namespace) -> None:
     error = abs(grid.achieved_logits - grid.targets[None]).max()
     print(f"counterfactual grid ({args.rows} images × {len(quantiles)} target logits): {png}, ids and logits: {sidecar}")
     print(f"largest |logit of the saved 8-bit image − target|: {error:.3f}")
+
+
+def _cmd_explain_audit(args: argparse.Namespace) -> None:
+    from two4two.explain.audit import audit_counterfactuals
+    from two4two.explain.counterfactual import require_invertible
+    from two4two.models.training import load_classifier, load_observer
+
+    inn = require_invertible(load_classifier(args.inn), f"inn {args.inn}")
+    observer = load_observer(args.observer)
+    result = audit_counterfactuals(
+        inn, observer, args.data, args.split, images=args.images, steps=args.steps, coverage=args.coverage, seed=args.seed
+    )
+    print(result.format_table())
+    out = Path(args.output) if args.output else (Path(args.inn) if Path(args.inn).is_dir() else Path(args.inn).parent) / "audit"
+    paths = result.write(out)
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+def _cmd_explain_observe(args: argparse.Namespace) -> None:
+    from two4two.dataset import load_split_arrays
+    from two4two.models.observer import attribute_mse_table
+    from two4two.models.training import load_observer
+
+    observer = load_observer(args.observer)
+    images, params = load_split_arrays(args.data, args.split, progress=False)
+    record = observer.validation_record(images, params)
+    print(f"observer on {args.data}/{args.split} ({len(params)} images): label accuracy {record['label_accuracy']:.3f}")
+    print(attribute_mse_table(record))
 
 
 def _load_for_describe(target: Path, split: str | None, n: int | None):
@@ -194,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     pool_options(p)
     p.set_defaults(func=_cmd_render_params)
 
-    p = sub.add_parser("train", help="train a model from a config (kind: classifier)")
+    p = sub.add_parser("train", help="train a model from a config (kind: classifier or observer)")
     p.add_argument("config", help="model config (YAML)")
     p.set_defaults(func=_cmd_train)
 
@@ -224,6 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which images are drawn")
     p.add_argument("-o", "--output", required=True, help="output PNG (ids and logits go to the same name .json)")
     p.set_defaults(func=_cmd_explain_counterfactuals)
+
+    p = explain.add_parser("audit", help="what INN counterfactuals really change, read by the observer (paper Table 6)")
+    p.add_argument("--inn", required=True, help="INN checkpoint (model.pt or its directory)")
+    p.add_argument("--observer", required=True, help="observer checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split of images to interpolate (default test)")
+    p.add_argument("--images", type=int, default=100, help="interpolations, one per image (default 100)")
+    p.add_argument("--steps", type=int, default=11, help="steps per interpolation (default 11)")
+    p.add_argument("--coverage", type=float, default=0.99, help="central share of the logits spanned (default 0.99)")
+    p.add_argument("--seed", type=int, default=0, help="which images are drawn")
+    p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the INN)")
+    p.set_defaults(func=_cmd_explain_audit)
+
+    p = explain.add_parser("observe", help="the observer's per-attribute error on a split (are the attributes recoverable?)")
+    p.add_argument("--observer", required=True, help="observer checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split (default test)")
+    p.set_defaults(func=_cmd_explain_observe)
 
     p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
     p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")

@@ -81,7 +81,7 @@ class CounterfactualGrid:
     original_logits: np.ndarray  # per row
     achieved_logits: np.ndarray  # rows × columns: the model's logit on the saved 8-bit image
 
-    def save(self, path: str | Path, title: str = "INN counterfactual interpolations") -> tuple[Path, Path]:
+    def save(self, path: str | Path, title: str = "INN counterfactual interpolations", dpi: int = 110) -> tuple[Path, Path]:
         """The grid as a PNG with column labels, and its ids and logits as JSON beside it."""
         from two4two.plotting import pyplot, save_figure
 
@@ -95,7 +95,7 @@ class CounterfactualGrid:
                 ax.set_xticks([]), ax.set_yticks([])
                 if r == 0:
                     ax.set_title(f"q {self.quantiles[c]:.3g}\nlogit {self.targets[c]:+.2f}", fontsize=8)
-        path = save_figure(fig, path, title)
+        path = save_figure(fig, path, title, dpi=dpi)
         sidecar = Path(path).with_suffix(".json")
         sidecar.write_text(
             json.dumps(

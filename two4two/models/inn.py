@@ -31,6 +31,9 @@ class Encoding:
     log_det: torch.Tensor
 
 
+SCALE_MAPS = ("sigmoid_inv", "sigmoid", "exp")
+
+
 def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (z.flatten(1) ** 2 + math.log(2 * math.pi)).sum(1)
 
@@ -40,7 +43,10 @@ class InvertibleClassifier(nn.Module):
 
     `steps` and `hidden_channels` are one value for every level or one per level.
     `beta` weighs the classifier's binary cross-entropy against the likelihood in
-    bits per dimension (`training_loss`).
+    bits per dimension (`training_loss`). `scale_map` is the couplings' scale: with
+    "sigmoid_inv" decoding multiplies by a scale in (0, 1), so a counterfactual step off
+    the data cannot blow up through a division by a vanishing scale (Glow's "sigmoid"
+    divides when decoding).
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class InvertibleClassifier(nn.Module):
         hidden_channels: int | list[int] = 64,
         classifier_level: int = 3,
         beta: float = 1.0,
+        scale_map: str = "sigmoid_inv",
     ):
         super().__init__()
         from normflows.flows import GlowBlock, Squeeze
@@ -59,6 +66,8 @@ class InvertibleClassifier(nn.Module):
         hidden_per_level = self._per_level(hidden_channels, levels, "hidden_channels")
         if not 1 <= classifier_level <= levels:
             raise ValueError(f"classifier_level: {classifier_level} is outside 1..levels ({levels})")
+        if scale_map not in SCALE_MAPS:
+            raise ValueError(f"scale_map: {scale_map!r} is not one of {', '.join(SCALE_MAPS)}")
         if resolution % (2**levels):
             raise ValueError(f"resolution: {resolution} is not divisible by 2**levels ({2 ** levels})")
         self.resolution, self.classifier_level, self.beta = resolution, classifier_level, float(beta)
@@ -67,7 +76,9 @@ class InvertibleClassifier(nn.Module):
         channels, size = 3, resolution
         for level in range(levels):
             channels, size = 4 * channels, size // 2
-            self.levels.append(nn.ModuleList(GlowBlock(channels, hidden_per_level[level]) for _ in range(steps_per_level[level])))
+            self.levels.append(
+                nn.ModuleList(GlowBlock(channels, hidden_per_level[level], scale_map=scale_map) for _ in range(steps_per_level[level]))
+            )
             if level + 1 == classifier_level:
                 self.phi_shape = (channels, size, size)
             if level + 1 < levels:

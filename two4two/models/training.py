@@ -1,6 +1,6 @@
-"""`two4two train CONFIG` for classifiers: config, data in memory, loop, checkpoints.
+"""`two4two train CONFIG` for classifiers and the observer: config, data in memory, loop, checkpoints.
 
-    kind: classifier
+    kind: classifier                           # or observer (arch: observer)
     name: small_cnn_study2022_64px
     data: data/study2022_64px                  # a rendered dataset directory
     dataset_config: configs/study2022_64px.yaml   # optional: rendered first if data is missing
@@ -10,6 +10,9 @@
 
 Labels are the stored ones, so the label noise planted by the dataset config
 (`labeling_error`) is what the model sees; validation accuracy is against the true class.
+A model may bring its own targets, objective and validation (`training_targets`,
+`training_loss`, `validation_record`): the INN adds its likelihood, the observer regresses
+every attribute.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ TRAINING_KEYS = {
     "validation_split": str,
     "max_train_samples": int,
     "grad_clip": float,
+    "augment_fliplr": bool,
 }
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
+KINDS = {"classifier": None, "observer": ("observer",)}  # kind → allowed archs (None: every classifier)
 
 
 @dataclass
@@ -53,10 +58,11 @@ class TrainingSettings:
     validation_split: str = "validation"
     max_train_samples: int = 0  # 0: all
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
+    augment_fliplr: bool = False  # mirror a random half of each batch: the animals are mirror-symmetric, the class stays
 
 
 @dataclass
-class ClassifierConfig:
+class ModelConfig:
     name: str
     data: Path
     output_dir: Path
@@ -64,9 +70,21 @@ class ClassifierConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     dataset_config: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    kind: str = "classifier"
 
 
-def parse_classifier_config(raw: Any, source: str = "<config>") -> ClassifierConfig:
+def build_model(arch: str = "small_cnn", **kwargs):
+    """A freshly initialised model of any trainable architecture (classifiers, the observer)."""
+    if arch == "observer":
+        from two4two.models.observer import Observer
+
+        return Observer(**kwargs)
+    from two4two.models.classifier import build_classifier
+
+    return build_classifier(arch, **kwargs)
+
+
+def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
     from two4two.models.classifier import ARCHITECTURES
 
     if not isinstance(raw, dict):
@@ -77,14 +95,16 @@ def parse_classifier_config(raw: Any, source: str = "<config>") -> ClassifierCon
     for key in ("data", "output_dir"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"{source}: {key}: expected a path, got {raw.get(key)!r}")
-    model = raw.get("model") or {"arch": "small_cnn"}
-    if not isinstance(model, dict) or model.get("arch", "small_cnn") not in ARCHITECTURES:
-        raise ConfigError(f"{source}: model.arch: expected one of {', '.join(ARCHITECTURES)}, got {model!r}")
-    model = {"arch": "small_cnn", **model}
+    kind = raw.get("kind", "classifier")
+    if kind not in KINDS:
+        raise ConfigError(f"{source}: kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    archs = KINDS[kind] or ARCHITECTURES
+    model = raw.get("model") or {"arch": archs[0]}
+    if not isinstance(model, dict) or model.get("arch", archs[0]) not in archs:
+        raise ConfigError(f"{source}: model.arch: expected one of {', '.join(archs)} for kind {kind}, got {model!r}")
+    model = {"arch": archs[0], **model}
     try:  # cheap, and names a bad model argument before any data is loaded
-        from two4two.models.classifier import build_classifier
-
-        build_classifier(**model)
+        build_model(**model)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: model: {exc}") from None
     training_raw = raw.get("training") or {}
@@ -92,17 +112,18 @@ def parse_classifier_config(raw: Any, source: str = "<config>") -> ClassifierCon
         raise ConfigError(f"{source}: training: expected a mapping")
     settings = {}
     for key, value in training_raw.items():
-        kind = TRAINING_KEYS.get(key)
-        if kind is None:
+        expected = TRAINING_KEYS.get(key)
+        if expected is None:
             raise ConfigError(f"{source}: training.{key}: unknown key; allowed: {', '.join(TRAINING_KEYS)}")
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
-        if not ok or (kind in (int, float) and value < 0):
-            raise ConfigError(f"{source}: training.{key}: expected a non-negative {kind.__name__}, got {value!r}")
+        if not ok or (expected in (int, float) and value < 0):
+            raise ConfigError(f"{source}: training.{key}: expected a non-negative {expected.__name__}, got {value!r}")
         settings[key] = value
     dataset_config = raw.get("dataset_config")
-    return ClassifierConfig(
+    return ModelConfig(
+        kind=kind,
         name=raw.get("name", Path(source).stem),
         data=Path(raw["data"]),
         output_dir=Path(raw["output_dir"]),
@@ -152,13 +173,24 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device=None
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
-    """Train, validating each epoch; returns the checkpoint path (best validation accuracy)."""
+def validation_record(model, images: np.ndarray, params, device=None) -> dict:
+    """The model's own validation figures, or accuracy against the true class; `score` (higher
+    is better) picks the checkpoint kept."""
+    if hasattr(model, "validation_record"):
+        return model.validation_record(images, params)
+    accuracy, _ = accuracy_and_logits(model, images, np.array([p.true_label for p in params]), device=device)
+    record = {"accuracy": accuracy, "score": accuracy}
+    if hasattr(model, "bits_per_dim"):
+        record["bits_per_dim"] = model.bits_per_dim(images)
+    return record
+
+
+def train_model(config: ModelConfig, progress: bool = True) -> Path:
+    """Train, validating each epoch; returns the checkpoint path (best validation score)."""
     import torch
     from tqdm import tqdm
 
     from two4two.dataset import load_split_arrays
-    from two4two.models.classifier import build_classifier
 
     ts = config.training
     if not (config.data / ts.train_split / "parameters.jsonl").exists():
@@ -177,11 +209,12 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
     if ts.max_train_samples:
         train_images, train_params = train_images[: ts.max_train_samples], train_params[: ts.max_train_samples]
     val_images, val_params = load_split_arrays(config.data, ts.validation_split, progress=progress)
-    train_labels = np.array([p.label if ts.label_noise else p.true_label for p in train_params], np.float32)
-    val_labels = np.array([p.true_label for p in val_params])
-
     model_args = {k: v for k, v in config.model.items() if k != "arch"}
-    model = build_classifier(config.model["arch"], **model_args).to(device)
+    model = build_model(config.model["arch"], **model_args).to(device)
+    if hasattr(model, "training_targets"):
+        train_targets = model.training_targets(train_params, ts.label_noise)
+    else:
+        train_targets = np.array([p.label if ts.label_noise else p.true_label for p in train_params], np.float32)
     optimiser = torch.optim.AdamW(model.parameters(), lr=ts.learning_rate, weight_decay=ts.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(train_images) / ts.batch_size)))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -209,7 +242,10 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
             for start in range(0, len(order), ts.batch_size):
                 idx = order[start : start + ts.batch_size]
                 x = torch.from_numpy(train_images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
-                y = torch.from_numpy(train_labels[idx]).to(device)
+                if ts.augment_fliplr:
+                    flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
+                    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+                y = torch.from_numpy(train_targets[idx]).to(device)
                 loss, parts = loss_and_parts(x, y)
                 optimiser.zero_grad()
                 loss.backward()
@@ -224,27 +260,27 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
                     part_sums[key] = part_sums.get(key, 0.0) + value * len(idx)
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
-        val_acc, _ = accuracy_and_logits(model, val_images, val_labels, device=device)
+        validation = validation_record(model, val_images, val_params, device)
+        score = validation.pop("score")
         record = {"epoch": epoch, "train_loss": total_loss / len(order)}
         record.update({f"train_{key}": value / len(order) for key, value in part_sums.items()})
-        if hasattr(model, "bits_per_dim"):
-            record["val_bits_per_dim"] = model.bits_per_dim(val_images)
-        record.update(val_accuracy=val_acc, seconds=time.perf_counter() - t0)
+        record.update({f"val_{key}": value for key, value in validation.items()})
+        record["seconds"] = time.perf_counter() - t0
         history.append(record)
-        extra = f", validation bits/dim {record['val_bits_per_dim']:.3f}" if "val_bits_per_dim" in record else ""
-        print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, validation accuracy {val_acc:.4f}{extra}")
-        if val_acc > best:
-            best = val_acc
+        shown = ", ".join(f"validation {k.replace('_', ' ')} {v:.4f}" for k, v in validation.items() if not k.startswith("mse_"))
+        print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, {shown}")
+        if score > best:
+            best = score
             _save_atomic(
                 {
-                    "kind": "classifier",
+                    "kind": config.kind,
                     "arch": config.model["arch"],
                     "model_args": model_args,
                     "state_dict": model.state_dict(),
                     "config": config.raw,
                     "training": asdict(ts),
                     "epoch": epoch,
-                    "val_accuracy": val_acc,
+                    "validation": validation,
                     "resolution": list(train_images.shape[2:0:-1]),
                     "dataset": str(config.data),
                 },
@@ -255,10 +291,17 @@ def train_classifier(config: ClassifierConfig, progress: bool = True) -> Path:
 
 
 def load_classifier(path: str | Path, device=None):
-    """A trained classifier (eval mode) from a checkpoint written by train_classifier."""
-    import torch
+    """A trained classifier (eval mode) from a checkpoint written by train_model."""
+    return load_model(path, "classifier", device)
 
-    from two4two.models.classifier import build_classifier
+
+def load_observer(path: str | Path, device=None):
+    """A trained observer (eval mode) from a checkpoint written by train_model."""
+    return load_model(path, "observer", device)
+
+
+def load_model(path: str | Path, kind: str, device=None):
+    import torch
 
     path = Path(path)
     if path.is_dir():
@@ -269,9 +312,10 @@ def load_classifier(path: str | Path, device=None):
         checkpoint = torch.load(path, map_location=device or "cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
         raise Two4TwoError(f"model: {path}: not a readable checkpoint ({exc})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "classifier":
-        raise Two4TwoError(f"model: {path}: not a two4two classifier checkpoint")
-    model = build_classifier(checkpoint["arch"], **checkpoint["model_args"])
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
+        found = checkpoint.get("kind") if isinstance(checkpoint, dict) else None
+        raise Two4TwoError(f"model: {path}: not a two4two {kind} checkpoint" + (f" (it is a {found})" if found else ""))
+    model = build_model(checkpoint["arch"], **checkpoint["model_args"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device or "cpu").eval()
 
@@ -280,11 +324,9 @@ def random_init_like(path: str | Path):
     """A freshly initialised model of a checkpoint's architecture (the untrained baseline)."""
     import torch
 
-    from two4two.models.classifier import build_classifier
-
     path = Path(path) / "model.pt" if Path(path).is_dir() else Path(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    return build_classifier(checkpoint["arch"], **checkpoint["model_args"]).eval()
+    return build_model(checkpoint["arch"], **checkpoint["model_args"]).eval()
 
 
 def training_split_of(path: str | Path):
@@ -300,7 +342,7 @@ def training_split_of(path: str | Path):
     return read_split(root, split) if (root / split / "parameters.jsonl").exists() else None
 
 
-def load_train_config(path: str | Path) -> ClassifierConfig:
+def load_train_config(path: str | Path) -> ModelConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -309,6 +351,6 @@ def load_train_config(path: str | Path) -> ClassifierConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     kind = raw.get("kind") if isinstance(raw, dict) else None
-    if kind != "classifier":
-        raise ConfigError(f"{path}: kind: expected 'classifier' for two4two train, got {kind!r}")
-    return parse_classifier_config(raw, str(path))
+    if kind not in KINDS:
+        raise ConfigError(f"{path}: kind: expected one of {', '.join(KINDS)} for two4two train, got {kind!r}")
+    return parse_model_config(raw, str(path))

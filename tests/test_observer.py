@@ -1,0 +1,184 @@
+"""The observer reads attributes back from images; the audit measures what counterfactuals change."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from two4two.cli import main
+from two4two.errors import ConfigError, Two4TwoError
+from two4two.explain.audit import AuditResult, interpolation_ranges, to_unit_scale
+from two4two.models.observer import LINEAR, OBSERVED, OUTPUTS, Observer, decode_yaw, encode_yaw, sampling_ranges, scaled_errors
+from two4two.models.training import load_classifier, load_observer, parse_model_config
+
+# Unbiased, with the small-variance attributes widened so a few hundred 32 px images show them.
+DATASET = """\
+name: tiny_unbiased
+sampler: unbiased
+seed: 11
+resolution: [32, 32]
+render: {samples: 2, denoise: false, subdivision_levels: 1}
+sampler_args:
+  bending: {uniform: [-0.3, 0.3]}
+  obj_rotation_roll: {uniform: [-0.7, 0.7]}
+  obj_rotation_pitch: {uniform: [-0.5, 0.5]}
+splits:
+  train: {n: 1200}
+  validation: {n: 100}
+  test: {n: 200}
+"""
+
+OBSERVER = """\
+kind: observer
+name: tiny_observer
+data: {data}
+dataset_config: {dataset}
+model: {{arch: observer, width_mult: 0.5}}
+training: {{epochs: 15, batch_size: 32, learning_rate: 0.004, label_noise: false, seed: 0}}
+output_dir: {out}
+"""
+
+
+@pytest.fixture(scope="module")
+def observer_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("observer")
+    (tmp / "data.yaml").write_text(DATASET)
+    (tmp / "observer.yaml").write_text(OBSERVER.format(data=tmp / "data", dataset=tmp / "data.yaml", out=tmp / "observer"))
+    assert main(["train", str(tmp / "observer.yaml")]) == 0
+    return tmp
+
+
+def test_training_beats_the_mean_predictor_for_every_attribute(observer_dir):
+    from two4two.dataset import load_split_arrays, read_split
+
+    observer = load_observer(observer_dir / "observer")
+    images, params = load_split_arrays(observer_dir / "data", "test", progress=False)
+    record = observer.validation_record(images, params)
+    train = read_split(observer_dir / "data", "train")
+    for a in OBSERVED:
+        true = np.array([getattr(p, a) for p in params])
+        if a == "obj_rotation_yaw":  # the best constant on a circle: the circular mean
+            constant = np.angle(np.mean(np.exp(1j * np.array([p.obj_rotation_yaw for p in train]))))
+        else:
+            constant = np.mean([getattr(p, a) for p in train])
+        trivial = float(np.mean(scaled_errors(a, np.full_like(true, constant), true) ** 2))
+        assert record[f"mse_{a}"] < trivial, (a, record[f"mse_{a}"], trivial)
+    history = json.loads((observer_dir / "observer" / "history.json").read_text())
+    assert history[-1]["train_mse"] < history[0]["train_mse"]
+    assert record["label_accuracy"] > 0.6
+
+
+def test_predict_attributes_speaks_in_attribute_units(observer_dir):
+    from two4two.dataset import load_split_arrays
+
+    observer = load_observer(observer_dir / "observer")
+    images, params = load_split_arrays(observer_dir / "data", "test", progress=False)
+    read = observer.predict_attributes(images[:50])
+    assert set(read) == {*OBSERVED, "stretchy_probability"}
+    assert np.all((read["obj_rotation_yaw"] >= 0) & (read["obj_rotation_yaw"] < 2 * np.pi))
+    # A float tensor in [0, 1] gives the same reading as the uint8 array.
+    tensor = torch.from_numpy(images[:50]).permute(0, 3, 1, 2).float() / 255
+    assert np.allclose(observer.predict_attributes(tensor)["position_x"], read["position_x"], atol=1e-5)
+    # Position is the easiest attribute to see: the reading correlates with the truth.
+    assert np.corrcoef(read["position_x"], [p.position_x for p in params[:50]])[0, 1] > 0.8
+
+
+def test_observe_command_prints_every_attribute(observer_dir, capsys):
+    assert main(["explain", "observe", "--observer", str(observer_dir / "observer"), "--data", str(observer_dir / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "label accuracy" in out and "legs' position" in out and "rotation yaw" in out
+
+
+def test_an_observer_is_not_a_classifier(observer_dir):
+    with pytest.raises(Two4TwoError, match="not a two4two classifier checkpoint \\(it is a observer\\)"):
+        load_classifier(observer_dir / "observer")
+
+
+def test_observer_configs_allow_only_the_observer():
+    with pytest.raises(ConfigError, match="model.arch: expected one of observer for kind observer"):
+        parse_model_config({"kind": "observer", "data": "d", "output_dir": "o", "model": {"arch": "small_cnn"}})
+    config = parse_model_config({"kind": "observer", "data": "d", "output_dir": "o"})
+    assert config.kind == "observer" and config.model == {"arch": "observer"}
+
+
+def test_yaw_round_trips_through_sin_and_cos():
+    yaw = np.array([0.0, 0.1, np.pi / 2, np.pi, 3.0, 2 * np.pi - 1e-3, -0.5, 7.0])
+    back = decode_yaw(encode_yaw(yaw))
+    assert np.all((back >= 0) & (back < 2 * np.pi))
+    assert np.max(np.abs(scaled_errors("obj_rotation_yaw", back, yaw))) < 1e-9
+    # The error wraps: 0.05 rad either side of the seam is 0.1 rad apart, not almost a full turn.
+    assert scaled_errors("obj_rotation_yaw", np.array([2 * np.pi - 0.05]), np.array([0.05]))[0] == pytest.approx(-0.1 / (2 * np.pi))
+    # Only the direction counts: a scaled (sin, cos) decodes to the same angle.
+    assert decode_yaw(3 * encode_yaw(np.array([1.0])))[0] == pytest.approx(1.0)
+
+
+def test_targets_are_scaled_by_the_sampling_ranges():
+    ranges = sampling_ranges()
+    assert ranges["arm_position"] == (0.0, 1.0) and ranges["position_x"] == (-0.8, 0.0)
+    assert ranges["bending"] == pytest.approx((-np.pi / 10, np.pi / 10))
+    from two4two.sampling import resolve_sampler
+
+    params = list(resolve_sampler("unbiased")().sample(500, rng=0))
+    targets = Observer(width_mult=0.25).training_targets(params, label_noise=False)
+    assert targets.shape == (500, len(OUTPUTS))
+    assert targets[:, : len(LINEAR)].min() >= 0 and targets[:, : len(LINEAR)].max() <= 1
+    assert np.allclose(np.hypot(targets[:, len(LINEAR)], targets[:, len(LINEAR) + 1]), 1)
+    assert np.array_equal(targets[:, -1], [p.true_label for p in params])
+
+
+def test_audit_change_is_max_minus_min_along_each_interpolation():
+    values = np.array([[0.1, 0.4, 0.2, 0.9], [0.5, 0.5, 0.5, 0.5], [0.8, 0.6, 0.3, 0.2]])
+    assert interpolation_ranges(values).tolist() == pytest.approx([0.8, 0.0, 0.6])
+    result = AuditResult(targets=np.linspace(-3, 3, 4), observed={"obj_color": values},
+                         original_mse={"obj_color": 0.001}, ids=["a", "b", "c"])
+    mean, std = result.change()["obj_color"]
+    assert mean == pytest.approx(np.mean([0.8, 0.0, 0.6])) and std == pytest.approx(np.std([0.8, 0.0, 0.6]))
+    # Yaw crossing the seam is a small change, not a full turn.
+    yaw = to_unit_scale("obj_rotation_yaw", np.array([[6.2, 0.05, 0.2]]))
+    assert interpolation_ranges(yaw)[0] == pytest.approx((0.2 + 2 * np.pi - 6.2) / (2 * np.pi))
+    assert to_unit_scale("position_y", np.array([-0.8, -0.4, 0.0])).tolist() == pytest.approx([0, 0.5, 1])
+
+
+INN = """\
+kind: classifier
+name: tiny_inn
+data: {data}
+model: {{arch: inn, resolution: 32, levels: 3, steps: 1, hidden_channels: 8, classifier_level: 2}}
+training: {{epochs: 1, batch_size: 64, learning_rate: 0.003, seed: 0}}
+output_dir: {out}
+"""
+
+
+def test_audit_reads_the_counterfactuals_with_the_observer(observer_dir, tmp_path, capsys):
+    import csv
+
+    from two4two.dataset import load_split_arrays
+    from two4two.explain.counterfactual import counterfactuals, spanning_quantiles, target_logits
+    from two4two.models.training import predict_logits
+
+    (tmp_path / "inn.yaml").write_text(INN.format(data=observer_dir / "data", out=tmp_path / "inn"))
+    assert main(["train", str(tmp_path / "inn.yaml")]) == 0
+    out = tmp_path / "audit"
+    assert main(["explain", "audit", "--inn", str(tmp_path / "inn"), "--observer", str(observer_dir / "observer"),
+                 "--data", str(observer_dir / "data"), "--images", "6", "--steps", "5", "-o", str(out)]) == 0
+    assert "mean max−min" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "audit.csv")))
+    assert sorted(r["attribute"] for r in rows) == sorted(OBSERVED) and (out / "audit.png").is_file()
+
+    # The same numbers by hand for the first interpolated image.
+    inn, observer = load_classifier(tmp_path / "inn"), load_observer(observer_dir / "observer")
+    images, params = load_split_arrays(observer_dir / "data", "test", progress=False)
+    first = int(np.sort(np.random.default_rng(0).choice(len(images), size=6, replace=False))[0])
+    targets = target_logits(predict_logits(inn, images), spanning_quantiles(0.99, 5))
+    x = torch.from_numpy(images[first : first + 1]).permute(0, 3, 1, 2).float() / 255
+    moved, _ = counterfactuals(inn, x, torch.from_numpy(targets).float())
+    colour = observer.predict_attributes(moved[0].clamp(0, 1))["obj_color"]
+    by_hand = colour.max() - colour.min()
+    from two4two.explain.audit import audit_counterfactuals
+
+    result = audit_counterfactuals(inn, observer, observer_dir / "data", images=6, steps=5, progress=False)
+    assert result.ids[0] == params[first].id
+    assert interpolation_ranges(result.observed["obj_color"])[0] == pytest.approx(by_hand, abs=1e-5)
+    record = observer.validation_record(images, params)
+    assert result.original_mse["bg_color"] == pytest.approx(record["mse_bg_color"])
