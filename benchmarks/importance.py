@@ -38,6 +38,13 @@ def timed(label: str, fn, timings: dict):
     return result
 
 
+def print_timings(timings: dict, out: Path) -> None:
+    print("wall time per stage:")
+    for label, seconds in timings.items():
+        print(f"  {label:<34} {seconds:8.0f} s")
+    print(f"outputs: {out}")
+
+
 def render(config_path: Path) -> Path:
     config = load_config(config_path)
     job = plan_config(config, ROOT / config.output_dir)
@@ -93,10 +100,7 @@ def main() -> None:
         print(result.format_table())
         write_outputs(result, OUT, stem)
         print()
-    print("wall time per stage:")
-    for label, seconds in timings.items():
-        print(f"  {label:<34} {seconds:8.0f} s")
-    print(f"outputs: {OUT}")
+    print_timings(timings, OUT)
 
 
 if __name__ == "__main__":

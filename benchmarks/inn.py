@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from importance import ROOT, render, timed, train  # noqa: E402  (the sibling benchmark's stages)
+from importance import ROOT, print_timings, render, timed, train  # noqa: E402  (the sibling benchmark's stages)
 
 from two4two.dataset import load_split_arrays  # noqa: E402
 from two4two.explain.counterfactual import counterfactual_grid  # noqa: E402
@@ -80,10 +80,7 @@ def main() -> None:
     print(f"  grid: {docs_png}")
     print()
     print(result.format_table())
-    print("wall time per stage:")
-    for label, seconds in timings.items():
-        print(f"  {label:<34} {seconds:8.0f} s")
-    print(f"outputs: {OUT}")
+    print_timings(timings, OUT)
 
 
 if __name__ == "__main__":

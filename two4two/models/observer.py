@@ -15,20 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from two4two.importance import DEFAULT_ATTRIBUTES
 from two4two.parameters import SceneParameters
 
-OBSERVED = (
-    "arm_position",
-    "obj_color",
-    "spherical",
-    "bg_color",
-    "bending",
-    "obj_rotation_roll",
-    "obj_rotation_pitch",
-    "obj_rotation_yaw",
-    "position_x",
-    "position_y",
-)
+OBSERVED = DEFAULT_ATTRIBUTES  # the ten attributes importance measures
 YAW = "obj_rotation_yaw"
 LINEAR = tuple(a for a in OBSERVED if a != YAW)
 # Network outputs: the linear attributes scaled to [0, 1], then sin and cos of yaw, then the label logit.
