@@ -179,3 +179,14 @@ def test_audit_reads_the_counterfactuals_with_the_observer(observer_dir, tmp_pat
     assert interpolation_ranges(result.observed["obj_color"])[0] == pytest.approx(by_hand, abs=1e-5)
     record = observer.validation_record(images, params)
     assert result.original_mse["bg_color"] == pytest.approx(record["mse_bg_color"])
+
+
+def test_stem_stride_one_keeps_twice_the_resolution():
+    small, fine = Observer(width_mult=0.25), Observer(width_mult=0.25, stem_stride=1)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert small.net.features.eval()(x).shape[-2:] == (2, 2)
+        assert fine.net.features.eval()(x).shape[-2:] == (4, 4)
+        assert fine.eval()(x).shape == (2, len(OUTPUTS))
+    with pytest.raises(ValueError, match="stem_stride"):
+        Observer(stem_stride=3)
