@@ -86,13 +86,14 @@ class AuditResult:
 
         plt = pyplot()
         attributes = [a for a in OBSERVED if a in self.observed]
+        change = self.change()
         cols = 5
         fig, axes = plt.subplots(int(np.ceil(len(attributes) / cols)), cols, figsize=(3.0 * cols, 2.6 * np.ceil(len(attributes) / cols)), squeeze=False)
         for ax, a in zip(axes.flat, attributes):
             values = self.observed[a][:max_lines]
             for line in values:
                 ax.plot(self.targets, line - (line[0] if a == YAW else 0), lw=0.7, alpha=0.5)
-            mean, std = self.change()[a]
+            mean, std = change[a]
             ax.set_title(f"{LABELS[a]}: Δ {mean:.2f} ± {std:.2f}", fontsize=9)
             ax.set_xlabel("target logit", fontsize=8)
             ax.set_ylim(-0.5 if a == YAW else -0.05, 0.5 if a == YAW else 1.05)
