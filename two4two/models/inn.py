@@ -153,6 +153,10 @@ class InvertibleClassifier(nn.Module):
         """Log-density of continuous images in [0, 1] under the flow with an N(0, I) prior."""
         return self._log_prob_of(self.encode(x))
 
+    def _bits_per_dim(self, log_p: torch.Tensor) -> torch.Tensor:
+        """Bits per dimension of 8-bit images from the log-density of their [0, 1] dequantisation."""
+        return (-log_p / self.input_dims + math.log(256)) / math.log(2)
+
     def bits_per_dim(self, images, batch_size: int = 128, seed: int = 0) -> float:
         """Mean bits per dimension of 8-bit images (N × H × W × 3 uint8), dequantised with a fixed seed."""
         generator = torch.Generator().manual_seed(seed)
@@ -164,7 +168,7 @@ class InvertibleClassifier(nn.Module):
             for start in range(0, len(images), batch_size):
                 x = torch.as_tensor(images[start : start + batch_size]).permute(0, 3, 1, 2).float()
                 x = ((x + torch.rand(x.shape, generator=generator)) / 256).to(device)
-                total += float((-self.log_prob(x) / self.input_dims + math.log(256)).sum()) / math.log(2)
+                total += float(self._bits_per_dim(self.log_prob(x)).sum())
         self.train(was_training)
         return total / max(1, len(images))
 
@@ -186,8 +190,7 @@ class InvertibleClassifier(nn.Module):
         x = (x * 255 + torch.rand_like(x)) / 256  # uniform dequantisation of 8-bit images
         enc = self.encode(x)
         log_p = self._log_prob_of(enc)
-        bits_per_dim = (-log_p / self.input_dims + math.log(256)) / math.log(2)
         logits = self.logit_of_phi(enc.phi)
         bce = nn.functional.binary_cross_entropy_with_logits(logits, y)
-        bpd = bits_per_dim.mean()
+        bpd = self._bits_per_dim(log_p).mean()
         return bpd + self.beta * bce, logits, {"bits_per_dim": float(bpd.detach()), "bce": float(bce.detach())}

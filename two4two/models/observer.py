@@ -9,13 +9,14 @@ change (`two4two.explain.audit`); `predict_attributes` checks any image.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from two4two.importance import DEFAULT_ATTRIBUTES
+from two4two.importance import DEFAULT_ATTRIBUTES, attribute_delta
 from two4two.parameters import SceneParameters
 
 OBSERVED = DEFAULT_ATTRIBUTES  # the ten attributes importance measures
@@ -25,6 +26,7 @@ LINEAR = tuple(a for a in OBSERVED if a != YAW)
 OUTPUTS = (*LINEAR, "yaw_sin", "yaw_cos", "label_logit")
 
 
+@functools.cache
 def sampling_ranges() -> dict[str, tuple[float, float]]:
     """The range the default sampler draws each linear attribute from: the [0, 1] scale."""
     from two4two.sampling import Sampler
@@ -50,7 +52,7 @@ def decode_yaw(sin_cos: np.ndarray) -> np.ndarray:
 def scaled_errors(attribute: str, predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Prediction error on the [0, 1] scale; yaw: the wrapped angle difference over 2π."""
     if attribute == YAW:
-        return (np.pi - np.mod(np.pi - (predicted - true), 2 * np.pi)) / (2 * np.pi)
+        return attribute_delta(YAW, predicted, true) / (2 * np.pi)
     low, high = sampling_ranges()[attribute]
     return (predicted - true) / (high - low)
 

@@ -18,6 +18,7 @@ every attribute.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -231,7 +232,7 @@ def train_model(config: ModelConfig, progress: bool = True) -> Path:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = config.output_dir / "model.pt"
     history = []
-    best = -1.0
+    best = -math.inf  # scores may be negative (the observer's is −MSE)
     for epoch in range(1, ts.epochs + 1):
         model.train()
         order = rng.permutation(len(train_images))
