@@ -183,6 +183,31 @@ def _cmd_describe(args: argparse.Namespace) -> None:
     print(f"joint distributions: {plot}")
 
 
+def _cmd_study_analyze(args: argparse.Namespace) -> None:
+    from two4two.study.analysis import analyze_file, write_outputs
+
+    expect = {}
+    for item in args.expect or []:
+        condition, sep, direction = item.partition("=")
+        if not sep or not condition:
+            raise Two4TwoError(f"--expect {item!r}: expected CONDITION=greater or CONDITION=less")
+        expect[condition] = direction
+    source = Path(args.responses)
+    analysis = analyze_file(source, args.rules, args.baseline_condition, args.reference_attribute, expect)
+    out_dir = Path(args.output) if args.output else source.with_name(f"{source.stem}_analysis")
+    paths = write_outputs(analysis, out_dir)
+    print(analysis.markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _cmd_study_simulate(args: argparse.Namespace) -> None:
+    from two4two.study.analysis import simulate_responses, write_responses
+
+    responses = simulate_responses(args.per_condition, seed=args.seed)
+    write_responses(args.output, responses)
+    print(f"wrote {len(responses)} synthetic answers of {len(responses) // 5} participants to {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="two4two",
@@ -277,6 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="samples to draw from a config (default: the split's size, at most 50 000)")
     p.add_argument("-o", "--output", help="where to write the joint-distribution PNG")
     p.set_defaults(func=_cmd_describe)
+
+    p = sub.add_parser("study", help="the user study: statistics of participants' answers")
+    study = p.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
+    p = study.add_parser("analyze", help="exclusions, accuracy table (paper Table 2), tests and figure (Figure 4)")
+    p.add_argument("responses", help="responses CSV (one row per participant and attribute)")
+    p.add_argument("--rules", help="exclusion rules (YAML/JSON; default: the paper's, see configs/study_exclusions.yaml)")
+    p.add_argument("--baseline-condition", default="baseline", help="condition the others are compared with (default baseline)")
+    p.add_argument("--reference-attribute", default="legs", help="attribute the McNemar tests compare with (default legs)")
+    p.add_argument("--expect", nargs="+", metavar="CONDITION=greater|less", help="pre-registered direction against the baseline (one-sided tests)")
+    p.add_argument("-o", "--output", help="output directory (default: RESPONSES_analysis next to the file)")
+    p.set_defaults(func=_cmd_study_analyze)
+    p = study.add_parser("simulate", help="synthetic responses in the study app's format, to try analyze")
+    p.add_argument("--per-condition", type=int, default=60, help="participants per condition (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="responses CSV to write")
+    p.set_defaults(func=_cmd_study_simulate)
     return parser
 
 

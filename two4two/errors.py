@@ -11,3 +11,7 @@ class ParameterError(Two4TwoError, ValueError):
 
 class ConfigError(Two4TwoError, ValueError):
     """A config file has an unknown key, a bad value, or a bad structure."""
+
+
+class ResponsesError(Two4TwoError, ValueError):
+    """A study responses file is malformed: a missing column, a bad value, a duplicate or missing answer."""

@@ -1,0 +1,31 @@
+"""The user study: statistics of participants' answers (analysis); see two4two.study.analysis."""
+
+from two4two.study.analysis import (
+    ATTRIBUTES,
+    DEFAULT_RULES,
+    ExclusionRule,
+    Response,
+    StudyAnalysis,
+    analyze,
+    analyze_file,
+    load_rules,
+    read_responses,
+    simulate_responses,
+    write_outputs,
+    write_responses,
+)
+
+__all__ = [
+    "ATTRIBUTES",
+    "DEFAULT_RULES",
+    "ExclusionRule",
+    "Response",
+    "StudyAnalysis",
+    "analyze",
+    "analyze_file",
+    "load_rules",
+    "read_responses",
+    "simulate_responses",
+    "write_outputs",
+    "write_responses",
+]
