@@ -483,21 +483,21 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-def effect_size_r(p: float, n: int, direction: float, alternative: str = "two-sided") -> float:
-    """Effect size r = Z / sqrt(N) (Rosenthal), with Z the standard-normal quantile of the test's p.
+def effect_size_r(p_two_sided: float, n: int, direction: float) -> float:
+    """Effect size r = Z / sqrt(N) (Rosenthal), with Z = norm.isf(p / 2) from a two-sided p.
 
-    Z = norm.isf(p / 2) for a two-sided p and |norm.isf(p)| for a one-sided p; for scipy's
-    asymptotic Mann–Whitney U this is exactly |Z| of U's normal approximation (tie- and
-    continuity-corrected), and for an exact test it is the Z an equally small p would have.
-    The sign is the direction of the data (positive: the condition, or the compared attribute,
-    is more accurate). N is the number of participants in the test.
+    For scipy's asymptotic Mann–Whitney U this Z is exactly |Z| of U's normal approximation
+    (tie- and continuity-corrected); for an exact test it is the Z an equally small p would
+    have. Z comes from the two-sided p even when the reported test is one-sided, so an
+    effect's size does not depend on the hypothesised direction. The sign is the direction
+    of the data (positive: the condition, or the compared attribute, is more accurate).
+    N is the number of participants in the test.
     """
     from scipy.stats import norm
 
-    if n <= 0:
-        return float("nan")
-    p = max(float(p), np.finfo(float).tiny)
-    z = norm.isf(p / 2) if alternative == "two-sided" else abs(norm.isf(p))
+    if n <= 0 or direction == 0:
+        return 0.0 if n > 0 else float("nan")
+    z = norm.isf(max(float(p_two_sided), np.finfo(float).tiny) / 2)
     return float(np.sign(direction) * z / math.sqrt(n))
 
 
@@ -671,7 +671,9 @@ def _pct(x: float | None) -> str:
 
 
 def _num(x: float | None) -> str:
-    return "" if x is None or not math.isfinite(x) else f"{x:.3f}"
+    if x is None or math.isnan(x):
+        return ""
+    return f"{x:.3f}" if math.isfinite(x) else str(x)
 
 
 def _p(x: float | None) -> str:
@@ -701,86 +703,94 @@ def analyze(
     """Exclusions, Table 2, and every test. expect maps a condition to "greater" or "less":
     a pre-registered direction against the baseline (the paper: counterfactual greater,
     concepts less), making that condition's Mann–Whitney and Fisher tests one-sided."""
-    from scipy import stats
-    from statsmodels.stats.contingency_tables import mcnemar
-    from statsmodels.stats.multitest import multipletests
-
     if reference_attribute not in ATTRIBUTES:
         raise ResponsesError(f"reference attribute {reference_attribute!r} is not allowed; expected one of {', '.join(ATTRIBUTES)}")
     check_design(responses, source)
     rules = list(rules)
     exclusions = apply_exclusions(responses, rules)
     conditions = list(dict.fromkeys(r.condition for r in responses))
-    if baseline in conditions:
-        conditions.remove(baseline)
-        conditions.insert(0, baseline)
+    if baseline in conditions:  # the baseline first, the others in order of appearance
+        conditions.insert(0, conditions.pop(conditions.index(baseline)))
     has_baseline = baseline in conditions
     expect = dict(expect or {})
     for condition, alternative in expect.items():
         if condition not in conditions or condition == baseline or not has_baseline:
-            allowed = ", ".join(c for c in conditions if c != baseline) if has_baseline else "none (no baseline condition)"
+            allowed = ", ".join(conditions[1:]) if has_baseline else "none (no baseline condition)"
             raise ResponsesError(f"expected direction for condition {condition!r}: not a compared condition; allowed: {allowed}")
         if alternative not in ("greater", "less"):
             raise ResponsesError(f"expected direction {alternative!r} for {condition!r} is not allowed; expected greater or less")
 
-    participants = []
-    kept_keys = {(r.participant_id, r.attribute) for r in exclusions.kept}
-    for pid, own in _by_participant(responses).items():
-        kept = [r for r in own if (pid, r.attribute) in kept_keys]
-        reasons = list(exclusions.participant_reasons.get(pid, []))
-        if not reasons:
-            kept_answers = kept
-        else:
-            # Excluded participants: accuracy over their answers that answer rules keep (for inspection only).
-            kept_answers = [r for r in own if (pid, r.attribute) not in exclusions.answer_reasons]
-        participants.append(
-            ParticipantAccuracy(pid, own[0].condition, len(kept_answers), sum(r.correct for r in kept_answers), not reasons, reasons)
-        )
-
+    participants = _participant_accuracies(responses, exclusions)
+    accuracies = {
+        c: np.array([p.accuracy for p in participants if p.included and p.condition == c]) for c in conditions
+    }
     correct: dict[tuple[str, str], dict[str, bool]] = {}  # (condition, attribute) -> participant -> correct
     for r in exclusions.kept:
         correct.setdefault((r.condition, r.attribute), {})[r.participant_id] = r.correct
 
-    def accuracies(condition: str) -> np.ndarray:
-        return np.array([p.accuracy for p in participants if p.included and p.condition == condition])
-
-    tests: list[TestResult] = []
-    # Shapiro–Wilk per condition: the paper's reason for rank tests.
+    pairs = [(c, baseline) for c in conditions[1:]] if has_baseline else list(itertools.combinations(conditions, 2))
+    tests = [_shapiro(c, accuracies[c]) for c in conditions]
+    tests += _between_conditions(accuracies, correct, pairs, expect)
     for condition in conditions:
-        acc = accuracies(condition)
-        t = TestResult("shapiro", f"{condition}: accuracy normal?", len(acc), condition=condition)
-        if len(acc) < 3:
-            t.skipped = "needs at least 3 participants"
-        elif np.ptp(acc) == 0:
-            t.skipped = "all accuracies are equal"
-        else:
-            res = stats.shapiro(acc)
-            t.statistic, t.p = float(res.statistic), float(res.pvalue)
-        tests.append(t)
+        tests += _mcnemar_within(condition, correct, reference_attribute)
+    rows = _table_rows(responses, participants, correct, conditions, tests if has_baseline else [])
+    return StudyAnalysis(
+        source, rules, exclusions, conditions, baseline if has_baseline else None, reference_attribute, participants, rows, tests
+    )
 
-    holm_family: list[TestResult] = []
-    groups = [accuracies(c) for c in conditions]
-    kw = TestResult("kruskal", "accuracy across " + ", ".join(conditions), int(sum(map(len, groups))))
-    nonempty = [g for g in groups if len(g)]
-    if len(nonempty) < 2:
+
+def _participant_accuracies(responses: Sequence[Response], exclusions: Exclusions) -> list[ParticipantAccuracy]:
+    """Accuracy over the answers that the answer rules keep (also shown for excluded participants)."""
+    out = []
+    for pid, own in _by_participant(responses).items():
+        answers = [r for r in own if (pid, r.attribute) not in exclusions.answer_reasons]
+        reasons = list(exclusions.participant_reasons.get(pid, []))
+        out.append(ParticipantAccuracy(pid, own[0].condition, len(answers), sum(r.correct for r in answers), not reasons, reasons))
+    return out
+
+
+def _shapiro(condition: str, acc: np.ndarray) -> TestResult:
+    """Shapiro–Wilk: the paper's reason for rank tests."""
+    from scipy import stats
+
+    t = TestResult("shapiro", f"{condition}: accuracy normal?", len(acc), condition=condition)
+    if len(acc) < 3:
+        t.skipped = "needs at least 3 participants"
+    elif np.ptp(acc) == 0:
+        t.skipped = "all accuracies are equal"
+    else:
+        res = stats.shapiro(acc)
+        t.statistic, t.p = float(res.statistic), float(res.pvalue)
+    return t
+
+
+def _between_conditions(
+    accuracies: Mapping[str, np.ndarray],
+    correct: Mapping[tuple[str, str], Mapping[str, bool]],
+    pairs: Sequence[tuple[str, str]],
+    expect: Mapping[str, str],
+) -> list[TestResult]:
+    """Kruskal–Wallis, then Mann–Whitney U per pair (Bonferroni), then Fisher per attribute and pair;
+    Holm over all of them (the paper's footnote 1)."""
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    groups = [g for g in accuracies.values() if len(g)]
+    kw = TestResult("kruskal", "accuracy across " + ", ".join(accuracies), int(sum(map(len, groups))))
+    if len(groups) < 2:
         kw.skipped = "needs at least 2 conditions with participants"
-    elif np.ptp(np.concatenate(nonempty)) == 0:
+    elif np.ptp(np.concatenate(groups)) == 0:
         kw.skipped = "all accuracies are equal"
     else:
-        res = stats.kruskal(*nonempty)
+        res = stats.kruskal(*groups)
         kw.statistic, kw.p = float(res.statistic), float(res.pvalue)
-        kw.details = {"groups": {c: len(g) for c, g in zip(conditions, groups)}}
-    tests.append(kw)
-    holm_family.append(kw)
+        kw.details = {"groups": {c: len(g) for c, g in accuracies.items()}}
 
-    pairs = [(c, baseline) for c in conditions[1:]] if has_baseline else list(itertools.combinations(conditions, 2))
-    pairwise: list[TestResult] = []
+    pairwise = []
     for condition, other in pairs:
-        x, y = accuracies(condition), accuracies(other)
+        x, y = accuracies[condition], accuracies[other]
         alternative = expect.get(condition, "two-sided")
-        t = TestResult(
-            "mannwhitneyu", f"{condition} vs {other}: accuracy", len(x) + len(y), alternative=alternative, condition=condition, versus=other
-        )
+        t = TestResult("mannwhitneyu", f"{condition} vs {other}: accuracy", len(x) + len(y), alternative=alternative, condition=condition, versus=other)
         if not len(x) or not len(y):
             t.skipped = "a condition has no participants"
         elif np.ptp(np.concatenate([x, y])) == 0:
@@ -788,14 +798,13 @@ def analyze(
         else:
             res = stats.mannwhitneyu(x, y, alternative=alternative)
             t.statistic, t.p = float(res.statistic), float(res.pvalue)
-            t.effect_size_r = effect_size_r(t.p, t.n, t.statistic - len(x) * len(y) / 2, alternative)
+            two_sided = res.pvalue if alternative == "two-sided" else stats.mannwhitneyu(x, y).pvalue
+            t.effect_size_r = effect_size_r(two_sided, t.n, t.statistic - len(x) * len(y) / 2)
             t.details = {"n": len(x), "n_versus": len(y), "mean_accuracy": float(x.mean()), "mean_accuracy_versus": float(y.mean())}
-        tests.append(t)
         pairwise.append(t)
-        holm_family.append(t)
     _correct(pairwise, "bonferroni", multipletests, store="p_corrected")
 
-    attribute_tests: list[TestResult] = []
+    per_attribute = []
     for condition, other in pairs:
         alternative = expect.get(condition, "two-sided")
         for a in ATTRIBUTES:
@@ -810,48 +819,63 @@ def analyze(
                 table = [[sum(x.values()), len(x) - sum(x.values())], [sum(y.values()), len(y) - sum(y.values())]]
                 res = stats.fisher_exact(table, alternative=alternative)
                 t.statistic, t.p = float(res.statistic), float(res.pvalue)
-                direction = table[0][0] / len(x) - table[1][0] / len(y)
-                t.effect_size_r = effect_size_r(t.p, t.n, direction, alternative)
+                two_sided = res.pvalue if alternative == "two-sided" else stats.fisher_exact(table).pvalue
+                t.effect_size_r = effect_size_r(two_sided, t.n, table[0][0] / len(x) - table[1][0] / len(y))
                 t.details = {"table": table, "statistic_is": "odds ratio (rows: condition, versus; columns: correct, wrong)"}
-            tests.append(t)
-            attribute_tests.append(t)
-            holm_family.append(t)
-    _correct(holm_family, "holm", multipletests, store="p_holm")
-    holm_label = f"holm over {sum(t.p is not None for t in holm_family)} tests (Kruskal–Wallis, Mann–Whitney U, per attribute)"
-    for t in [kw] + attribute_tests:
+            per_attribute.append(t)
+
+    family = [kw] + pairwise + per_attribute
+    _correct(family, "holm", multipletests, store="p_holm")
+    label = f"holm over {sum(t.p is not None for t in family)} tests (Kruskal–Wallis, Mann–Whitney U, per attribute)"
+    for t in [kw] + per_attribute:
         if t.p is not None:
-            t.p_corrected, t.correction = t.p_holm, holm_label
+            t.p_corrected, t.correction = t.p_holm, label
+    return family
 
-    # McNemar within each condition: the reference attribute against each other, same participants.
-    for condition in conditions:
-        ref = correct.get((condition, reference_attribute), {})
-        family = []
-        for a in ATTRIBUTES:
-            if a == reference_attribute:
-                continue
-            other = correct.get((condition, a), {})
-            both = [pid for pid in ref if pid in other]
-            t = TestResult("mcnemar", f"{condition}: {a} vs {reference_attribute}", len(both), condition=condition, versus=reference_attribute, attribute=a)
-            if not both:
-                t.skipped = "no participant answered both"
-            else:
-                table = [
-                    [sum(ref[p] and other[p] for p in both), sum(ref[p] and not other[p] for p in both)],
-                    [sum(not ref[p] and other[p] for p in both), sum(not ref[p] and not other[p] for p in both)],
-                ]
-                res = mcnemar(table, exact=True)
-                t.statistic, t.p = float(res.statistic), float(res.pvalue)
-                t.effect_size_r = effect_size_r(t.p, t.n, table[1][0] - table[0][1])
-                t.details = {"table": table, "statistic_is": "min of the discordant counts (rows: reference correct, wrong; columns: attribute correct, wrong)"}
-            tests.append(t)
-            family.append(t)
-        _correct(family, "holm", multipletests, store="p_corrected")
 
-    rows = []
+def _mcnemar_within(condition: str, correct: Mapping[tuple[str, str], Mapping[str, bool]], reference: str) -> list[TestResult]:
+    """Exact two-sided McNemar of the reference attribute against each other one, on the same participants."""
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.multitest import multipletests
+
+    ref = correct.get((condition, reference), {})
+    family = []
+    for a in ATTRIBUTES:
+        if a == reference:
+            continue
+        other = correct.get((condition, a), {})
+        both = [pid for pid in ref if pid in other]
+        t = TestResult("mcnemar", f"{condition}: {a} vs {reference}", len(both), condition=condition, versus=reference, attribute=a)
+        if not both:
+            t.skipped = "no participant answered both"
+        else:
+            table = [
+                [sum(ref[p] and other[p] for p in both), sum(ref[p] and not other[p] for p in both)],
+                [sum(not ref[p] and other[p] for p in both), sum(not ref[p] and not other[p] for p in both)],
+            ]
+            res = mcnemar(table, exact=True)
+            t.statistic, t.p = float(res.statistic), float(res.pvalue)
+            t.effect_size_r = effect_size_r(t.p, t.n, table[1][0] - table[0][1])
+            t.details = {"table": table, "statistic_is": "smaller discordant count (rows: reference correct, wrong; columns: attribute correct, wrong)"}
+        family.append(t)
+    _correct(family, "holm", multipletests, store="p_corrected")
+    return family
+
+
+ALL_CONDITIONS = "all conditions"
+
+
+def _table_rows(
+    responses: Sequence[Response],
+    participants: Sequence[ParticipantAccuracy],
+    correct: Mapping[tuple[str, str], Mapping[str, bool]],
+    conditions: Sequence[str],
+    tests: Sequence[TestResult],
+) -> list[ConditionRow]:
+    """The paper's Table 2: one row per condition (and all together), starred by the tests against the baseline."""
     collected = _by_participant(responses)
-    groupings = [(c, {c}) for c in conditions]
-    if len(conditions) > 1:
-        groupings.append(("all", set(conditions)))
+    groupings = [(c, {c}) for c in conditions] + ([(ALL_CONDITIONS, set(conditions))] if len(conditions) > 1 else [])
+    rows = []
     for label, members in groupings:
         acc = np.array([p.accuracy for p in participants if p.included and p.condition in members])
         percent, n = {}, {}
@@ -862,13 +886,13 @@ def analyze(
         n_collected = sum(1 for own in collected.values() if own[0].condition in members)
         mean = 100.0 * float(acc.mean()) if len(acc) else float("nan")
         row = ConditionRow(label, n_collected, len(acc), mean, percent, n)
-        if has_baseline and len(members) == 1 and label != baseline:
-            row.overall_p = next(t.p_corrected for t in pairwise if t.condition == label)
-            row.attribute_p = {t.attribute: t.p_holm for t in attribute_tests if t.condition == label}
+        for t in tests:
+            if t.condition == label and t.test == "mannwhitneyu":
+                row.overall_p = t.p_corrected
+            if t.condition == label and t.test == "fisher_exact":
+                row.attribute_p[t.attribute] = t.p_holm
         rows.append(row)
-    return StudyAnalysis(
-        source, rules, exclusions, conditions, baseline if has_baseline else None, reference_attribute, participants, rows, tests
-    )
+    return rows
 
 
 def _correct(family: list[TestResult], method: str, multipletests, store: str) -> None:
