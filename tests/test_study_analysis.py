@@ -354,3 +354,12 @@ def test_exclusion_rule_aggregates():
     assert not ExclusionRule("r", "seconds", "<", 40, aggregate="sum").excludes_participant(rows)
     assert ExclusionRule("r", "seconds", "<=", 10, aggregate="all").excludes_participant(rows)
     assert not ExclusionRule("r", "seconds", "<", 10, aggregate="any").excludes_participant(rows)
+
+
+@pytest.mark.parametrize("expect, message", [("counterfactual", "expected CONDITION=greater"), ("control=less", "condition 'control'")])
+def test_cli_bad_expectation_is_a_user_error(expect, tmp_path, capsys, message):
+    path = tmp_path / "responses.csv"
+    path.write_text(good_text())
+    assert main(["study", "analyze", str(path), "--expect", expect, "-o", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

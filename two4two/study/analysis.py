@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from two4two.errors import ConfigError, ResponsesError
+from two4two.errors import ConfigError, ResponsesError, Two4TwoError
 
 ATTRIBUTES = ("legs", "colour", "background", "shape", "rotation_bending")
 ATTRIBUTE_LABELS = {
@@ -705,6 +705,10 @@ def analyze(
     concepts less), making that condition's Mann–Whitney and Fisher tests one-sided."""
     if reference_attribute not in ATTRIBUTES:
         raise ResponsesError(f"reference attribute {reference_attribute!r} is not allowed; expected one of {', '.join(ATTRIBUTES)}")
+    try:
+        import statsmodels  # noqa: F401  (McNemar and the multiple-test corrections)
+    except ImportError:
+        raise Two4TwoError("the study analysis needs statsmodels: pip install -e '.[study]'") from None
     check_design(responses, source)
     rules = list(rules)
     exclusions = apply_exclusions(responses, rules)
