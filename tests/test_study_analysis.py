@@ -188,6 +188,7 @@ def test_default_rules_exclude_participants_as_the_paper():
     base = result.rows[0]
     assert (base.n_collected, base.n_filtered) == (len(COUNTS["baseline"]) + 3, len(COUNTS["baseline"]) + 1)
     assert base.overall == pytest.approx(100 * np.mean(COUNTS["baseline"] + [1]) / 5)
+    assert "in total: 2 of 24 participants excluded; 0 answers dropped from the others; 110 answers analysed" in result.exclusions.format()
     assert load_rules("configs/study_exclusions.yaml") == list(DEFAULT_RULES)
 
 

@@ -205,7 +205,8 @@ def _cmd_study_simulate(args: argparse.Namespace) -> None:
 
     responses = simulate_responses(args.per_condition, seed=args.seed)
     write_responses(args.output, responses)
-    print(f"wrote {len(responses)} synthetic answers of {len(responses) // 5} participants to {args.output}")
+    participants = len({r.participant_id for r in responses})
+    print(f"wrote {len(responses)} synthetic answers of {participants} participants to {args.output}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -394,6 +394,7 @@ class Exclusions:
     participant_reasons: dict[str, list[str]]  # excluded participant -> rule names
     answer_reasons: dict[tuple[str, str], list[str]]  # (participant, attribute) -> rule names
     kept: list[Response]  # answers that enter the analysis
+    collected: int = 0  # participants in the file
 
     @property
     def excluded_participants(self) -> int:
@@ -412,7 +413,11 @@ class Exclusions:
         empty = sum(1 for reasons in self.participant_reasons.values() if reasons == [NO_ANSWERS_LEFT])
         if empty:
             lines.append(f"  {NO_ANSWERS_LEFT}: {empty} participant(s)")
-        return "\n".join(lines) if lines else "  (no exclusion rules)"
+        lines.append(
+            f"  in total: {self.excluded_participants} of {self.collected} participants excluded; "
+            f"{self.excluded_answers} answers dropped from the others; {len(self.kept)} answers analysed"
+        )
+        return "\n".join(lines)
 
 
 NO_ANSWERS_LEFT = "no_answers_left"
@@ -445,7 +450,7 @@ def apply_exclusions(responses: Sequence[Response], rules: Sequence[ExclusionRul
         for r in responses
         if r.participant_id not in participant_reasons and (r.participant_id, r.attribute) not in answer_reasons
     ]
-    return Exclusions(counts, participant_reasons, answer_reasons, kept)
+    return Exclusions(counts, participant_reasons, answer_reasons, kept, len(participants))
 
 
 # ---------------------------------------------------------------- statistics
@@ -454,6 +459,8 @@ def apply_exclusions(responses: Sequence[Response], rules: Sequence[ExclusionRul
 @dataclass
 class TestResult:
     """One hypothesis test as reported in tests.json (statistic and p straight from scipy/statsmodels)."""
+
+    __test__ = False  # not a pytest class
 
     test: str  # shapiro | kruskal | mannwhitneyu | fisher_exact | mcnemar
     comparison: str  # human-readable, e.g. "counterfactual vs baseline: accuracy"
@@ -989,6 +996,8 @@ def simulate_responses(
     the comprehension checks twice and a share rushes through (a few seconds per page), so
     the default exclusion rules have something to exclude.
     """
+    if n_per_condition < 1:
+        raise Two4TwoError(f"participants per condition {n_per_condition} is not allowed; expected at least 1")
     rng = np.random.default_rng(seed)
     out = []
     index = 0
