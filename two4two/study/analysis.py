@@ -505,7 +505,7 @@ def effect_size_r(p_two_sided: float, n: int, direction: float) -> float:
     if n <= 0 or direction == 0:
         return 0.0 if n > 0 else float("nan")
     z = norm.isf(max(float(p_two_sided), np.finfo(float).tiny) / 2)
-    return float(np.sign(direction) * z / math.sqrt(n))
+    return float(np.sign(direction) * z / math.sqrt(n)) + 0.0  # + 0.0: no -0.0 when p = 1
 
 
 @dataclass
@@ -562,13 +562,15 @@ class StudyAnalysis:
             for a in ATTRIBUTES:
                 cells.append(f"{_stars(row.attribute_p.get(a))}{_pct(row.attribute_percent[a])} ({row.attribute_n[a]})")
             lines.append("| " + " | ".join(cells) + " |")
-        versus = f"the {self.baseline} condition" if self.baseline else "another condition"
-        lines += [
-            "",
-            "Percent correct (answers counted). Overall: mean per-participant accuracy. Stars against "
-            f"{versus}: overall by Mann–Whitney U (Bonferroni-corrected), attributes by Fisher's exact test "
-            "(Holm-corrected); * p < 0.05, ** p < 0.01, *** p < 0.001.",
-        ]
+        note = "Percent correct (answers counted). Overall: mean per-participant accuracy. "
+        if self.baseline:
+            note += (
+                f"Stars against the {self.baseline} condition: overall by Mann–Whitney U (Bonferroni-corrected), "
+                "attributes by Fisher's exact test (Holm-corrected); * p < 0.05, ** p < 0.01, *** p < 0.001."
+            )
+        else:
+            note += "No baseline condition, so no stars; the tests below compare every pair of conditions."
+        lines += ["", note]
         return "\n".join(lines)
 
     def format_tests(self) -> str:
