@@ -203,3 +203,37 @@ def test_every_architecture_gives_one_logit_per_image(arch):
     model = build_classifier(arch).eval()
     with torch.no_grad():
         assert model(torch.rand(3, 3, 64, 64)).shape == (3,)
+
+
+@pytest.mark.parametrize("which", ["small_cnn", "inn"])
+def test_concepts_from_the_command_line(trained, trained_inn, which, tmp_path, capsys):
+    model = trained / "model" if which == "small_cnn" else trained_inn
+    out = tmp_path / "concepts.png"
+    assert main(["explain", "concepts", "--model", str(model), "--data", str(trained / "data"), "--images", "64",
+                 "--components", "6", "--keep", "3", "--examples", "4", "-o", str(out)]) == 0
+    assert "6 components explain" in capsys.readouterr().out
+    from PIL import Image
+
+    assert Image.open(out).size[1] > 6 * 32  # two rows per concept
+    record = json.loads(out.with_suffix(".json").read_text())
+    concepts = record["concepts"]
+    assert len(concepts) == 3 and record["images"] == 64 and 0 < record["explained_variance"] <= 1
+    r = [c["r"] for c in concepts]
+    assert r == sorted(r, reverse=True) and min(r) >= 0 and r[0] == max(record["r_all_components"])
+    top = concepts[0]
+    assert len(top["positive"]["ids"]) == len(top["negative"]["ids"]) == 4
+    assert min(top["positive"]["scores"]) > max(top["negative"]["scores"])
+    # Oriented to r ≥ 0, the positive pole's examples read as more Stretchy to the model than the negative pole's.
+    from two4two.dataset import load_image
+
+    def mean_logit(ids):
+        return predict_logits(load_classifier(model), np.stack([load_image(trained / "data", "test", i) for i in ids])).mean()
+
+    assert mean_logit(top["positive"]["ids"]) > mean_logit(top["negative"]["ids"])
+
+
+def test_concepts_need_enough_images(trained, tmp_path, capsys):
+    assert main(["explain", "concepts", "--model", str(trained / "model"), "--data", str(trained / "data"),
+                 "--images", "1000", "-o", str(tmp_path / "c.png")]) == 2
+    assert "images: 1000 must be between 3 and the split's 64 images" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()

@@ -117,6 +117,19 @@ def _cmd_explain_counterfactuals(args: argparse.Namespace) -> None:
     print(f"largest |logit of the saved 8-bit image − target|: {error:.3f}")
 
 
+def _cmd_explain_concepts(args: argparse.Namespace) -> None:
+    from two4two.explain.concepts import concept_explanation
+    from two4two.models.training import load_classifier
+
+    explanation = concept_explanation(
+        load_classifier(args.model), args.data, args.split, images=args.images, components=args.components,
+        keep=args.keep, examples=args.examples, seed=args.seed, progress=True,
+    )
+    print(explanation.format_table())
+    png, sidecar = explanation.save(args.output)
+    print(f"concepts ({args.keep} × 2 rows of {args.examples} images): {png}, r, p and example ids: {sidecar}")
+
+
 def _cmd_explain_audit(args: argparse.Namespace) -> None:
     from two4two.explain.audit import audit_counterfactuals
     from two4two.explain.counterfactual import require_invertible
@@ -278,6 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which images are drawn")
     p.add_argument("-o", "--output", required=True, help="output PNG (ids and logits go to the same name .json)")
     p.set_defaults(func=_cmd_explain_counterfactuals)
+
+    p = explain.add_parser("concepts", help="concepts found by factorising an 8×8 layer (Zhang et al. 2021), two rows per concept")
+    p.add_argument("--model", required=True, help="small_cnn or INN checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split to factorise and draw examples from (default test)")
+    p.add_argument("--images", type=int, default=500, help="images drawn from the split (default 500)")
+    p.add_argument("--components", type=int, default=10, help="factorisation components (default 10)")
+    p.add_argument("--keep", type=int, default=5, help="concepts kept: those most correlated with the logit (default 5)")
+    p.add_argument("--examples", type=int, default=5, help="example images per row (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="which images are drawn")
+    p.add_argument("-o", "--output", required=True, help="output PNG (r, p and example ids go to the same name .json)")
+    p.set_defaults(func=_cmd_explain_concepts)
 
     p = explain.add_parser("audit", help="what INN counterfactuals really change, read by the observer (paper Table 6)")
     p.add_argument("--inn", required=True, help="INN checkpoint (model.pt or its directory)")
