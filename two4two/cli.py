@@ -117,6 +117,17 @@ def _cmd_explain_counterfactuals(args: argparse.Namespace) -> None:
     print(f"largest |logit of the saved 8-bit image − target|: {error:.3f}")
 
 
+def _cmd_explain_baseline(args: argparse.Namespace) -> None:
+    from two4two.explain.baseline import QUINTILE_LABELS, baseline_grid
+    from two4two.models.training import load_classifier
+
+    labels = args.labels or QUINTILE_LABELS
+    grid = baseline_grid(load_classifier(args.model), args.data, args.split, rows=args.rows, labels=labels, seed=args.seed)
+    png, sidecar = grid.save(args.output)
+    edges = ", ".join(f"{e:+.2f}" for e in grid.edges)
+    print(f"baseline grid ({args.rows} rows × {len(labels)} columns; column logit edges {edges}): {png}, ids and logits: {sidecar}")
+
+
 def _cmd_explain_concepts(args: argparse.Namespace) -> None:
     from two4two.explain.concepts import concept_explanation
     from two4two.models.training import load_classifier
@@ -291,6 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which images are drawn")
     p.add_argument("-o", "--output", required=True, help="output PNG (ids and logits go to the same name .json)")
     p.set_defaults(func=_cmd_explain_counterfactuals)
+
+    p = explain.add_parser("baseline", help="the paper's baseline: example images in columns of equal shares of the logits")
+    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split to draw images from (default test)")
+    p.add_argument("--rows", type=int, default=10, help="images per column (default 10)")
+    p.add_argument("--labels", nargs="+", help="column labels, one per column (default: the five quintile labels)")
+    p.add_argument("--seed", type=int, default=0, help="which images are drawn from each column")
+    p.add_argument("-o", "--output", required=True, help="PNG to write (ids and logits go to a .json beside it)")
+    p.set_defaults(func=_cmd_explain_baseline)
 
     p = explain.add_parser("concepts", help="concepts found by factorising an 8×8 layer (Zhang et al. 2021), two rows per concept")
     p.add_argument("--model", required=True, help="small_cnn or INN checkpoint (model.pt or its directory)")

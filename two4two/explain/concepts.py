@@ -180,10 +180,7 @@ class ConceptExplanation:
                     ax.set_xticks([]), ax.set_yticks([])
                 axes[2 * c + pole, 0].set_ylabel(f"concept {c + 1} {sign}" + (f"\nr = {row['r']:.2f}" if pole == 0 else ""), fontsize=8)
         title = f"Concepts of {self.layer}: {keep} of {len(self.fit.components)} components most correlated with the logit"
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        save_figure(fig, tmp, title, dpi=dpi)
-        os.replace(tmp, path)
+        path = save_figure(fig, path, title, dpi=dpi)
         record = {
             "layer": self.layer,
             "split": self.split,
