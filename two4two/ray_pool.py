@@ -143,6 +143,19 @@ class RayRenderPool:
         self.n_workers = self.requested_workers or max(1, cpus // self.threads)
         self._actor_class = ray.remote(RenderActor).options(num_cpus=self.threads, max_restarts=0)
 
+    def start(self) -> None:
+        """Join or start Ray and request the actors (imap does this itself when needed)."""
+        if not self._actors:
+            self._connect()
+            self._actors = [self._start_actor() for _ in range(self.n_workers)]
+
+    def wait_ready(self, timeout: float | None = None) -> int:
+        """Block until every actor has built its scene (or `timeout` s); returns how many have."""
+        self.start()
+        refs = [a.ready_ref for a in self._actors]
+        done, _ = self.ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        return len(done)
+
     def _start_actor(self) -> _Actor:
         handle = self._actor_class.remote({**self.settings.to_dict(), "threads": self.threads})
         return _Actor(handle, handle.ready.remote(), time.monotonic())
@@ -169,9 +182,7 @@ class RayRenderPool:
         """Render `params` (or only `indices` of it); yield results as they finish, each with its node id."""
         ray = self.ray
         validate_all(params)
-        if not self._actors:
-            self._connect()
-            self._actors = [self._start_actor() for _ in range(self.n_workers)]
+        self.start()
         queue = collections.deque(range(len(params)) if indices is None else indices)
         remaining = len(queue)
         if len(set(queue)) != remaining:
