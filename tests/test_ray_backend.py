@@ -138,6 +138,9 @@ def test_user_errors_name_the_option(tmp_path, capsys, monkeypatch):
     config = write_config(tmp_path, n=2)
     assert main(["render", str(config), "-o", str(tmp_path / "a"), "--address", "127.0.0.1:1"]) == 2
     assert "address: only used with backend 'ray'" in capsys.readouterr().err
+    assert main(["render", str(config), "-o", str(tmp_path / "b"), "--backend", "ray", "--address", "127.0.0.1:1"]) == 2
+    assert "address: no Ray cluster answers at '127.0.0.1:1'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing written
     with pytest.raises(ParameterError, match="backend: expected one of local, ray, got 'slurm'"):
         open_pool("slurm")
     with pytest.raises(ParameterError, match="threads: expected at least 1 with backend 'ray'"):

@@ -32,6 +32,19 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes (Ray retries for long), when nothing listens at HOST:PORT."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise RenderError(f"address: no Ray cluster answers at {address!r} ({exc.strerror or exc}); is its head node started?") from None
+
+
 class RenderActor:
     """Runs inside a Ray worker process: one scene, built once, renders batches."""
 
@@ -134,6 +147,8 @@ class RayRenderPool:
             if self.address is None:
                 cpus = max(available_cpus(), (self.requested_workers or 1) * self.threads)
                 options.update(num_cpus=cpus, include_dashboard=False)
+            else:
+                check_reachable(self.address)
             try:
                 ray.init(address=self.address, **options)
             except ConnectionError as exc:

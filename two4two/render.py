@@ -303,8 +303,8 @@ def open_pool(backend: str = "local", workers: int | None = None, settings: Rend
     The backend changes where images are rendered, never their bytes, so it is not part
     of a dataset's identity and a render started on one backend can be resumed on the other.
     """
-    check_backend(backend, address)
-    if backend == "local":
+    if backend != "ray":
+        check_backend(backend, address)  # unknown backend, or an address for the local pool
         return RenderPool(workers, settings, **options)
     from two4two.ray_pool import RayRenderPool
 
@@ -312,10 +312,17 @@ def open_pool(backend: str = "local", workers: int | None = None, settings: Rend
 
 
 def check_backend(backend: str, address: str | None = None) -> None:
+    """User errors about the backend, raised before a render job writes anything."""
     if backend not in BACKENDS:
         raise ParameterError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if address is not None and backend != "ray":
         raise ParameterError(f"address: only used with backend 'ray', got backend {backend!r}")
+    if backend == "ray":  # fail before any output is written: Ray missing, cluster not there
+        from two4two.ray_pool import check_reachable, import_ray
+
+        import_ray()
+        if address is not None:
+            check_reachable(address)
 
 
 def render(
