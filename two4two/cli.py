@@ -31,9 +31,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     job = plan_config(config, Path(args.output) if args.output else None)
-    manifest = run_render_job(
-        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite
-    )
+    manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, **_pool_args(args))
     _report(job.root, manifest)
     first = next(iter(job.splits))
     if manifest["counts"].get(first):
@@ -46,10 +44,16 @@ def _cmd_render_params(args: argparse.Namespace) -> None:
 
     settings = RenderSettings(samples=args.samples, denoise=args.denoise)
     job = plan_params_file(Path(args.params), Path(args.output), args.split, settings)
-    manifest = run_render_job(
-        job, workers=args.workers, threads=args.threads, resume=args.resume, overwrite=args.overwrite
-    )
+    manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, **_pool_args(args))
     _report(job.root, manifest)
+
+
+def _pool_args(args: argparse.Namespace) -> dict:
+    """Pool options from the command line; --address only reaches the Ray backend."""
+    options = dict(workers=args.workers, threads=args.threads, backend=args.backend)
+    if args.address is not None:
+        options["address"] = args.address
+    return options
 
 
 def _report(root: Path, manifest: dict) -> None:
@@ -256,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
         p.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
         p.add_argument("--overwrite", action="store_true", help="replace a different dataset in the output directory")
+        p.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local worker processes (default) or Ray actors (pip install 'two4two[cluster]')")
+        p.add_argument("--address", help="with --backend ray: join this Ray cluster (HOST:PORT or auto; default: start Ray locally)")
 
     p = sub.add_parser("render", help="render every split of a config (images, masks, parameters)")
     p.add_argument("config", help="dataset config (YAML)")

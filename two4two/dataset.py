@@ -223,11 +223,17 @@ def run_render_job(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    backend: str = "local",
     **pool_options,
 ) -> dict:
-    """Render every missing sample of every split through one pool; returns the manifest."""
-    from two4two.render import validate_all
+    """Render every missing sample of every split through one pool; returns the manifest.
 
+    `backend` ("local" or "ray", with `address=` for a cluster) is not part of the
+    dataset's identity: a render started on one backend resumes on the other.
+    """
+    from two4two.render import check_backend, validate_all
+
+    check_backend(backend, pool_options.get("address"))
     for split, params in job.splits.items():
         try:
             validate_all(params)
@@ -251,7 +257,7 @@ def run_render_job(
     }
     write_manifest(job.root, manifest)
 
-    writers = render_splits(job.root, job.splits, job.settings, workers, progress, job.name, manifest, **pool_options)
+    writers = render_splits(job.root, job.splits, job.settings, workers, progress, job.name, manifest, backend, **pool_options)
     manifest["counts"].update({s: w.next_index for s, w in writers.items()})
     manifest["status"] = "complete" if all(w.complete for w in writers.values()) else "incomplete"
     write_manifest(job.root, manifest)
@@ -266,12 +272,13 @@ def render_splits(
     progress: bool = True,
     name: str = "",
     manifest: dict | None = None,
+    backend: str = "local",
     **pool_options,
 ) -> dict[str, "SplitWriter"]:
-    """Render what is missing of each split into root/SPLIT through one pool."""
+    """Render what is missing of each split into root/SPLIT through one pool of `backend`."""
     from tqdm import tqdm
 
-    from two4two.render import RenderPool
+    from two4two.render import open_pool
 
     writers = {s: SplitWriter(root / s, params) for s, params in splits.items()}
     # One flat work list over all splits keeps the pool busy across split boundaries.
@@ -283,7 +290,7 @@ def render_splits(
             owner.append((s, i))
     try:
         if flat:
-            with RenderPool(workers, settings, **pool_options) as pool, tqdm(
+            with open_pool(backend, workers, settings, **pool_options) as pool, tqdm(
                 total=len(flat), unit="img", disable=not progress, smoothing=0.05, desc=f"render {name}".strip()
             ) as bar:
                 for result in pool.imap(flat):
