@@ -20,7 +20,11 @@ def is_model_config(path):
     return "kind: classifier" in text or "kind: observer" in text
 
 
-DATASET_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if not is_model_config(p)]
+def is_dataset_config(path):
+    return any(line.startswith("sampler:") for line in path.read_text().splitlines())
+
+
+DATASET_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if is_dataset_config(p)]
 MODEL_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if is_model_config(p)]
 
 

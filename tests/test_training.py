@@ -237,3 +237,64 @@ def test_concepts_need_enough_images(trained, tmp_path, capsys):
                  "--images", "1000", "-o", str(tmp_path / "c.png")]) == 2
     assert "images: 1000 must be between 3 and the split's 64 images" in capsys.readouterr().err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_baseline_grid_from_the_command_line(trained, tmp_path, capsys):
+    out = tmp_path / "baseline.png"
+    assert main(["explain", "baseline", "--model", str(trained / "model"), "--data", str(trained / "data"),
+                 "--rows", "4", "--labels", "Peeky", "unsure", "Stretchy", "-o", str(out)]) == 0
+    assert "baseline grid (4 rows × 3 columns" in capsys.readouterr().out
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["columns"] == ["Peeky", "unsure", "Stretchy"]
+    logits = np.array(record["logits"])
+    assert logits.shape == (4, 3) and np.all(np.diff(logits, axis=0) >= 0)
+    # Every cell lies between its column's edges, and the stored logits are the model's.
+    edges = record["column_edges"]
+    for c in range(3):
+        assert np.all((logits[:, c] >= edges[c] - 1e-9) & (logits[:, c] <= edges[c + 1] + 1e-9))
+    from two4two.dataset import load_image
+
+    ids = record["ids"]
+    again = predict_logits(load_classifier(trained / "model"), np.stack([load_image(trained / "data", "test", i) for i in ids[0]]))
+    assert again == pytest.approx(logits[0], abs=1e-5)
+
+
+def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(trained / "data", data)  # the export renders the missing interventions into its own copy
+    (tmp_path / "study.yaml").write_text(
+        f"name: tiny_study\nmodel: {trained_inn}\ndata: {data}\nrows: 2\nconcepts: {{images: 60, components: 6}}\n"
+    )
+    bundle = tmp_path / "bundle"
+    assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(bundle), "--create-interventions"]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert [c["name"] for c in manifest["conditions"]] == ["baseline", "counterfactual", "concepts"]
+    # Equal information: every condition shows as many images (rows × 5).
+    assert [c["stimulus"]["images_shown"] for c in manifest["conditions"]] == [10, 10, 10]
+    for condition in manifest["conditions"]:
+        assert (bundle / condition["stimulus"]["image"]).is_file()
+        assert all((bundle / image).is_file() for image in condition["tutorial"]["images"])
+        assert all(q["answer"] in q["choices"] for q in condition["comprehension"])
+    assert [q["attribute"] for q in manifest["questions"]] == ["legs", "colour", "background", "shape", "rotation_bending"]
+    # The answer key is the one derived from the INN's measured importance, written beside it.
+    key = json.loads((bundle / "answer_key.json").read_text())
+    assert manifest["answer_key"] == key["answers"]
+    rows = {r["attribute"]: r for r in __import__("csv").DictReader((bundle / "importance" / "importance.csv").open())}
+    for question, attribute in (("colour", "obj_color"), ("background", "bg_color"), ("shape", "spherical")):
+        relevant = float(rows[attribute]["r_squared_low"]) > key["threshold"]
+        assert manifest["answer_key"][question] == ("relevant" if relevant else "irrelevant")
+    assert "answer key" in out and "study bundle" in out
+    # No half-built bundle is left beside it, and an existing bundle is not overwritten by accident.
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(bundle)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
+    (tmp_path / "study.yaml").write_text(f"name: s\nmodel: {trained / 'model'}\ndata: {trained / 'data'}\n")
+    assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(tmp_path / "b")]) == 2
+    assert "needed by the counterfactual condition" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -228,6 +228,23 @@ def _cmd_study_analyze(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+def _cmd_study_export(args: argparse.Namespace) -> None:
+    import json
+
+    from two4two.study.export import export_study, load_study_config
+
+    config = load_study_config(args.config)
+    manifest_path = export_study(config, args.output, overwrite=args.overwrite,
+                                 create_interventions=args.create_interventions, workers=args.workers)
+    manifest = json.loads(manifest_path.read_text())
+    key = json.loads((manifest_path.parent / "answer_key.json").read_text())
+    print(f"answer key ({key['rule']['measure']} lower bound > {key['threshold']:.4g}): "
+          + ", ".join(f"{q} {a}" for q, a in manifest["answer_key"].items()))
+    for condition in manifest["conditions"]:
+        print(f"  {condition['name']:<15} {condition['stimulus']['images_shown']} images: {manifest_path.parent / condition['stimulus']['image']}")
+    print(f"study bundle: {manifest_path}")
+
+
 def _cmd_study_simulate(args: argparse.Namespace) -> None:
     from two4two.study.analysis import simulate_responses, write_responses
 
@@ -367,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expect", nargs="+", metavar="CONDITION=greater|less", help="pre-registered direction against the baseline (one-sided tests)")
     p.add_argument("-o", "--output", help="output directory (default: RESPONSES_analysis next to the file)")
     p.set_defaults(func=_cmd_study_analyze)
+    p = study.add_parser("export", help="study bundle: the three conditions' stimuli, questions, answer key and manifest.json")
+    p.add_argument("config", help="study config (YAML; see configs/study-cpu.yaml)")
+    p.add_argument("-o", "--output", required=True, help="bundle folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits for the answer key first")
+    p.add_argument("--workers", type=int, help="render workers when creating interventions")
+    p.set_defaults(func=_cmd_study_export)
     p = study.add_parser("simulate", help="synthetic responses in the study app's format, to try analyze")
     p.add_argument("--per-condition", type=int, default=60, help="participants per condition (default 60)")
     p.add_argument("--seed", type=int, default=0)

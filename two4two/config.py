@@ -212,14 +212,18 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     return config
 
 
-def load_config(path: str | Path) -> DatasetConfig:
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """A YAML (or JSON) file, with duplicate keys and syntax errors reported as ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(f"{path}: no such {what}")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_config(raw, str(path))
+
+
+def load_config(path: str | Path) -> DatasetConfig:
+    return parse_config(read_yaml(path), str(path))

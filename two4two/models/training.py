@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from two4two.errors import ConfigError, Two4TwoError
 
@@ -344,13 +343,10 @@ def training_split_of(path: str | Path):
 
 
 def load_train_config(path: str | Path) -> ModelConfig:
+    from two4two.config import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path)
     kind = raw.get("kind") if isinstance(raw, dict) else None
     if kind not in KINDS:
         raise ConfigError(f"{path}: kind: expected one of {', '.join(KINDS)} for two4two train, got {kind!r}")

@@ -363,20 +363,9 @@ def _check_rule(rule: ExclusionRule, where: str) -> None:
 
 def load_rules(path: str | Path) -> list[ExclusionRule]:
     """Exclusion rules from a YAML or JSON file (JSON is read as YAML; duplicate keys are errors)."""
-    import yaml
+    from two4two.config import read_yaml
 
-    from two4two.config import _StrictLoader
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such rules file")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
-    return parse_rules(raw, str(path))
+    return parse_rules(read_yaml(path, "rules file"), str(path))
 
 
 @dataclass(frozen=True)

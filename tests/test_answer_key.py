@@ -1,0 +1,83 @@
+"""The answer key follows what the model is measured to use, not what the data was biased on."""
+
+import zlib
+
+import numpy as np
+import pytest
+
+from two4two.config import parse_config
+from two4two.dataset import plan_config
+from two4two.errors import ConfigError
+from two4two.importance import DEFAULT_ATTRIBUTES, measure_importance
+from two4two.parameters import write_jsonl
+from two4two.study.answer_key import QUESTIONS, AnswerKeyRule, derive_answer_key
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Parameters only (test doubles read them): study2022 with every attribute intervened."""
+    root = tmp_path_factory.mktemp("key")
+    config = parse_config({"sampler": "study2022", "seed": 4,
+                           "splits": {"train": {"n": 500}, "test": {"n": 400, "interventions": list(DEFAULT_ATTRIBUTES)}}})
+    for name, params in plan_config(config).splits.items():
+        write_jsonl(root / name / "parameters.jsonl", params)
+    return root
+
+
+class Double:
+    """A parameter-reading 'model': a weighted sum of attributes, plus a deterministic
+    per-image jitter that ignores every attribute (like a real network's nuisance noise)."""
+
+    reads_parameters = True
+
+    def __init__(self, **weights):
+        self.weights = weights
+
+    centres = {"arm_position": 0.5, "obj_color": 0.5, "spherical": 0.5, "position_x": -0.4}
+
+    def __call__(self, params):
+        jitter = np.array([zlib.crc32(p.id.encode()) / 2**32 - 0.5 for p in params])
+        return np.array([sum(w * (getattr(p, a) - self.centres.get(a, 0.0)) for a, w in self.weights.items()) for p in params]) + 0.3 * jitter
+
+
+def key_of(model, dataset, **rule):
+    return derive_answer_key(measure_importance(model, dataset, n_resamples=300, progress=False), AnswerKeyRule(**rule))
+
+
+def test_an_attribute_the_model_uses_is_relevant_and_one_it_ignores_is_not(dataset):
+    uses_colour = key_of(Double(arm_position=8.0, obj_color=4.0), dataset)
+    assert uses_colour.answers == {"legs": "relevant", "colour": "relevant", "background": "irrelevant",
+                                   "shape": "irrelevant", "rotation_bending": "irrelevant"}
+    # The same data, a model that ignores colour but uses shape and pitch: the key follows the model.
+    other = key_of(Double(arm_position=8.0, spherical=3.0, obj_rotation_pitch=4.0), dataset)
+    assert other.answers["colour"] == "irrelevant"
+    assert other.answers["shape"] == "relevant" and other.answers["rotation_bending"] == "relevant"
+    assert set(other.answers) == set(QUESTIONS)
+
+
+def test_the_threshold_is_the_references_upper_bound_plus_the_margin(dataset):
+    result = measure_importance(Double(arm_position=8.0), dataset, n_resamples=300, progress=False)
+    key = derive_answer_key(result, AnswerKeyRule(margin=0.1))
+    rows = {r.attribute: r.r_squared for r in result.rows}
+    assert key.threshold == pytest.approx(max(rows["position_x"].high, rows["position_y"].high) + 0.1)
+    assert [e["attribute"] for e in key.evidence["reference"]] == ["position_x", "position_y"]
+    assert "legs" in key.format_table() and key.to_dict()["rule"]["reference"] == ["position_x", "position_y"]
+
+
+def test_a_model_that_uses_the_reference_raises_the_bar(dataset):
+    # If the model relies on position x as much as on colour, colour no longer stands out.
+    key = key_of(Double(arm_position=8.0, obj_color=4.0, position_x=5.0), dataset)
+    assert key.answers["colour"] == "irrelevant"
+    # Flip rate as the measure, with a margin in percentage points.
+    assert key_of(Double(arm_position=8.0, obj_color=4.0), dataset, measure="flip_percent", margin=2.0).answers["colour"] == "relevant"
+
+
+def test_bad_rules_are_named():
+    with pytest.raises(ConfigError, match="answer_key.measure: 'accuracy' is not one of r_squared"):
+        AnswerKeyRule(measure="accuracy")
+    with pytest.raises(ConfigError, match="answer_key.reference: obj_color is asked about"):
+        AnswerKeyRule(reference=("obj_color",))
+    with pytest.raises(ConfigError, match="answer_key: unknown key 'threshold'"):
+        AnswerKeyRule.from_mapping({"threshold": 0.1})
+    with pytest.raises(ConfigError, match="answer_key.margin: -1 must be a number"):
+        AnswerKeyRule.from_mapping({"margin": -1})

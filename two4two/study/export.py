@@ -1,0 +1,283 @@
+"""Study bundles: everything a bias-discovery study needs, for one model, in one folder.
+
+`two4two study export CONFIG -o DIR` makes, for each condition (baseline, counterfactual,
+concepts), the explanation participants see — 50 images each, so every condition carries
+the same amount of information, as in the paper — the five relevance questions, an answer
+key derived from the model's measured importance (`two4two.study.answer_key`), tutorial
+texts and comprehension checks, and `manifest.json`, which the study app
+(`two4two study serve`) and any survey platform read. The folder is built beside its
+destination and moved into place at the end, so a failed export leaves nothing behind.
+
+Study config (YAML):
+
+    name: study2022_inn_cpu
+    model: models/inn_cpu_study2022_64px   # the explained model; the counterfactual condition needs an INN
+    data: data/study2022_64px              # rendered dataset with intervention splits of `split`
+    split: test
+    conditions: [baseline, counterfactual, concepts]
+    rows: 10                               # images per column; 5 columns → 50 images per condition
+    seed: 0
+    concepts: {images: 500, components: 10}
+    answer_key: {measure: r_squared, reference: [position_x, position_y], margin: 0.05}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from two4two.errors import ConfigError, Two4TwoError
+from two4two.study.answer_key import QUESTIONS, AnswerKeyRule, derive_answer_key
+
+CONDITIONS = ("baseline", "counterfactual", "concepts")
+COLUMNS = 5  # the quintiles; concepts: 5 kept concepts × 2 rows
+
+QUESTION_LABELS = {
+    "legs": "the legs' position",
+    "colour": "the colour",
+    "background": "the background",
+    "shape": "the shape of the blocks",
+    "rotation_bending": "the rotation and bending",
+}
+
+INTRODUCTION = (
+    "This study is about an artificial-intelligence system that tells two abstract animals apart: "
+    "Peeky and Stretchy. Both are made of eight blocks: a spine and four legs.\n\n"
+    "What makes an animal a Peeky or a Stretchy is the position of its legs: a Peeky pulls its outer "
+    "legs in towards the body, a Stretchy stretches them out. Animals also differ in colour, in the "
+    "shape of their blocks (from cubes to spheres), in the background, and in how they are rotated and "
+    "bent; these may or may not matter to the system.\n\n"
+    "You will see an explanation of the system and then decide, for five features, whether the system "
+    "uses them to make its decision."
+)
+
+TUTORIALS = {
+    "baseline": (
+        "The explanation shows 50 pictures and what the system predicted for them. The pictures are "
+        "sorted into five columns by how certain the system was: from \"very certain Peeky\" on the "
+        "left, through \"unsure\" in the middle, to \"very certain Stretchy\" on the right. Each column "
+        "holds a fifth of all predictions. Compare the columns: what changes from left to right tells "
+        "you what the system pays attention to."
+    ),
+    "counterfactual": (
+        "The explanation shows 10 rows of 5 pictures. Each row starts from one real picture, which the "
+        "system changed, step by step, until its prediction moved from \"very certain Peeky\" (left) to "
+        "\"very certain Stretchy\" (right). The system changes exactly what it would need to see to change "
+        "its mind. Compare the pictures within a row: the features that change are the ones the system uses."
+    ),
+    "concepts": (
+        "The explanation shows 5 concepts the system has learned, two rows of 5 pictures for each. In each "
+        "picture the region where the concept was found is highlighted; the rest is dimmed. The two rows "
+        "of a concept show its two extremes. Concepts are listed by how strongly they are tied to the "
+        "system's decision. Look for what the highlighted regions have in common."
+    ),
+}
+
+COMPREHENSION = {
+    "baseline": [
+        {"text": "In which column are the pictures the system was most certain show a Stretchy?",
+         "choices": ["the leftmost column", "the middle column", "the rightmost column"], "answer": "the rightmost column"},
+        {"text": "What does the column labelled \"unsure\" show?",
+         "choices": ["pictures the system could not tell apart well", "pictures of a third animal", "pictures without a background"],
+         "answer": "pictures the system could not tell apart well"},
+    ],
+    "counterfactual": [
+        {"text": "What do the pictures in one row show?",
+         "choices": ["five different animals", "one animal, changed until the system's prediction changes", "the same picture five times"],
+         "answer": "one animal, changed until the system's prediction changes"},
+        {"text": "On which side of a row does the system see a Peeky most clearly?",
+         "choices": ["left", "right"], "answer": "left"},
+    ],
+    "concepts": [
+        {"text": "What does the highlighted region of a picture show?",
+         "choices": ["where the concept was found", "where the animal's head is", "a randomly chosen region"],
+         "answer": "where the concept was found"},
+        {"text": "How many rows belong to one concept?", "choices": ["one", "two", "five"], "answer": "two"},
+    ],
+}
+
+TITLES = {
+    "baseline": "Explanation by example predictions",
+    "counterfactual": "Explanation by counterfactual pictures",
+    "concepts": "Explanation by learned concepts",
+}
+
+
+@dataclass
+class StudyConfig:
+    name: str
+    model: str
+    data: str
+    split: str = "test"
+    conditions: tuple[str, ...] = CONDITIONS
+    rows: int = 10
+    seed: int = 0
+    concepts: dict[str, int] = field(default_factory=lambda: {"images": 500, "components": 10})
+    answer_key: AnswerKeyRule = field(default_factory=AnswerKeyRule)
+    source: str = "<config>"
+
+
+def parse_study_config(raw: Any, source: str = "<config>") -> StudyConfig:
+    """A validated study config."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a study config is a mapping, not {type(raw).__name__}")
+    allowed = {"name", "model", "data", "split", "conditions", "rows", "seed", "concepts", "answer_key"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    for key in ("name", "model", "data"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"{source}: {key}: {raw.get(key)!r} must be a non-empty string")
+    conditions = raw.get("conditions", list(CONDITIONS))
+    if not isinstance(conditions, list) or not conditions or any(c not in CONDITIONS for c in conditions) or len(set(conditions)) < len(conditions):
+        raise ConfigError(f"{source}: conditions: {conditions!r} must be a list of distinct names from {', '.join(CONDITIONS)}")
+    for key, low in (("rows", 1), ("seed", 0)):
+        value = raw.get(key, StudyConfig.rows if key == "rows" else 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{source}: {key}: {value!r} must be an integer ≥ {low}")
+    concepts = {"images": 500, "components": 10, **(raw.get("concepts") or {})}
+    if set(concepts) - {"images", "components"} or any(isinstance(v, bool) or not isinstance(v, int) for v in concepts.values()):
+        raise ConfigError(f"{source}: concepts: {raw.get('concepts')!r} allows integers images and components only")
+    if concepts["components"] < COLUMNS:
+        raise ConfigError(f"{source}: concepts.components: {concepts['components']} must be at least {COLUMNS} (the concepts shown)")
+    return StudyConfig(
+        name=raw["name"], model=raw["model"], data=raw["data"], split=str(raw.get("split", "test")),
+        conditions=tuple(conditions), rows=raw.get("rows", 10), seed=raw.get("seed", 0), concepts=concepts,
+        answer_key=AnswerKeyRule.from_mapping(raw.get("answer_key")), source=source,
+    )
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Paths in it are relative to the working directory, as in every other two4two config."""
+    from two4two.config import read_yaml
+
+    return parse_study_config(read_yaml(path, "study config"), str(path))
+
+
+def _enlarged_png(image: np.ndarray, path: Path, scale: int = 4) -> None:
+    """A single picture, enlarged without smoothing so small renders stay crisp in a browser."""
+    from PIL import Image
+
+    Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST).save(path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = False, create_interventions: bool = False,
+                 workers: int | None = None, progress: bool = True) -> Path:
+    """Write the study bundle of `config` to `out_dir`; returns the manifest's path."""
+    from two4two.dataset import load_split_arrays
+    from two4two.explain.counterfactual import require_invertible
+    from two4two.importance import DEFAULT_ATTRIBUTES, measure_importance, write_outputs
+    from two4two.models.training import load_classifier
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise Two4TwoError(f"{out_dir}: already exists; choose another folder or pass --overwrite")
+    model = load_classifier(config.model)
+    if "counterfactual" in config.conditions:
+        require_invertible(model, f"model {config.model} (needed by the counterfactual condition)")
+
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "stimuli").mkdir(parents=True)
+    (partial / "tutorial").mkdir()
+    try:
+        importance = measure_importance(model, config.data, config.split, list(DEFAULT_ATTRIBUTES), create_missing=create_interventions,
+                                        workers=workers, seed=config.seed, model_name=Path(config.model).name, progress=progress)
+        key = derive_answer_key(importance, config.answer_key)
+        write_outputs(importance, partial / "importance")
+        _write_json(partial / "answer_key.json", key.to_dict())
+
+        stimuli = {}
+        for condition in config.conditions:
+            stimuli[condition] = _make_stimulus(condition, model, config, partial / "stimuli" / f"{condition}.png")
+
+        images, params = load_split_arrays(config.data, config.split, progress=False)
+        peeky = min(range(len(params)), key=lambda i: params[i].arm_position)
+        stretchy = max(range(len(params)), key=lambda i: params[i].arm_position)
+        _enlarged_png(images[peeky], partial / "tutorial" / "peeky.png")
+        _enlarged_png(images[stretchy], partial / "tutorial" / "stretchy.png")
+
+        _write_json(partial / "manifest.json", _manifest(config, key, stimuli, model))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
+    return out_dir / "manifest.json"
+
+
+def _make_stimulus(condition: str, model, config: StudyConfig, path: Path) -> dict:
+    """The explanation of one condition as a PNG (+ JSON sidecar); returns its manifest entry."""
+    if condition == "baseline":
+        from two4two.explain.baseline import baseline_grid
+
+        grid = baseline_grid(model, config.data, config.split, rows=config.rows, seed=config.seed)
+        grid.save(path, title="The system's predictions, sorted by certainty")
+        shown, caption = grid.images.shape[0] * grid.images.shape[1], "Columns: equal shares of the system's predictions, from very certain Peeky to very certain Stretchy."
+    elif condition == "counterfactual":
+        from two4two.explain.counterfactual import QUINTILE_CENTRES, counterfactual_grid
+
+        grid = counterfactual_grid(model, config.data, config.split, rows=config.rows, quantiles=QUINTILE_CENTRES, seed=config.seed)
+        grid.save(path, title="Each row: one picture changed until the prediction changes")
+        shown, caption = grid.images.shape[0] * grid.images.shape[1], "Left: very certain Peeky; right: very certain Stretchy."
+    else:
+        from two4two.explain.concepts import concept_explanation
+
+        examples = max(1, config.rows // 2)  # 5 concepts × 2 rows × rows/2 images = as many images as the grids
+        explanation = concept_explanation(model, config.data, config.split, images=config.concepts["images"],
+                                          components=config.concepts["components"], keep=COLUMNS, examples=examples, seed=config.seed)
+        explanation.save(path)
+        shown, caption = int(np.prod(explanation.examples.shape[:3])), "Two rows per concept; highlighted: where the concept is found."
+    return {"image": f"stimuli/{path.name}", "caption": caption, "images_shown": shown}
+
+
+def _manifest(config: StudyConfig, key, stimuli: dict, model) -> dict:
+    conditions = []
+    for condition in config.conditions:
+        comprehension = [{"id": f"{condition}_{i + 1}", **q} for i, q in enumerate(COMPREHENSION[condition])]
+        conditions.append({
+            "name": condition,
+            "title": TITLES[condition],
+            "tutorial": {"text": TUTORIALS[condition], "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
+            "comprehension": comprehension,
+            "stimulus": stimuli[condition],
+        })
+    questions = [
+        {"attribute": q, "label": QUESTION_LABELS[q].removeprefix("the "),
+         "text": f"How relevant is {QUESTION_LABELS[q]} for the system?", "choices": ["relevant", "irrelevant"],
+         "justification": {"required": True, "min_length": 1, "max_length": 2000}}
+        for q in QUESTIONS
+    ]
+    return {
+        "format": "two4two-study-bundle",
+        "version": 1,
+        "title": "Which features does the system use?",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": config.model, "arch": type(model).__name__},
+        "dataset": {"root": config.data, "split": config.split},
+        "consent": {"text": (
+            "You are invited to take part in a research study on how people understand explanations of "
+            "artificial-intelligence systems. It takes about 30 minutes. We record your answers and how long you "
+            "spend on each page, but nothing that identifies you. You may stop at any time.\n\n"
+            "By continuing you agree to take part.")},
+        "introduction": {"text": INTRODUCTION, "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
+        "conditions": conditions,
+        "questions": questions,
+        "answer_key": key.answers,
+        "answer_key_rule": {**key.to_dict()["rule"], "threshold": key.threshold,
+                            "explanation": "relevant when the lower 95 % bound of the measure exceeds the largest upper bound "
+                                           "of the reference attributes (irrelevant by construction) plus the margin"},
+        "completion": {"text": "Thank you! Your completion code is below."},
+    }
