@@ -1,0 +1,115 @@
+"""A small valid study bundle written directly (tiny PNGs, a manifest per the bundle format),
+and a study server on a free loopback port in a background thread — shared by the study app tests
+and benchmarks/study_load.py. Imports neither bpy nor torch."""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from two4two.study.bundle import ATTRIBUTES, CONDITIONS
+
+ANSWER_KEY = {"legs": "relevant", "colour": "relevant", "background": "irrelevant", "shape": "irrelevant", "rotation_bending": "irrelevant"}
+LABELS = {"legs": "legs' position", "colour": "colour", "background": "background", "shape": "blocks' shape", "rotation_bending": "rotation and bending"}
+# Comprehension questions of each condition: (id, text, choices, answer)
+COMPREHENSION = {
+    "baseline": [("baseline_1", "What do the columns show?", ["image sizes", "how sure the system is", "colours"], "how sure the system is"),
+                 ("baseline_2", "Peeky's legs are …", ["inward", "outward"], "inward")],
+    "counterfactual": [("counterfactual_1", "What changes along a row?", ["the system's output", "the camera"], "the system's output")],
+    "concepts": [("concepts_1", "A concept is …", ["a highlighted pattern", "a label"], "a highlighted pattern")],
+}
+
+
+def _png(path: Path, seed: int, size: int = 32) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+
+
+def manifest(conditions=CONDITIONS, max_length: int = 2000) -> dict:
+    return {
+        "format": "two4two-study-bundle",
+        "version": 1,
+        "title": "Which features does the system use?",
+        "created": "2026-11-22T15:00:00+00:00",
+        "model": {"path": "models/x", "arch": "small_cnn"},
+        "dataset": {"root": "data/x", "split": "test"},
+        "consent": {"text": "You take part voluntarily.\n\nYour answers are stored without your name."},
+        "introduction": {"text": "Peeky and Stretchy are two animals.\n\nThey differ in their legs.",
+                         "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
+        "conditions": [
+            {
+                "name": name,
+                "title": f"Explanation: {name}",
+                "tutorial": {"text": f"How to read the {name} explanation.", "images": [f"tutorial/{name}_example.png"]},
+                "comprehension": [{"id": i, "text": t, "choices": c, "answer": a} for i, t, c, a in COMPREHENSION[name]],
+                "stimulus": {"image": f"stimuli/{name}.png", "caption": f"The {name} grid.", "images_shown": 50},
+            }
+            for name in conditions
+        ],
+        "questions": [
+            {"attribute": a, "label": LABELS[a], "text": f"How relevant is the {LABELS[a]} for the system?",
+             "choices": ["relevant", "irrelevant"],
+             "justification": {"required": True, "min_length": 1, "max_length": max_length}}
+            for a in ATTRIBUTES
+        ],
+        "answer_key": dict(ANSWER_KEY),
+        "answer_key_rule": {"note": "test fixture"},
+        "completion": {"text": "Thank you! Your completion code is below."},
+    }
+
+
+def make_bundle(root: Path, conditions=CONDITIONS, **kw) -> Path:
+    """Write a complete bundle (manifest.json, stimuli, tutorial images) into `root`."""
+    root = Path(root)
+    raw = manifest(conditions, **kw)
+    images = set(raw["introduction"]["images"])
+    for c in raw["conditions"]:
+        images.update(c["tutorial"]["images"])
+        images.add(c["stimulus"]["image"])
+        (root / "stimuli").mkdir(parents=True, exist_ok=True)
+        (root / "stimuli" / f"{c['name']}.json").write_text("{}")
+    for i, rel in enumerate(sorted(images)):
+        _png(root / rel, i, size=96 if rel.startswith("stimuli/") else 32)
+    (root / "manifest.json").write_text(json.dumps(raw, indent=2))
+    return root
+
+
+class ManualClock:
+    """A clock the tests move by hand (thread-safe), so recorded seconds are exact."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+@contextmanager
+def running_server(app, threads: int = 8) -> Iterator[str]:
+    """Serve `app` with waitress on a free 127.0.0.1 port in a background thread; yields the base URL."""
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads, ident="two4two-study-test")
+    thread = threading.Thread(target=server.run, name="study-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown()
+        thread.join(timeout=10)
+        if thread.is_alive():
+            raise RuntimeError("study server thread did not stop")
