@@ -99,17 +99,116 @@ class ManualClock:
 
 @contextmanager
 def running_server(app, threads: int = 8) -> Iterator[str]:
-    """Serve `app` with waitress on a free 127.0.0.1 port in a background thread; yields the base URL."""
+    """Serve `app` with waitress (as `study serve` does) on a free 127.0.0.1 port in a background
+    thread; yields the base URL. On exit the thread's event loop stops and closes every connection."""
+    from waitress import wasyncore
     from waitress.server import create_server
 
     server = create_server(app, host="127.0.0.1", port=0, threads=threads, ident="two4two-study-test")
-    thread = threading.Thread(target=server.run, name="study-server", daemon=True)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+        wasyncore.close_all(server._map)
+        server.task_dispatcher.shutdown()
+
+    thread = threading.Thread(target=loop, name="study-server", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
-        server.close()
-        server.task_dispatcher.shutdown()
-        thread.join(timeout=10)
+        stop.set()
+        thread.join(timeout=30)
         if thread.is_alive():
             raise RuntimeError("study server thread did not stop")
+
+
+# ---------------------------------------------------------------- a participant speaking HTTP (no browser)
+
+import html as _html  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+
+
+def page_info(text: str) -> dict:
+    """What the server rendered: page kind, sequence number, attribute, comprehension radio choices."""
+    kind = re.search(r'<main data-page="(\w*)"', text)
+    seq = re.search(r'name="seq" value="(\d+)"', text)
+    attribute = re.search(r'name="attribute" value="(\w+)"', text)
+    radios: dict[str, list[str]] = {}
+    for name, value in re.findall(r'type="radio" name="(q_\w+)" value="([^"]*)"', text):
+        radios.setdefault(name, []).append(_html.unescape(value))
+    code = re.search(r'data-testid="completion-code">(\w+)<', text)
+    return {
+        "kind": kind.group(1) if kind else None,
+        "seq": int(seq.group(1)) if seq else None,
+        "attribute": attribute.group(1) if attribute else None,
+        "radios": radios,
+        "code": code.group(1) if code else None,
+    }
+
+
+def comprehension_answers(condition: str, correct: bool) -> dict[str, str]:
+    """Form fields answering a condition's comprehension questions, all right or the first one wrong."""
+    out = {}
+    for i, (qid, _, choices, answer) in enumerate(COMPREHENSION[condition]):
+        out[f"q_{qid}"] = answer if correct or i > 0 else next(c for c in choices if c != answer)
+    return out
+
+
+class WebParticipant:
+    """One participant's browser session (its own cookie jar) driving the study over HTTP with httpx."""
+
+    def __init__(self, base_url: str):
+        import httpx
+
+        self.client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=60)
+        self.latencies: list[float] = []
+        self.condition: str | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def request(self, method: str, url: str, **kw):
+        start = time.perf_counter()
+        response = self.client.request(method, url, **kw)
+        self.latencies.append(time.perf_counter() - start)
+        return response
+
+    def consent(self):
+        response = self.request("POST", "/consent", data={"consent": "yes"})
+        assert response.status_code == 303, response.text[:300]
+        return response
+
+    def page(self) -> dict:
+        response = self.request("GET", "/study")
+        assert response.status_code == 200, response.text[:300]
+        return page_info(response.text)
+
+    def submit(self, seq: int, **fields):
+        return self.request("POST", "/study", data={"seq": str(seq), **fields})
+
+    def complete(self, answers: dict[str, str], justification: str, fail_comprehension: int = 0, on_page=None) -> dict:
+        """Walk from consent to the end; `answers` per attribute; returns the final page's info.
+        `on_page(info)` runs before each submission (e.g. to move a test clock)."""
+        self.consent()
+        failures = 0
+        while True:
+            info = self.page()
+            kind = info["kind"]
+            if kind in ("complete", "excluded"):
+                return info
+            if on_page:
+                on_page(info)
+            fields: dict[str, str] = {}
+            if kind == "comprehension":
+                condition = next(c for c, qs in COMPREHENSION.items() if f"q_{qs[0][0]}" in info["radios"])
+                self.condition = condition
+                fields = comprehension_answers(condition, correct=failures >= fail_comprehension)
+                failures += 1
+            elif kind == "question":
+                a = info["attribute"]
+                fields = {"attribute": a, "answer": answers[a], "justification": f"{justification} ({a})"}
+            response = self.submit(info["seq"], **fields)
+            assert response.status_code == 303, (kind, response.status_code, response.text[:500])
