@@ -27,9 +27,26 @@ COMPREHENSION = {
 
 
 def _png(path: Path, seed: int, size: int = 32) -> None:
+    """A small picture: a coloured block 'animal' on a shaded background (stimuli: a 2 × 5 grid of them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    cells = (2, 5) if path.parent.name == "stimuli" else (1, 1)
+    tile = size // cells[1] if cells != (1, 1) else size
+    rows = []
+    for r in range(cells[0]):
+        row = []
+        for c in range(cells[1]):
+            y, x = np.mgrid[0:tile, 0:tile] / tile
+            img = np.stack([0.5 + 0.3 * y, 0.6 + 0.2 * x, 0.8 - 0.2 * y], -1) * rng.uniform(0.6, 1.0)
+            colour = rng.uniform(0.1, 0.9, 3)
+            spread = 0.1 + 0.05 * c  # columns: legs further apart
+            for bx in (0.5 - spread, 0.5 + spread):
+                img[int(0.55 * tile):int(0.8 * tile), int(bx * tile) - tile // 12:int(bx * tile) + tile // 12] = colour
+            img[int(0.35 * tile):int(0.55 * tile), int(0.25 * tile):int(0.75 * tile)] = colour
+            row.append(img)
+        rows.append(np.concatenate(row, 1))
+    pixels = (np.concatenate(rows, 0).clip(0, 1) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
 
 
 def manifest(conditions=CONDITIONS, max_length: int = 2000) -> dict:
@@ -76,7 +93,7 @@ def make_bundle(root: Path, conditions=CONDITIONS, **kw) -> Path:
         (root / "stimuli").mkdir(parents=True, exist_ok=True)
         (root / "stimuli" / f"{c['name']}.json").write_text("{}")
     for i, rel in enumerate(sorted(images)):
-        _png(root / rel, i, size=96 if rel.startswith("stimuli/") else 32)
+        _png(root / rel, i, size=160 if rel.startswith("stimuli/") else 32)
     (root / "manifest.json").write_text(json.dumps(raw, indent=2))
     return root
 

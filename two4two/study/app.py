@@ -162,7 +162,7 @@ def create_app(
         step = participant.step
         context = dict(
             bundle=bundle, condition=condition, participant=participant, error=error, form=form or {},
-            page=page_number(participant), seq=participant.seq,
+            page=None if step in FINISHED else page_number(participant), seq=participant.seq,
         )
         if step.startswith(QUESTION_PREFIX):
             template = "question.html"
