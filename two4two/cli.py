@@ -215,7 +215,7 @@ def _cmd_study_serve(args: argparse.Namespace) -> None:
     from two4two.study.storage import Storage
 
     bundle = load_bundle(args.bundle)
-    Storage(args.db, bundle)  # refuse another bundle's database before printing the address
+    Storage(args.db, bundle).close()  # refuse another bundle's database before printing the address
     print(f"study {bundle.title!r} ({', '.join(bundle.condition_names)}): http://{args.host}:{args.port}/  responses: {args.db}")
     print("stop with Ctrl+C; then: two4two study export-responses --db DB --bundle BUNDLE -o responses.csv")
     serve(bundle, args.db, host=args.host, port=args.port, threads=args.threads)

@@ -14,6 +14,7 @@ import random
 import re
 import secrets
 import sqlite3
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,9 @@ class Storage:
     def __init__(self, path: str | Path, bundle: Bundle):
         self.path = Path(path)
         self.bundle = bundle
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
         try:
             with self.write() as conn:
                 for statement in SCHEMA.split(";"):
@@ -117,15 +121,41 @@ class Storage:
                         f"(sha256 {bundle.fingerprint[:12]}…); use another --db for a changed bundle"
                     )
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise StorageError(f"{self.path}: not a responses database ({exc})") from None
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        """This thread's connection (kept open: opening one, and the WAL checkpoint when the last one
+        closes, would otherwise cost more than the transaction)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
         return conn
+
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        self._local.conn = None
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        conn.close()
+
+    def close(self) -> None:
+        """Close every thread's connection (the app's threads must be done)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -133,25 +163,36 @@ class Storage:
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        except sqlite3.Error:
+            self._discard(conn)
+            raise
+        try:
+            yield conn
+        except BaseException:
+            self._rollback(conn)
+            raise
+        try:
             conn.execute("COMMIT")
-        finally:
-            conn.close()
+        except sqlite3.Error:
+            self._rollback(conn)
+            raise
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._discard(conn)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for reading."""
         conn = self._connect()
+        conn.execute("BEGIN")
         try:
-            conn.execute("BEGIN")
             yield conn
-            conn.execute("ROLLBACK")
         finally:
-            conn.close()
+            self._rollback(conn)
 
     # ------------------------------------------------------------ participants
 
@@ -324,11 +365,14 @@ def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tupl
         raise StorageError(f"{db}: no such responses database (written by `two4two study serve --db`)")
     storage = Storage(db, bundle)
     output = Path(output)
-    report = storage.participants_report()
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(report)
     report_path = output.with_name(f"{output.stem}_participants.csv")
-    _atomic_write({output: responses_csv(storage.responses()).encode(), report_path: buf.getvalue().encode()})
+    try:
+        report = storage.participants_report()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(report)
+        _atomic_write({output: responses_csv(storage.responses()).encode(), report_path: buf.getvalue().encode()})
+    finally:
+        storage.close()
     return output, report_path, report
