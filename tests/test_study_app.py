@@ -361,3 +361,56 @@ def test_fifty_concurrent_participants_are_stored_exactly_once(study):
     assert len({r.participant_id for r in responses}) == n
     counts = dict(rows(study.db, "SELECT condition, COUNT(*) FROM participants GROUP BY condition"))
     assert sorted(counts.values()) == [16, 17, 17]
+
+
+def test_study_serve_runs_the_app_and_stops_on_ctrl_c(tmp_path):
+    """The real command in its own process: pages, the stylesheet and a bundle image are served."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    bundle_dir = make_bundle(tmp_path / "bundle")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "r.sqlite"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "two4two.cli", "study", "serve", str(bundle_dir), "--port", str(port), "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                first = httpx.get(url + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.poll() is not None else "timeout"
+                time.sleep(0.1)
+        assert first.status_code == 200 and 'data-page="consent"' in first.text
+        assert httpx.get(url + "/static/study.css").status_code == 200
+        assert httpx.get(url + "/static/study.js").headers["content-type"].startswith("text/javascript")
+        assert httpx.get(url + "/bundle/tutorial/peeky.png").content == (bundle_dir / "tutorial" / "peeky.png").read_bytes()
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out and f"stopped; the responses are in {db}" in out
+    assert db.is_file()
+
+
+def test_templates_and_static_files_are_package_data():
+    """pyproject's package-data globs cover every template and static file (else a wheel lacks them)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["two4two.study"]
+    package = root / "two4two" / "study"
+    files = [p.relative_to(package).as_posix() for d in ("templates", "static") for p in (package / d).iterdir()]
+    assert len(files) >= 12
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []

@@ -19,9 +19,21 @@ from two4two.study.app import create_app
 from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle
 
 CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _missing(reason: str) -> None:
+    """Skip without a browser — except where one is required (.ci/run sets TWO4TWO_REQUIRE_BROWSER=1)."""
+    if os.environ.get("TWO4TWO_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason}, but TWO4TWO_REQUIRE_BROWSER=1", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium; .ci/run installs it)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing (pip install -e '.[dev]')")
+    _missing(f"{CHROMIUM} is missing (Debian: apt-get install chromium; .ci/run installs it)")
+try:
+    from playwright import sync_api
+except ImportError:
+    _missing("playwright is missing (pip install -e '.[dev]')")
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TWO4TWO_ARTIFACTS", ROOT / "test-artifacts")) / "study_browser"

@@ -219,6 +219,7 @@ def _cmd_study_serve(args: argparse.Namespace) -> None:
     print(f"study {bundle.title!r} ({', '.join(bundle.condition_names)}): http://{args.host}:{args.port}/  responses: {args.db}")
     print("stop with Ctrl+C; then: two4two study export-responses --db DB --bundle BUNDLE -o responses.csv")
     serve(bundle, args.db, host=args.host, port=args.port, threads=args.threads)
+    print(f"stopped; the responses are in {args.db}")
 
 
 def _cmd_study_export_responses(args: argparse.Namespace) -> None:
