@@ -12,16 +12,27 @@ import sqlite3
 import threading
 from types import SimpleNamespace
 
-import httpx
 import pytest
 
-from study_fixtures import ANSWER_KEY, ManualClock, WebParticipant, comprehension_answers, make_bundle, manifest, running_server
-from two4two.cli import main
-from two4two.errors import StorageError
-from two4two.study.analysis import DEFAULT_RULES, analyze, apply_exclusions, read_responses
-from two4two.study.app import COOKIE, create_app
-from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle, parse_manifest
-from two4two.study.storage import Storage
+for _module in ("flask", "waitress", "httpx"):
+    pytest.importorskip(_module, reason=f"the study app needs {_module}: pip install -e '.[dev,study]'")
+import httpx  # noqa: E402
+
+from study_fixtures import (  # noqa: E402
+    ANSWER_KEY,
+    ManualClock,
+    WebParticipant,
+    comprehension_answers,
+    make_bundle,
+    manifest,
+    running_server,
+)
+from two4two.cli import main  # noqa: E402
+from two4two.errors import StorageError  # noqa: E402
+from two4two.study.analysis import DEFAULT_RULES, analyze, apply_exclusions, read_responses  # noqa: E402
+from two4two.study.app import COOKIE, create_app  # noqa: E402
+from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle, parse_manifest  # noqa: E402
+from two4two.study.storage import Storage  # noqa: E402
 
 
 @pytest.fixture

@@ -12,11 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from study_fixtures import ANSWER_KEY, COMPREHENSION, ManualClock, make_bundle, running_server
-from two4two.cli import main
-from two4two.study.analysis import DEFAULT_RULES, apply_exclusions, read_responses
-from two4two.study.app import create_app
-from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -34,6 +29,17 @@ try:
     from playwright import sync_api
 except ImportError:
     _missing("playwright is missing (pip install -e '.[dev]')")
+try:
+    import flask  # noqa: F401
+    import waitress  # noqa: F401
+except ImportError as exc:
+    _missing(f"the study app needs {exc.name}: pip install -e '.[study]'")
+
+from study_fixtures import ANSWER_KEY, COMPREHENSION, ManualClock, make_bundle, running_server  # noqa: E402
+from two4two.cli import main  # noqa: E402
+from two4two.study.analysis import DEFAULT_RULES, apply_exclusions, read_responses  # noqa: E402
+from two4two.study.app import create_app  # noqa: E402
+from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TWO4TWO_ARTIFACTS", ROOT / "test-artifacts")) / "study_browser"
