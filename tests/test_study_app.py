@@ -171,7 +171,7 @@ def test_comprehension_rule_back_to_the_tutorial_once_then_excluded(study):
     # An excluded participant cannot submit anything more.
     before = snapshot(study.db)
     r = p.submit(again["seq"] + 1, attribute="legs", answer="relevant", justification="x")
-    assert r.status_code == 409 and snapshot(study.db) == before
+    assert r.status_code == 409 and "The study is over for you" in r.text and snapshot(study.db) == before
 
 
 def test_assignment_is_balanced_under_concurrent_consent(study):
@@ -241,6 +241,7 @@ def _bad_requests(info, token, other_token):
         ("unknown field", {"seq": seq, **ok, "participant_id": "P1"}, token, 400, "unknown form field(s) &#39;participant_id&#39;"),
         ("page number from the future", {**ok, "seq": str(info["seq"] + 1)}, token, 409, "not the page you are on"),
         ("page number not a number", {**ok, "seq": "4; DROP TABLE answers"}, token, 400, "page number"),
+        ("page number in other digits", {**ok, "seq": "²"}, token, 400, "page number"),
         ("replayed earlier page, changed", {"seq": "0", "extra": "1"}, token, 409, "already submitted"),
         ("tampered token", {"seq": seq, **ok}, token[:-1] + ("A" if token[-1] != "A" else "B"), 403, "no place in the study"),
         ("token of the wrong form", {"seq": seq, **ok}, "../../etc", 403, "no place in the study"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,7 +243,7 @@ def create_app(
             participant = storage.find(conn, token())
             if participant is None:
                 return unknown_participant()
-            if not raw_seq.isdigit() or len(raw_seq) > 9:
+            if not re.fullmatch(r"[0-9]{1,9}", raw_seq):
                 return error_page(400, "Bad request", f"page number {raw_seq[:20]!r} is not allowed; expected the number the page sent.", resume=True)
             seq = int(raw_seq)
             if seq < participant.seq:
@@ -254,7 +255,9 @@ def create_app(
                 if same:  # the same page sent twice: nothing to do, show where they are
                     return redirect("/study", 303)
                 return error_page(409, "Already submitted", "This page was already submitted; its answers cannot be changed.", resume=True)
-            if seq > participant.seq or participant.step in FINISHED:
+            if participant.step in FINISHED:
+                return error_page(409, "Study finished", "The study is over for you; nothing more can be sent.", resume=True)
+            if seq > participant.seq:
                 return error_page(409, "Out of sequence", "This is not the page you are on.", resume=True)
             try:
                 outcome = evaluate(bundle, participant, participant.step, request.form)

@@ -40,6 +40,7 @@ __all__ = [
     "Condition",
     "Justification",
     "Question",
+    "Stimulus",
     "TextPage",
     "load_bundle",
     "parse_manifest",
