@@ -19,7 +19,6 @@ logged.
 from __future__ import annotations
 
 import json
-import logging
 import random
 import re
 import time
@@ -37,10 +36,7 @@ COOKIE = "two4two_participant"
 COOKIE_MAX_AGE = 60 * 60 * 24 * 30
 MAX_REQUEST_BYTES = 256 * 1024  # > the longest allowed justification (10 000 characters) URL-encoded
 QUESTION_PREFIX = "question:"
-STEPS_BEFORE = ("introduction", "tutorial", "comprehension", "explanation")
 FINISHED = ("complete", "excluded")
-
-log = logging.getLogger(__name__)
 
 
 class BadSubmission(Exception):
@@ -147,7 +143,6 @@ def create_app(
     rng = rng or random.SystemRandom()
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    app.extensions["two4two_storage"] = storage
     images = bundle.image_paths
 
     def token() -> str | None:

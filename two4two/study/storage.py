@@ -325,14 +325,6 @@ class Storage:
             for r in rows
         ]
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Participants per condition and status."""
-        out: dict[str, dict[str, int]] = {}
-        with self.read() as conn:
-            for row in conn.execute("SELECT condition, status, COUNT(*) FROM participants GROUP BY condition, status"):
-                out.setdefault(row[0], {})[row[1]] = row[2]
-        return out
-
 
 REPORT_COLUMNS: Sequence[str] = (
     "participant_id",
