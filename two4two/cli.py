@@ -254,6 +254,29 @@ def _cmd_study_simulate(args: argparse.Namespace) -> None:
     print(f"wrote {len(responses)} synthetic answers of {participants} participants to {args.output}")
 
 
+def _cmd_study_serve(args: argparse.Namespace) -> None:
+    from two4two.study.app import serve
+    from two4two.study.bundle import load_bundle
+    from two4two.study.storage import Storage
+
+    bundle = load_bundle(args.bundle)
+    Storage(args.db, bundle).close()  # refuse another bundle's database before printing the address
+    print(f"study {bundle.title!r} ({', '.join(bundle.condition_names)}): http://{args.host}:{args.port}/  responses: {args.db}")
+    print("stop with Ctrl+C; then: two4two study export-responses --db DB --bundle BUNDLE -o responses.csv")
+    serve(bundle, args.db, host=args.host, port=args.port, threads=args.threads)
+    print(f"stopped; the responses are in {args.db}")
+
+
+def _cmd_study_export_responses(args: argparse.Namespace) -> None:
+    from two4two.study.bundle import load_bundle
+    from two4two.study.storage import export_responses
+
+    responses, report_path, report = export_responses(args.db, load_bundle(args.bundle), args.output)
+    status = {s: sum(r["status"] == s for r in report) for s in ("completed", "excluded", "active")}
+    print(f"wrote the answers of {status['completed']} completed participants to {responses}")
+    print(f"all {len(report)} participants ({status['excluded']} excluded, {status['active']} unfinished): {report_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="two4two",
@@ -374,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="where to write the joint-distribution PNG")
     p.set_defaults(func=_cmd_describe)
 
-    p = sub.add_parser("study", help="the user study: statistics of participants' answers")
+    p = sub.add_parser("study", help="the user study: run it in a browser, export and analyse the answers")
     study = p.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
     p = study.add_parser("analyze", help="exclusions, accuracy table (paper Table 2), tests and figure (Figure 4)")
     p.add_argument("responses", help="responses CSV (one row per participant and attribute)")
@@ -396,6 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="responses CSV to write")
     p.set_defaults(func=_cmd_study_simulate)
+    p = study.add_parser("serve", help="run the study web app on a bundle (participants' answers go to a SQLite file)")
+    p.add_argument("bundle", help="study bundle directory (from `two4two study export`)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a network)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--db", default="responses.sqlite", help="responses database, created if missing (default responses.sqlite)")
+    p.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    p.set_defaults(func=_cmd_study_serve)
+    p = study.add_parser("export-responses", help="completed participants' answers as the CSV `study analyze` reads")
+    p.add_argument("--db", required=True, help="responses database of `study serve`")
+    p.add_argument("--bundle", required=True, help="the bundle the study ran (its answer key fills `expected`)")
+    p.add_argument("-o", "--output", required=True, help="responses CSV (all participants also go to OUTPUT_participants.csv)")
+    p.set_defaults(func=_cmd_study_export_responses)
     return parser
 
 

@@ -15,3 +15,11 @@ class ConfigError(Two4TwoError, ValueError):
 
 class ResponsesError(Two4TwoError, ValueError):
     """A study responses file is malformed: a missing column, a bad value, a duplicate or missing answer."""
+
+
+class BundleError(Two4TwoError, ValueError):
+    """A study bundle is malformed: a missing or unknown manifest field, a bad value, an image not in the bundle."""
+
+
+class StorageError(Two4TwoError):
+    """A study responses database cannot be used: another bundle's, or not one of ours."""

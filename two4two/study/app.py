@@ -1,0 +1,282 @@
+"""The study runner: a small server-rendered web app that walks a participant through one bundle.
+
+Pages, in order: consent → introduction → tutorial of the condition → comprehension questions
+(a failure sends the participant back to the tutorial once; a second failure ends the study
+without a completion code, as in the paper) → the condition's explanation → one page per
+attribute question with a required justification → completion code.
+
+Identity is an unguessable token in an HttpOnly cookie, created at consent; an unknown or
+tampered token gets 403. Every page form carries the page's sequence number: the server
+accepts only the participant's current number, a repeated identical submission (double click,
+reload after posting) is answered by a redirect to the current page and stores nothing, a
+different answer to an already submitted page gets 409. Time on a page is measured by the
+server (from the moment the previous page was accepted to this page's submission) and stored
+as is, however short: the analysis excludes too-fast participants by its rules (the paper's
+"answers in under 30 seconds"), so the raw seconds must survive. Nothing a participant sends is
+logged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from flask import Flask, abort, make_response, redirect, render_template, request, send_file
+from werkzeug.exceptions import HTTPException
+
+from two4two.study.bundle import ATTRIBUTES, Bundle, Condition, Question
+from two4two.study.storage import Participant, Storage
+
+COOKIE = "two4two_participant"
+COOKIE_MAX_AGE = 60 * 60 * 24 * 30
+MAX_REQUEST_BYTES = 256 * 1024  # > the longest allowed justification (10 000 characters) URL-encoded
+QUESTION_PREFIX = "question:"
+FINISHED = ("complete", "excluded")
+
+
+class BadSubmission(Exception):
+    """A submitted page fails server-side validation: shown again with the message, status 400."""
+
+
+def steps_of(condition: Condition) -> list[str]:
+    """The pages a participant of this condition submits, in order (then "complete")."""
+    steps = ["introduction", "tutorial"] + (["comprehension"] if condition.comprehension else []) + ["explanation"]
+    return steps + [QUESTION_PREFIX + a for a in ATTRIBUTES] + ["complete"]
+
+
+@dataclass
+class Outcome:
+    payload: dict[str, Any]
+    next_step: str
+    status: str = "active"
+    comprehension_failures: int | None = None
+    answer: tuple[str, str, str] | None = None
+
+
+def _form_fields(form, allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(form) - allowed - {"seq"})
+    if unknown:
+        raise BadSubmission(f"unknown form field(s) {', '.join(map(repr, unknown[:5]))}; this page sends {', '.join(sorted(allowed)) or 'none'}")
+    out = {}
+    for key in allowed:
+        values = form.getlist(key)
+        if len(values) > 1:
+            raise BadSubmission(f"form field {key!r} sent {len(values)} times; expected once")
+        if values:
+            out[key] = values[0]
+    return out
+
+
+def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outcome:
+    """Validate the form of page `step` and decide what it leads to (pure: stores nothing)."""
+    condition = bundle.condition(participant.condition)
+    steps = steps_of(condition)
+    following = steps[steps.index(step) + 1]
+    if step in ("introduction", "tutorial", "explanation"):
+        _form_fields(form, set())
+        return Outcome({}, following)
+    if step == "comprehension":
+        fields = _form_fields(form, {f"q_{q.id}" for q in condition.comprehension})
+        answers = {}
+        for q in condition.comprehension:
+            value = fields.get(f"q_{q.id}")
+            if value is None:
+                raise BadSubmission(f"please answer every question ({q.text!r} has no answer)")
+            if value not in q.choices:
+                raise BadSubmission(f"answer {value[:80]!r} to {q.id!r} is not allowed; expected one of {', '.join(map(repr, q.choices))}")
+            answers[q.id] = value
+        if all(answers[q.id] == q.answer for q in condition.comprehension):
+            return Outcome({"answers": answers, "passed": True}, following)
+        failures = participant.comprehension_failures + 1
+        if failures >= 2:
+            return Outcome({"answers": answers, "passed": False}, "excluded", "excluded", failures)
+        return Outcome({"answers": answers, "passed": False}, "tutorial", comprehension_failures=failures)
+    if step.startswith(QUESTION_PREFIX):
+        question = bundle.question(step[len(QUESTION_PREFIX):])
+        fields = _form_fields(form, {"attribute", "answer", "justification"})
+        attribute = fields.get("attribute", "")
+        if attribute not in ATTRIBUTES:
+            raise BadSubmission(f"attribute {attribute[:80]!r} is not allowed; expected one of {', '.join(ATTRIBUTES)}")
+        if attribute != question.attribute:
+            raise BadSubmission(f"attribute {attribute!r} is not allowed on this page; it asks about {question.attribute!r}")
+        answer = fields.get("answer")
+        if answer not in question.choices:
+            shown = "no answer" if answer is None else repr(answer[:80])
+            raise BadSubmission(f"answer: {shown} is not allowed; choose one of {', '.join(question.choices)}")
+        justification = fields.get("justification", "").replace("\r\n", "\n").strip()
+        _check_justification(question, justification)
+        status, following = ("completed", "complete") if following == "complete" else ("active", following)
+        payload = {"attribute": attribute, "answer": answer, "justification": justification}
+        return Outcome(payload, following, status, answer=(attribute, answer, justification))
+    raise BadSubmission("this page has nothing to submit")
+
+
+def _check_justification(question: Question, text: str) -> None:
+    rule = question.justification
+    low = max(rule.min_length, 1) if rule.required else 0
+    if len(text) > rule.max_length:
+        raise BadSubmission(f"justification has {len(text)} characters; at most {rule.max_length} are allowed")
+    if len(text) < low:
+        raise BadSubmission(f"justification has {len(text)} characters; at least {low} are required")
+
+
+def canonical(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def create_app(
+    bundle: Bundle,
+    db: str | Path,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+) -> Flask:
+    """The study app for `bundle`, storing into the SQLite file `db` (created if missing).
+
+    `clock` (seconds) and `rng` (condition ties) are injectable so tests can control time and assignment.
+    """
+    storage = Storage(db, bundle)
+    rng = rng or random.SystemRandom()
+    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    images = bundle.image_paths
+
+    def token() -> str | None:
+        return request.cookies.get(COOKIE)
+
+    def page_number(participant: Participant) -> tuple[int, int]:
+        steps = steps_of(bundle.condition(participant.condition))
+        index = steps.index(participant.step) if participant.step in steps else len(steps) - 1
+        return index + 1, len(steps) - 1
+
+    def render_step(participant: Participant, error: str | None = None, form=None, status: int = 200):
+        condition = bundle.condition(participant.condition)
+        step = participant.step
+        context = dict(
+            bundle=bundle, condition=condition, participant=participant, error=error, form=form or {},
+            page=None if step in FINISHED else page_number(participant), seq=participant.seq,
+        )
+        if step.startswith(QUESTION_PREFIX):
+            template = "question.html"
+            context["question"] = bundle.question(step[len(QUESTION_PREFIX):])
+        else:
+            template = f"{step}.html"
+        response = make_response(render_template(template, **context), status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def error_page(status: int, title: str, message: str, resume: bool = False):
+        response = make_response(render_template("error.html", bundle=bundle, title=title, message=message, resume=resume), status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {
+            404: "There is no such page.",
+            405: "This page cannot be used that way.",
+            413: f"The form was larger than {MAX_REQUEST_BYTES // 1024} KiB and was not stored.",
+        }
+        return error_page(exc.code or 500, exc.name, messages.get(exc.code, exc.description or ""))
+
+    @app.get("/")
+    def consent():
+        with storage.read() as conn:
+            if storage.find(conn, token()):
+                return redirect("/study", 303)
+        response = make_response(render_template("consent.html", bundle=bundle))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.post("/consent")
+    def give_consent():
+        choice = request.form.get("consent")
+        if set(request.form) - {"consent"} or choice not in ("yes", "no"):
+            return error_page(400, "Bad request", "consent must be 'yes' or 'no'.")
+        if choice == "no":
+            return make_response(render_template("declined.html", bundle=bundle))
+        with storage.write() as conn:
+            if storage.find(conn, token()):  # consent sent again from a browser that already has a place
+                return redirect("/study", 303)
+            new_token, _ = storage.create_participant(conn, "introduction", clock(), rng)
+        response = redirect("/study", 303)
+        response.set_cookie(COOKIE, new_token, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Lax", secure=request.is_secure)
+        return response
+
+    def unknown_participant():
+        return error_page(
+            403, "No study session",
+            "This browser has no place in the study (or an unknown one). Please start from the first page.",
+        )
+
+    @app.get("/study")
+    def show():
+        with storage.read() as conn:
+            participant = storage.find(conn, token())
+        if participant is None:
+            return unknown_participant()
+        return render_step(participant)
+
+    @app.post("/study")
+    def submit():
+        raw_seq = request.form.get("seq", "")
+        with storage.write() as conn:
+            participant = storage.find(conn, token())
+            if participant is None:
+                return unknown_participant()
+            if not re.fullmatch(r"[0-9]{1,9}", raw_seq):
+                return error_page(400, "Bad request", f"page number {raw_seq[:20]!r} is not allowed; expected the number the page sent.", resume=True)
+            seq = int(raw_seq)
+            if seq < participant.seq:
+                stored = storage.page(conn, participant, seq)
+                try:
+                    same = stored is not None and canonical(evaluate(bundle, participant, stored.step, request.form).payload) == stored.payload
+                except BadSubmission:
+                    same = False
+                if same:  # the same page sent twice: nothing to do, show where they are
+                    return redirect("/study", 303)
+                return error_page(409, "Already submitted", "This page was already submitted; its answers cannot be changed.", resume=True)
+            if participant.step in FINISHED:
+                return error_page(409, "Study finished", "The study is over for you; nothing more can be sent.", resume=True)
+            if seq > participant.seq:
+                return error_page(409, "Out of sequence", "This is not the page you are on.", resume=True)
+            try:
+                outcome = evaluate(bundle, participant, participant.step, request.form)
+            except BadSubmission as exc:
+                form = {k: v[:20_000] for k, v in request.form.items()}
+                return render_step(participant, error=str(exc), form=form, status=400)
+            storage.submit(
+                conn, participant, canonical(outcome.payload), clock(), outcome.next_step, outcome.status,
+                outcome.comprehension_failures, outcome.answer,
+            )
+        return redirect("/study", 303)
+
+    @app.get("/bundle/<path:name>")
+    def bundle_file(name: str):
+        if name not in images or bundle.root is None:  # only files the manifest lists; no path ever built from input
+            abort(404)
+        return send_file(bundle.root / name, mimetype="image/png", max_age=3600)
+
+    return app
+
+
+def serve(bundle: Bundle, db: str | Path, host: str = "127.0.0.1", port: int = 8000, threads: int = 8) -> None:
+    """Run the app with waitress until interrupted."""
+    from waitress import serve as waitress_serve
+
+    app = create_app(bundle, db)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="two4two-study")

@@ -1,0 +1,342 @@
+"""A study bundle: the manifest and images one study runs on (README, "Study runner").
+
+`two4two study export` writes a bundle, `two4two study serve` runs it, `export-responses` reads
+its answer key. Both sides go through this module, so a bundle the exporter self-checks with
+`write_manifest`/`load_bundle` is exactly one the app accepts. Every problem raises BundleError
+naming the manifest field, the value and what is allowed.
+
+    BUNDLE_DIR/manifest.json, stimuli/<condition>.png (+ .json sidecar), tutorial/<file>.png
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
+
+from two4two.errors import BundleError
+from two4two.study.analysis import ANSWERS, ATTRIBUTES
+
+FORMAT = "two4two-study-bundle"
+VERSION = 1
+MANIFEST = "manifest.json"
+CONDITIONS = ("baseline", "counterfactual", "concepts")
+IMAGE_SUFFIXES = (".png",)
+MAX_JUSTIFICATION = 10_000  # upper bound on any question's max_length (the app's request limit follows it)
+
+__all__ = [
+    "ANSWERS",
+    "ATTRIBUTES",
+    "CONDITIONS",
+    "FORMAT",
+    "MANIFEST",
+    "VERSION",
+    "Bundle",
+    "ComprehensionQuestion",
+    "Condition",
+    "Justification",
+    "Question",
+    "Stimulus",
+    "TextPage",
+    "load_bundle",
+    "parse_manifest",
+    "write_manifest",
+]
+
+
+@dataclass(frozen=True)
+class TextPage:
+    """Text (paragraphs separated by blank lines) and example images (bundle-relative paths)."""
+
+    text: str
+    images: tuple[str, ...] = ()
+
+    @property
+    def paragraphs(self) -> list[str]:
+        return [p.strip() for p in self.text.split("\n\n") if p.strip()]
+
+
+@dataclass(frozen=True)
+class ComprehensionQuestion:
+    id: str
+    text: str
+    choices: tuple[str, ...]
+    answer: str
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    image: str
+    caption: str
+    images_shown: int
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    title: str
+    tutorial: TextPage
+    comprehension: tuple[ComprehensionQuestion, ...]
+    stimulus: Stimulus
+
+
+@dataclass(frozen=True)
+class Justification:
+    required: bool
+    min_length: int
+    max_length: int
+
+
+@dataclass(frozen=True)
+class Question:
+    attribute: str
+    label: str
+    text: str
+    choices: tuple[str, ...]
+    justification: Justification
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path | None  # None for a manifest not read from a directory
+    title: str
+    created: str
+    consent: TextPage
+    introduction: TextPage
+    conditions: tuple[Condition, ...]
+    questions: tuple[Question, ...]
+    answer_key: Mapping[str, str]
+    completion: TextPage
+    fingerprint: str  # sha256 of the canonical manifest: ties a responses database to its bundle
+
+    def condition(self, name: str) -> Condition:
+        for c in self.conditions:
+            if c.name == name:
+                return c
+        raise BundleError(f"{MANIFEST}: no condition {name!r}; the bundle has {', '.join(self.condition_names)}")
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.conditions)
+
+    @property
+    def image_paths(self) -> frozenset[str]:
+        """Every image the manifest lists: the only files the app serves."""
+        paths = set(self.introduction.images)
+        for c in self.conditions:
+            paths.update(c.tutorial.images)
+            paths.add(c.stimulus.image)
+        return frozenset(paths)
+
+    def question(self, attribute: str) -> Question:
+        for q in self.questions:
+            if q.attribute == attribute:
+                return q
+        raise BundleError(f"{MANIFEST}: no question on {attribute!r}; allowed: {', '.join(ATTRIBUTES)}")
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+class _Fields:
+    """Reads one JSON object of the manifest, naming the field path in every error."""
+
+    def __init__(self, raw: Any, where: str, source: str, required: tuple[str, ...], optional: tuple[str, ...] = ()):
+        self.where, self.source = where, source
+        if not isinstance(raw, dict):
+            raise self.error(where, raw, "an object")
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise BundleError(f"{source}: {where or 'manifest'} lacks {', '.join(missing)} (required: {', '.join(required)})")
+        unknown = [k for k in raw if k not in required and k not in optional]
+        if unknown:
+            allowed = ", ".join(required + optional)
+            raise BundleError(f"{source}: {where or 'manifest'} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+        self.raw = raw
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, field: str, value: Any, allowed: str) -> BundleError:
+        shown = json.dumps(value)[:80] if not isinstance(value, str) else repr(value[:80])
+        return BundleError(f"{self.source}: {field or 'manifest'} {shown} is not allowed; expected {allowed}")
+
+    def text(self, key: str, empty: bool = False) -> str:
+        value = self.raw.get(key, "")
+        if not isinstance(value, str) or (not empty and not value.strip()):
+            raise self.error(self.path(key), value, "text" if empty else "non-empty text")
+        return value
+
+    def choice(self, key: str, allowed: tuple[Any, ...]) -> Any:
+        value = self.raw.get(key)
+        if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
+            raise self.error(self.path(key), value, f"one of {', '.join(map(repr, allowed))}")
+        return value
+
+    def integer(self, key: str, low: int, high: int | None = None) -> int:
+        value = self.raw.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+            bound = f"an integer ≥ {low}" + (f" and ≤ {high}" if high is not None else "")
+            raise self.error(self.path(key), value, bound)
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self.raw.get(key)
+        if not isinstance(value, bool):
+            raise self.error(self.path(key), value, "true or false")
+        return value
+
+    def items(self, key: str, nonempty: bool = True) -> list[Any]:
+        value = self.raw.get(key, [])
+        if not isinstance(value, list) or (nonempty and not value):
+            raise self.error(self.path(key), value, "a non-empty list" if nonempty else "a list")
+        return value
+
+    def texts(self, key: str, least: int = 0) -> tuple[str, ...]:
+        values = self.items(key, nonempty=least > 0)
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or not v.strip():
+                raise self.error(f"{self.path(key)}[{i}]", v, "non-empty text")
+        if len(values) < least or len(set(values)) != len(values):
+            raise self.error(self.path(key), values, f"at least {least} different texts")
+        return tuple(values)
+
+    def image(self, field: str, value: Any, root: Path | None) -> str:
+        """A bundle-relative image path that stays inside the bundle (and exists, for a directory)."""
+        allowed = f"a relative path with '/' inside the bundle ending in {', '.join(IMAGE_SUFFIXES)}"
+        if not isinstance(value, str) or not value or "\\" in value or "\x00" in value:
+            raise self.error(field, value, allowed)
+        pure = PurePosixPath(value)
+        if pure.is_absolute() or any(part in ("..", ".", "") for part in value.split("/")) or pure.suffix.lower() not in IMAGE_SUFFIXES:
+            raise self.error(field, value, allowed)
+        if root is not None:
+            path = (root / value).resolve()
+            if not path.is_relative_to(root.resolve()):
+                raise self.error(field, value, f"{allowed} (it leaves the bundle through a link)")
+            if not path.is_file():
+                raise BundleError(f"{self.source}: {field} {value!r} names no file in {root}")
+        return value
+
+    def page(self, key: str, root: Path | None, images: bool = True) -> TextPage:
+        sub = _Fields(self.raw.get(key), self.path(key), self.source, ("text",), ("images",) if images else ())
+        paths = [sub.image(f"{sub.path('images')}[{i}]", v, root) for i, v in enumerate(sub.items("images", nonempty=False))]
+        return TextPage(sub.text("text"), tuple(paths))
+
+
+# ---------------------------------------------------------------- parsing
+
+
+TOP_REQUIRED = ("format", "version", "title", "consent", "introduction", "conditions", "questions", "answer_key", "completion")
+TOP_OPTIONAL = ("created", "model", "dataset", "answer_key_rule")
+
+
+def canonical_json(raw: Any) -> bytes:
+    return json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIFEST) -> Bundle:
+    """Validate a manifest (a dict, as json.load gives it); with `root`, also check that its images exist."""
+    root = Path(root) if root is not None else None
+    top = _Fields(raw, "", source, TOP_REQUIRED, TOP_OPTIONAL)
+    if raw["format"] != FORMAT:
+        raise top.error("format", raw["format"], repr(FORMAT))
+    top.choice("version", (VERSION,))
+    created = raw.get("created", "")
+    if created:
+        try:
+            datetime.fromisoformat(top.text("created"))
+        except ValueError:
+            raise top.error("created", created, "an ISO 8601 time such as 2026-11-22T15:00:00+00:00") from None
+    for key in ("model", "dataset"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise top.error(key, raw[key], "an object (informational)")
+
+    consent = _Fields(raw["consent"], "consent", source, ("text",))
+    completion = _Fields(raw["completion"], "completion", source, ("text",))
+
+    conditions = []
+    for i, item in enumerate(top.items("conditions")):
+        c = _Fields(item, f"conditions[{i}]", source, ("name", "title", "tutorial", "comprehension", "stimulus"))
+        name = c.choice("name", CONDITIONS)
+        if name in [x.name for x in conditions]:
+            raise c.error(c.path("name"), name, "each condition once")
+        checks = []
+        for j, q in enumerate(c.items("comprehension", nonempty=False)):
+            f = _Fields(q, f"{c.path('comprehension')}[{j}]", source, ("id", "text", "choices", "answer"))
+            choices = f.texts("choices", least=2)
+            qid = f.text("id")
+            if qid in [x.id for x in checks]:
+                raise f.error(f.path("id"), qid, "an id used once in the condition")
+            checks.append(ComprehensionQuestion(qid, f.text("text"), choices, f.choice("answer", choices)))
+        s = _Fields(item["stimulus"], c.path("stimulus"), source, ("image", "caption"), ("images_shown",))
+        stimulus = Stimulus(
+            s.image(s.path("image"), s.raw["image"], root),
+            s.text("caption", empty=True),
+            s.integer("images_shown", 0) if "images_shown" in s.raw else 0,
+        )
+        conditions.append(Condition(name, c.text("title"), c.page("tutorial", root), tuple(checks), stimulus))
+
+    questions = []
+    items = top.items("questions")
+    if len(items) != len(ATTRIBUTES):
+        raise top.error("questions", [q.get("attribute") if isinstance(q, dict) else q for q in items],
+                        f"{len(ATTRIBUTES)} questions, on {', '.join(ATTRIBUTES)} in this order")
+    for i, (item, attribute) in enumerate(zip(items, ATTRIBUTES)):
+        q = _Fields(item, f"questions[{i}]", source, ("attribute", "label", "text", "choices", "justification"))
+        if q.raw["attribute"] != attribute:
+            allowed = f"{attribute!r} (the questions are on {', '.join(ATTRIBUTES)} in this order)"
+            raise q.error(q.path("attribute"), q.raw["attribute"], allowed)
+        choices = q.texts("choices", least=2)
+        if sorted(choices) != sorted(ANSWERS):
+            raise q.error(q.path("choices"), list(choices), f"the answers {', '.join(ANSWERS)} in any order")
+        j = _Fields(q.raw["justification"], q.path("justification"), source, ("required", "min_length", "max_length"))
+        low = j.integer("min_length", 0, MAX_JUSTIFICATION)
+        justification = Justification(j.boolean("required"), low, j.integer("max_length", max(low, 1), MAX_JUSTIFICATION))
+        questions.append(Question(attribute, q.text("label"), q.text("text"), choices, justification))
+
+    key = _Fields(raw["answer_key"], "answer_key", source, ATTRIBUTES)
+    answer_key = {a: key.choice(a, ANSWERS) for a in ATTRIBUTES}
+
+    return Bundle(
+        root=root,
+        title=top.text("title"),
+        created=created,
+        consent=TextPage(consent.text("text")),
+        introduction=top.page("introduction", root),
+        conditions=tuple(conditions),
+        questions=tuple(questions),
+        answer_key=answer_key,
+        completion=TextPage(completion.text("text")),
+        fingerprint=hashlib.sha256(canonical_json(raw)).hexdigest(),
+    )
+
+
+def load_bundle(bundle_dir: str | Path) -> Bundle:
+    """Read and validate BUNDLE_DIR/manifest.json and check that every image it lists is in the bundle."""
+    root = Path(bundle_dir)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise BundleError(f"{root}: no such bundle directory (expected the output of `two4two study export`)")
+    if not path.is_file():
+        raise BundleError(f"{root}: no {MANIFEST} in this directory (expected the output of `two4two study export`)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return parse_manifest(raw, root, str(path))
+
+
+def write_manifest(bundle_dir: str | Path, raw: Mapping[str, Any]) -> Bundle:
+    """Validate `raw` against the files already in `bundle_dir`, then write manifest.json atomically."""
+    root = Path(bundle_dir)
+    bundle = parse_manifest(dict(raw), root, str(root / MANIFEST))
+    tmp = root / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, root / MANIFEST)
+    return bundle
