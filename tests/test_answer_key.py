@@ -81,3 +81,9 @@ def test_bad_rules_are_named():
         AnswerKeyRule.from_mapping({"threshold": 0.1})
     with pytest.raises(ConfigError, match="answer_key.margin: -1 must be a number"):
         AnswerKeyRule.from_mapping({"margin": -1})
+
+
+def test_the_key_covers_exactly_the_questions_the_study_asks():
+    from two4two.study.analysis import ATTRIBUTES
+
+    assert tuple(QUESTIONS) == ATTRIBUTES

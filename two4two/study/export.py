@@ -35,8 +35,8 @@ import numpy as np
 
 from two4two.errors import ConfigError, Two4TwoError
 from two4two.study.answer_key import QUESTIONS, AnswerKeyRule, derive_answer_key
+from two4two.study.bundle import CONDITIONS, FORMAT, VERSION, write_manifest
 
-CONDITIONS = ("baseline", "counterfactual", "concepts")
 COLUMNS = 5  # the quintiles; concepts: 5 kept concepts × 2 rows
 
 QUESTION_LABELS = {
@@ -208,7 +208,8 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
         _enlarged_png(images[peeky], partial / "tutorial" / "peeky.png")
         _enlarged_png(images[stretchy], partial / "tutorial" / "stretchy.png")
 
-        _write_json(partial / "manifest.json", _manifest(config, key, stimuli, model))
+        # Checked by the same reader the study app uses before it is written.
+        write_manifest(partial, _manifest(config, key, stimuli, model))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -261,8 +262,8 @@ def _manifest(config: StudyConfig, key, stimuli: dict, model) -> dict:
         for q in QUESTIONS
     ]
     return {
-        "format": "two4two-study-bundle",
-        "version": 1,
+        "format": FORMAT,
+        "version": VERSION,
         "title": "Which features does the system use?",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": config.model, "arch": type(model).__name__},
