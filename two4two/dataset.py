@@ -49,7 +49,7 @@ class DatasetError(Two4TwoError):
     """The output directory holds something else, or a dataset is incomplete or damaged."""
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
@@ -128,8 +128,8 @@ class SplitWriter:
 
     def write(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
         p = self.planned[index]
-        _atomic_write_bytes(self.images / f"{p.id}.png", _png_bytes(image))
-        _atomic_write_bytes(self.masks / f"{p.id}.png", _png_bytes(mask))
+        atomic_write_bytes(self.images / f"{p.id}.png", _png_bytes(image))
+        atomic_write_bytes(self.masks / f"{p.id}.png", _png_bytes(mask))
         self._pending[index] = p
         lines = []
         while self.next_index in self._pending:
@@ -171,7 +171,7 @@ def read_manifest(root: Path) -> dict | None:
 
 
 def write_manifest(root: Path, manifest: dict) -> None:
-    _atomic_write_bytes(Path(root) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write_bytes(Path(root) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) -> dict | None:

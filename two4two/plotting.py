@@ -28,3 +28,18 @@ def save_figure(fig, path: str | Path, title: str, dpi: int = 110) -> Path:
     os.replace(partial, path)
     pyplot().close(fig)
     return path
+
+
+def save_image_grid(images, column_titles, path: str | Path, title: str, dpi: int = 110) -> Path:
+    """A rows × columns grid of uint8 images (rows × columns × H × W × 3), titles above the columns."""
+    plt = pyplot()
+    rows, columns = images.shape[:2]
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows + 0.5), squeeze=False)
+    for r in range(rows):
+        for c in range(columns):
+            ax = axes[r, c]
+            ax.imshow(images[r, c], interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(column_titles[c], fontsize=8)
+    return save_figure(fig, path, title, dpi=dpi)

@@ -60,23 +60,13 @@ class BaselineGrid:
 
     def save(self, path: str | Path, title: str = "What the model predicts (example outputs)", dpi: int = 110) -> tuple[Path, Path]:
         """The grid as a PNG with one label per column, and the ids and logits per cell as JSON."""
-        from two4two.dataset import _atomic_write_bytes
-        from two4two.plotting import pyplot, save_figure
+        from two4two.dataset import atomic_write_bytes
+        from two4two.plotting import save_image_grid
 
-        plt = pyplot()
-        rows, columns = self.images.shape[:2]
-        fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows + 0.5), squeeze=False)
-        for r in range(rows):
-            for c in range(columns):
-                ax = axes[r, c]
-                ax.imshow(self.images[r, c], interpolation="nearest")
-                ax.set_xticks([]), ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(self.labels[c], fontsize=8)
-        path = save_figure(fig, path, title, dpi=dpi)
+        path = save_image_grid(self.images, self.labels, path, title, dpi=dpi)
         sidecar = Path(path).with_suffix(".json")
         record = {"columns": list(self.labels), "column_edges": self.edges.tolist(), "ids": self.ids, "logits": self.logits.tolist()}
-        _atomic_write_bytes(sidecar, (json.dumps(record, indent=2) + "\n").encode())
+        atomic_write_bytes(sidecar, (json.dumps(record, indent=2) + "\n").encode())
         return path, sidecar
 
 

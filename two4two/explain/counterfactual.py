@@ -81,35 +81,23 @@ class CounterfactualGrid:
     original_logits: np.ndarray  # per row
     achieved_logits: np.ndarray  # rows × columns: the model's logit on the saved 8-bit image
 
-    def save(self, path: str | Path, title: str = "INN counterfactual interpolations", dpi: int = 110) -> tuple[Path, Path]:
-        """The grid as a PNG with column labels, and its ids and logits as JSON beside it."""
-        from two4two.plotting import pyplot, save_figure
+    def save(self, path: str | Path, title: str = "INN counterfactual interpolations", dpi: int = 110,
+             column_titles: Sequence[str] | None = None) -> tuple[Path, Path]:
+        """The grid as a PNG with column labels (default: quantile and logit), and its ids and logits as JSON beside it."""
+        from two4two.dataset import atomic_write_bytes
+        from two4two.plotting import save_image_grid
 
-        plt = pyplot()
-        rows, columns = self.images.shape[:2]
-        fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows + 0.5), squeeze=False)
-        for r in range(rows):
-            for c in range(columns):
-                ax = axes[r, c]
-                ax.imshow(self.images[r, c], interpolation="nearest")
-                ax.set_xticks([]), ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(f"q {self.quantiles[c]:.3g}\nlogit {self.targets[c]:+.2f}", fontsize=8)
-        path = save_figure(fig, path, title, dpi=dpi)
+        titles = column_titles or [f"q {q:.3g}\nlogit {t:+.2f}" for q, t in zip(self.quantiles, self.targets)]
+        path = save_image_grid(self.images, titles, path, title, dpi=dpi)
         sidecar = Path(path).with_suffix(".json")
-        sidecar.write_text(
-            json.dumps(
-                {
-                    "ids": self.ids,
-                    "quantiles": self.quantiles.tolist(),
-                    "target_logits": self.targets.tolist(),
-                    "original_logits": self.original_logits.tolist(),
-                    "achieved_logits": self.achieved_logits.tolist(),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        record = {
+            "ids": self.ids,
+            "quantiles": self.quantiles.tolist(),
+            "target_logits": self.targets.tolist(),
+            "original_logits": self.original_logits.tolist(),
+            "achieved_logits": self.achieved_logits.tolist(),
+        }
+        atomic_write_bytes(sidecar, (json.dumps(record, indent=2) + "\n").encode())
         return path, sidecar
 
 

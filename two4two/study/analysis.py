@@ -242,7 +242,7 @@ def responses_csv(responses: Iterable[Response]) -> str:
 
 def write_responses(path: str | Path, responses: Iterable[Response]) -> Path:
     path = Path(path)
-    _atomic_write({path: responses_csv(responses).encode()})
+    atomic_write_files({path: responses_csv(responses).encode()})
     return path
 
 
@@ -920,7 +920,7 @@ OUTPUT_FILES = {
 }
 
 
-def _atomic_write(files: Mapping[Path, bytes]) -> None:
+def atomic_write_files(files: Mapping[Path, bytes]) -> None:
     """Write every file to a temporary name first, then rename them all (no half-written file)."""
     temps = []
     try:
@@ -949,7 +949,7 @@ def write_outputs(analysis: StudyAnalysis, out_dir: str | Path) -> dict[str, Pat
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / OUTPUT_FILES[key] for key in contents}
-    _atomic_write({paths[key]: data for key, data in contents.items()})
+    atomic_write_files({paths[key]: data for key, data in contents.items()})
     return paths
 
 

@@ -230,8 +230,10 @@ def _make_stimulus(condition: str, model, config: StudyConfig, path: Path) -> di
     elif condition == "counterfactual":
         from two4two.explain.counterfactual import QUINTILE_CENTRES, counterfactual_grid
 
+        from two4two.explain.baseline import QUINTILE_LABELS
+
         grid = counterfactual_grid(model, config.data, config.split, rows=config.rows, quantiles=QUINTILE_CENTRES, seed=config.seed)
-        grid.save(path, title="Each row: one picture changed until the prediction changes")
+        grid.save(path, title="Each row: one picture changed until the prediction changes", column_titles=QUINTILE_LABELS)
         shown, caption = grid.images.shape[0] * grid.images.shape[1], "Left: very certain Peeky; right: very certain Stretchy."
     else:
         from two4two.explain.concepts import concept_explanation

@@ -350,7 +350,7 @@ def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tupl
     import csv
     import io
 
-    from two4two.study.analysis import _atomic_write, responses_csv
+    from two4two.study.analysis import atomic_write_files, responses_csv
 
     db = Path(db)
     if not db.is_file():
@@ -364,7 +364,7 @@ def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tupl
         writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(report)
-        _atomic_write({output: responses_csv(storage.responses()).encode(), report_path: buf.getvalue().encode()})
+        atomic_write_files({output: responses_csv(storage.responses()).encode(), report_path: buf.getvalue().encode()})
     finally:
         storage.close()
     return output, report_path, report
