@@ -12,22 +12,25 @@ from two4two.explain.audit import AuditResult, interpolation_ranges, to_unit_sca
 from two4two.models.observer import LINEAR, OBSERVED, OUTPUTS, Observer, decode_yaw, encode_yaw, sampling_ranges, scaled_errors
 from two4two.models.training import load_classifier, load_observer, parse_model_config
 
-# Unbiased, with the small-variance attributes widened; 64 px because MobileNetV2's stride
-# of 32 leaves nothing of a 32 px image.
+# Unbiased, with every attribute spread over a visible range and the pose kept to a quarter
+# turn of yaw, so that 1 600 images teach a MobileNetV2 every attribute in a few CI minutes
+# (with balance_attributes: each attribute's error weighed by 1 / its variance).
+# 128 px: at 64 px the network's stride 32 leaves too little of the blocks' shape.
 DATASET = """\
 name: small_unbiased
 sampler: unbiased
 seed: 11
-resolution: [64, 64]
+resolution: [128, 128]
 render: {samples: 2, denoise: false, subdivision_levels: 1}
 sampler_args:
   bending: {uniform: [-0.3, 0.3]}
-  obj_rotation_roll: {uniform: [-0.7, 0.7]}
-  obj_rotation_pitch: {uniform: [-0.5, 0.5]}
+  obj_rotation_roll: {uniform: [-0.6, 0.6]}
+  obj_rotation_pitch: {uniform: [-0.4, 0.4]}
+  obj_rotation_yaw: {uniform: [0.3, 1.5]}
 splits:
-  train: {n: 400}
-  validation: {n: 50}
-  test: {n: 100}
+  train: {n: 1600}
+  validation: {n: 100}
+  test: {n: 300}
 """
 
 OBSERVER = """\
@@ -35,8 +38,8 @@ kind: observer
 name: tiny_observer
 data: {data}
 dataset_config: {dataset}
-model: {{arch: observer, width_mult: 0.5}}
-training: {{epochs: 3, batch_size: 32, learning_rate: 0.002, label_noise: false, seed: 0}}
+model: {{arch: observer, width_mult: 0.5, balance_attributes: true}}
+training: {{epochs: 20, batch_size: 32, learning_rate: 0.003, label_noise: false, seed: 0}}
 output_dir: {out}
 """
 
@@ -50,9 +53,42 @@ def observer_dir(tmp_path_factory):
     return tmp
 
 
-def test_training_lowers_the_error_and_keeps_the_best_validation_record(observer_dir):
-    # Beating the mean predictor on every attribute takes far more data and time than a
-    # test has (see the README); here: the loop learns and its records add up.
+def mean_predictor_mse(train_params, params) -> dict[str, float]:
+    """Per attribute, the MSE of always answering the training mean (yaw: the circular mean)."""
+    result = {}
+    for a in OBSERVED:
+        train = np.array([getattr(p, a) for p in train_params], float)
+        true = np.array([getattr(p, a) for p in params], float)
+        constant = np.angle(np.mean(np.exp(1j * train))) % (2 * np.pi) if a == "obj_rotation_yaw" else train.mean()
+        result[a] = float(np.mean(scaled_errors(a, np.full_like(true, constant), true) ** 2))
+    return result
+
+
+def observer_mse(observer, images, params) -> dict[str, float]:
+    read = observer.predict_attributes(images)
+    return {a: float(np.mean(scaled_errors(a, read[a], np.array([getattr(p, a) for p in params], float)) ** 2)) for a in OBSERVED}
+
+
+def test_training_on_tiny_data_beats_the_mean_predictor(observer_dir):
+    from two4two.dataset import load_split_arrays
+
+    observer = load_observer(observer_dir / "observer")
+    train_images, train_params = load_split_arrays(observer_dir / "data", "train", progress=False)
+    test_images, test_params = load_split_arrays(observer_dir / "data", "test", progress=False)
+    # On the images it was trained on: below the mean predictor for every attribute, so every
+    # output is trained towards its own attribute.
+    seen = observer_mse(observer, train_images[:400], train_params[:400])
+    trivial_seen = mean_predictor_mse(train_params, train_params[:400])
+    assert all(seen[a] < 0.9 * trivial_seen[a] for a in OBSERVED), {a: round(seen[a] / trivial_seen[a], 3) for a in OBSERVED}
+    # On 300 unseen images: below it for every attribute but the blocks' shape, which needs
+    # far more data (the 20 000-image benchmark reads it; 1 600 images do not).
+    unseen = observer_mse(observer, test_images, test_params)
+    trivial = mean_predictor_mse(train_params, test_params)
+    ratios = {a: unseen[a] / trivial[a] for a in OBSERVED}
+    assert all(ratios[a] < 0.95 for a in OBSERVED if a != "spherical"), ratios
+
+
+def test_training_keeps_the_best_validation_record(observer_dir):
     from two4two.dataset import load_split_arrays
 
     history = json.loads((observer_dir / "observer" / "history.json").read_text())
@@ -66,6 +102,26 @@ def test_training_lowers_the_error_and_keeps_the_best_validation_record(observer
     read = observer.predict_attributes(images)
     by_hand = np.mean((read["position_y"] - np.array([p.position_y for p in params])) ** 2) / 0.8**2
     assert checkpoint["validation"]["mse_position_y"] == pytest.approx(by_hand)
+
+
+def test_balanced_loss_weighs_each_output_by_its_inverse_variance():
+    from two4two.sampling import resolve_sampler
+
+    params = list(resolve_sampler("unbiased")().sample(2000, rng=1))
+    observer = Observer(width_mult=0.25, balance_attributes=True)
+    full = observer.training_targets(params, label_noise=False)
+    targets, weight = full[:, :-1], observer.output_weight.numpy().copy()
+    assert weight.mean() == pytest.approx(1.0)
+    assert np.allclose(weight * targets.var(axis=0), (weight * targets.var(axis=0))[0], rtol=1e-4)
+    # The unbiased roll spans a few percent of its range: its error counts the most.
+    assert np.argmax(weight) == LINEAR.index("obj_rotation_roll")
+    x, y = torch.rand(4, 3, 64, 64), torch.from_numpy(full[:4])
+    loss, out, parts = observer.training_loss(x, y)
+    by_hand = (torch.from_numpy(weight) * (out[:, :-1] - y[:, :-1]) ** 2).mean()
+    assert parts["mse"] == pytest.approx(float(by_hand), rel=1e-5)
+    unbalanced = Observer(width_mult=0.25)
+    unbalanced.training_targets(params, label_noise=False)
+    assert np.array_equal(unbalanced.output_weight.numpy(), np.ones(len(OUTPUTS) - 1))
 
 
 def test_predict_attributes_speaks_in_attribute_units(observer_dir):
@@ -141,8 +197,8 @@ INN = """\
 kind: classifier
 name: tiny_inn
 data: {data}
-model: {{arch: inn, resolution: 64, levels: 3, steps: 1, hidden_channels: 8, classifier_level: 2}}
-training: {{epochs: 1, batch_size: 64, learning_rate: 0.003, seed: 0}}
+model: {{arch: inn, resolution: 128, levels: 3, steps: 1, hidden_channels: 8, classifier_level: 2}}
+training: {{epochs: 1, batch_size: 64, learning_rate: 0.003, max_train_samples: 400, seed: 0}}
 output_dir: {out}
 """
 
