@@ -165,8 +165,11 @@ class ConceptExplanation:
         lines.append(f"{len(self.fit.components)} components explain {self.fit.explained_variance:.3f} of the variance of {self.layer}")
         return "\n".join(lines)
 
-    def save(self, path: str | Path, dpi: int = 110) -> tuple[Path, Path]:
-        """The figure (two rows per concept: positive pole, negative pole) and a JSON sidecar."""
+    def save(self, path: str | Path, dpi: int = 110, title: str | None = None, show_r: bool = True) -> tuple[Path, Path]:
+        """The figure (two rows per concept: positive pole, negative pole) and a JSON sidecar.
+
+        `title` and `show_r=False` give participants a figure without the technical labels.
+        """
         from two4two.plotting import pyplot, save_figure
 
         plt = pyplot()
@@ -178,8 +181,9 @@ class ConceptExplanation:
                     ax = axes[2 * c + pole, e]
                     ax.imshow(self.examples[c, pole, e], interpolation="nearest")
                     ax.set_xticks([]), ax.set_yticks([])
-                axes[2 * c + pole, 0].set_ylabel(f"concept {c + 1} {sign}" + (f"\nr = {row['r']:.2f}" if pole == 0 else ""), fontsize=8)
-        title = f"Concepts of {self.layer}: {keep} of {len(self.fit.components)} components most correlated with the logit"
+                r_label = f"\nr = {row['r']:.2f}" if show_r and pole == 0 else ""
+                axes[2 * c + pole, 0].set_ylabel(f"concept {c + 1} {sign}{r_label}", fontsize=8)
+        title = title or f"Concepts of {self.layer}: {keep} of {len(self.fit.components)} components most correlated with the logit"
         path = save_figure(fig, path, title, dpi=dpi)
         record = {
             "layer": self.layer,

@@ -241,7 +241,7 @@ def _make_stimulus(condition: str, model, config: StudyConfig, path: Path) -> di
         examples = max(1, config.rows // 2)  # 5 concepts × 2 rows × rows/2 images = as many images as the grids
         explanation = concept_explanation(model, config.data, config.split, images=config.concepts["images"],
                                           components=config.concepts["components"], keep=COLUMNS, examples=examples, seed=config.seed)
-        explanation.save(path)
+        explanation.save(path, title="Concepts the system has learned, most important first", show_r=False)
         shown, caption = int(np.prod(explanation.examples.shape[:3])), "Two rows per concept; highlighted: where the concept is found."
     return {"image": f"stimuli/{path.name}", "caption": caption, "images_shown": shown}
 
