@@ -56,6 +56,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Indented UTF-8 JSON with a final newline, written atomically (sidecars, manifests)."""
+    atomic_write_bytes(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
 def _png_bytes(array: np.ndarray) -> bytes:
     import io
 

@@ -9,7 +9,6 @@ must beat.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -60,13 +59,13 @@ class BaselineGrid:
 
     def save(self, path: str | Path, title: str = "What the model predicts (example outputs)", dpi: int = 110) -> tuple[Path, Path]:
         """The grid as a PNG with one label per column, and the ids and logits per cell as JSON."""
-        from two4two.dataset import atomic_write_bytes
+        from two4two.dataset import atomic_write_json
         from two4two.plotting import save_image_grid
 
         path = save_image_grid(self.images, self.labels, path, title, dpi=dpi)
         sidecar = Path(path).with_suffix(".json")
         record = {"columns": list(self.labels), "column_edges": self.edges.tolist(), "ids": self.ids, "logits": self.logits.tolist()}
-        atomic_write_bytes(sidecar, (json.dumps(record, indent=2) + "\n").encode())
+        atomic_write_json(sidecar, record)
         return path, sidecar
 
 

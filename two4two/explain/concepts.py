@@ -20,14 +20,13 @@ dims everything else).
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from two4two.dataset import atomic_write_json
 from two4two.errors import Two4TwoError
 
 DIM_OUTSIDE = 0.25  # brightness kept outside a concept's region in the figure
@@ -205,9 +204,7 @@ class ConceptExplanation:
             "sign_convention": "each component is oriented so r >= 0: positive scores go with higher logits (Stretchy)",
         }
         sidecar = path.with_suffix(".json")
-        tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, sidecar)
+        atomic_write_json(sidecar, record)
         return path, sidecar
 
 

@@ -8,7 +8,6 @@ each column's target logit; the columns are quantiles of the data's logits.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -84,7 +83,7 @@ class CounterfactualGrid:
     def save(self, path: str | Path, title: str = "INN counterfactual interpolations", dpi: int = 110,
              column_titles: Sequence[str] | None = None) -> tuple[Path, Path]:
         """The grid as a PNG with column labels (default: quantile and logit), and its ids and logits as JSON beside it."""
-        from two4two.dataset import atomic_write_bytes
+        from two4two.dataset import atomic_write_json
         from two4two.plotting import save_image_grid
 
         titles = column_titles or [f"q {q:.3g}\nlogit {t:+.2f}" for q, t in zip(self.quantiles, self.targets)]
@@ -97,7 +96,7 @@ class CounterfactualGrid:
             "original_logits": self.original_logits.tolist(),
             "achieved_logits": self.achieved_logits.tolist(),
         }
-        atomic_write_bytes(sidecar, (json.dumps(record, indent=2) + "\n").encode())
+        atomic_write_json(sidecar, record)
         return path, sidecar
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
+from two4two.dataset import atomic_write_json
 from two4two.errors import BundleError
 from two4two.study.analysis import ANSWERS, ATTRIBUTES
 
@@ -336,7 +336,5 @@ def write_manifest(bundle_dir: str | Path, raw: Mapping[str, Any]) -> Bundle:
     """Validate `raw` against the files already in `bundle_dir`, then write manifest.json atomically."""
     root = Path(bundle_dir)
     bundle = parse_manifest(dict(raw), root, str(root / MANIFEST))
-    tmp = root / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, root / MANIFEST)
+    atomic_write_json(root / MANIFEST, raw)
     return bundle

@@ -23,7 +23,6 @@ Study config (YAML):
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from two4two.dataset import atomic_write_json
 from two4two.errors import ConfigError, Two4TwoError
 from two4two.study.answer_key import QUESTIONS, AnswerKeyRule, derive_answer_key
 from two4two.study.bundle import CONDITIONS, FORMAT, VERSION, write_manifest
@@ -168,10 +168,6 @@ def _enlarged_png(image: np.ndarray, path: Path, scale: int = 4) -> None:
     Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
 def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = False, create_interventions: bool = False,
                  workers: int | None = None, progress: bool = True) -> Path:
     """Write the study bundle of `config` to `out_dir`; returns the manifest's path."""
@@ -196,7 +192,7 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
                                         workers=workers, seed=config.seed, model_name=Path(config.model).name, progress=progress)
         key = derive_answer_key(importance, config.answer_key)
         write_outputs(importance, partial / "importance")
-        _write_json(partial / "answer_key.json", key.to_dict())
+        atomic_write_json(partial / "answer_key.json", key.to_dict())
 
         stimuli = {}
         for condition in config.conditions:
