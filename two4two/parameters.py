@@ -154,9 +154,16 @@ class SceneParameters:
         return scalar_to_rgb(self.obj_color, self.colormap, self.colormap_upper_scale)
 
     def bg_color_rgb(self) -> tuple[float, float, float]:
+        """The background's colour: not rescaled by colormap_upper_scale (the original's study sampler)."""
         from two4two.colors import scalar_to_rgb
 
-        return scalar_to_rgb(self.bg_color, self.colormap, self.colormap_upper_scale)
+        return scalar_to_rgb(self.bg_color, self.colormap)
+
+    def stand_in_rgb(self) -> tuple[float, float, float]:
+        """The colour bounce light sees instead of the background's or the animal's: the colormap's middle."""
+        from two4two.colors import scalar_to_rgb
+
+        return scalar_to_rgb(0.5, self.colormap)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in FIELD_NAMES}
