@@ -5,7 +5,9 @@
 Prints
   1. images/s of the render pool for 1 worker × 2 threads and 2 workers × 1 thread
      (steady state, after start-up; start-up time printed separately);
-  2. PSNR of the chosen settings against 1024-sample renders of 20 fixed samples;
+  2. PSNR of the chosen settings against 1024-sample renders of 20 fixed samples, and the
+     background noise: std of flat 20 × 20 corner patches minus the 1024-sample render, for
+     the chosen settings and for 128 samples without denoising (the original's sample count);
   3. the same throughput for a naive mode that rebuilds the scene for every sample;
   4. each worker's resident memory after 10 renders and after --memory-renders renders.
 """
@@ -44,13 +46,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def render_in_process(params, **scene_kwargs):
+def render_in_process(params, with_masks=False, **scene_kwargs):
     from blender_scripts.scene import AnimalScene
 
     scene = AnimalScene(**scene_kwargs)
-    images = [scene.render(worker_payload(p))[0] for p in params]
+    pairs = [scene.render(worker_payload(p)) for p in params]
     scene.close()
-    return images
+    images = [image for image, _ in pairs]
+    return (images, [mask for _, mask in pairs]) if with_masks else images
 
 
 def naive_throughput(params, settings: RenderSettings) -> tuple[float, list[np.ndarray]]:
@@ -99,15 +102,30 @@ def throughput(params, settings: RenderSettings) -> None:
         print(f"   {label:<24} {rate:6.2f} images/s  ({1000 / rate:5.0f} ms/image; start-up {startup:4.1f} s)")
 
 
+def flat_patch_std(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """Std of image − reference over the 20 × 20 corner patches at least 4 px from the animal."""
+    values = []
+    for y, x in ((2, 2), (2, 106), (106, 2), (106, 106)):
+        if not mask[max(0, y - 4):y + 24, max(0, x - 4):x + 24].any():
+            values.append((image[y:y + 20, x:x + 20].astype(float) - reference[y:y + 20, x:x + 20]).std())
+    return float(np.mean(values)) if values else float("nan")
+
+
 def quality(fixed, settings: RenderSettings, reference_samples: int) -> list[np.ndarray]:
     print(f"\n2. quality: PSNR against {reference_samples}-sample renders, {len(fixed)} fixed samples")
     t0 = time.perf_counter()
-    references = render_in_process(fixed, resolution=(128, 128), samples=reference_samples, denoise=False)
+    reference_kwargs = dict(resolution=(128, 128), **{**settings.to_dict(), "samples": reference_samples, "denoise": False})
+    references, masks = render_in_process(fixed, with_masks=True, **reference_kwargs)
     ref_time = (time.perf_counter() - t0) / len(fixed)
     chosen = render_in_process(fixed, resolution=(128, 128), **settings.to_dict())
     values = np.array([psnr(a, b) for a, b in zip(chosen, references)])
     print(f"   PSNR mean {values.mean():.2f} dB, min {values.min():.2f} dB, max {values.max():.2f} dB "
           f"(reference: {ref_time:.1f} s/image)")
+    at_128 = render_in_process(fixed, resolution=(128, 128), **{**settings.to_dict(), "samples": 128, "denoise": False})
+    for name, images in ((f"chosen ({settings.samples} samples, denoised)", chosen),
+                         ("128 samples, not denoised", at_128)):
+        noise = np.nanmean([flat_patch_std(a, b, m) for a, b, m in zip(images, references, masks)])
+        print(f"   background noise, {name:32s} std {noise:.3f} /255 against {reference_samples} samples")
     return chosen
 
 

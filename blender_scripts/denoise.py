@@ -1,14 +1,16 @@
 """Mask-aware denoising: each object's pixels are smoothed from that object's pixels only.
 
-Few samples leave grain on the flat background; Blender's denoiser (OpenImageDenoise)
-removes it but mixes colours across the silhouette, so a changed background colour
-would change animal pixels. Here every label of the mask (background, each block) is
-filtered on its own: its interior pixels (whose 3×3 neighbourhood carries the same label)
-are replaced by a Gaussian-weighted local linear fit (a plane in x, y per colour channel)
-over the interior pixels of the same label. A plane fit keeps shading gradients that a
-plain blur would flatten; edge pixels, which mix two objects, keep their rendered value.
-So a pixel's result depends only on pixels of its own object: isolation holds by
-construction. No bpy here: it works on the linear RGB and the labels of a render.
+Few samples leave grain; Blender's denoiser (OpenImageDenoise) removes it but mixes colours
+across the silhouette, so a changed background colour would change animal pixels. Here each
+object (the background, each block) is filtered on its own. Its *pure* pixels — those all of
+whose samples hit it, by Cycles' Cryptomatte coverage — are the sources of a Gaussian-weighted
+least-squares plane fit (in x, y, per colour channel; a plane keeps the shading gradients a
+blur would flatten), which replaces the pure pixels and the object's interior pixels (3×3
+neighbourhood of one mask label). A pixel shared by two objects becomes the mix of their fits
+weighted by their coverage, so the antialiasing stays as rendered while the shading noise
+goes. A pure or interior pixel depends only on pure pixels of its own object: attribute
+isolation holds by construction. No bpy here: it works on the linear RGB, labels and coverage
+of a render.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def denoise_by_label(rgb: np.ndarray, labels: np.ndarray, coverage: tuple[np.nda
     interior pixels (3×3 neighbourhood of one label) stand in for the pure ones.
     """
     out = np.array(rgb, dtype=np.float32, copy=True)
+    done = np.zeros(labels.shape, bool)
+    fits = {}
     for label in np.unique(labels):
         inside = _interiors(labels, int(label))
         if coverage is not None:
@@ -91,7 +95,41 @@ def denoise_by_label(rgb: np.ndarray, labels: np.ndarray, coverage: tuple[np.nda
         replace = targets[y0:y1, x0:x1] & (support >= _MIN_SUPPORT)
         region = out[y0:y1, x0:x1]
         region[replace] = fitted[replace]
+        done[y0:y1, x0:x1] |= targets[y0:y1, x0:x1]
+        fits[int(label)] = ((y0, x0), fitted, support >= _MIN_SUPPORT)
+    if coverage is not None:
+        _mix_fits(out, ~done, fits, *coverage)
     return out.astype(rgb.dtype, copy=False)
+
+
+def _mix_fits(out, mixed, fits, ids, shares) -> None:
+    """Pixels shared by objects: the coverage-weighted mix of the objects' fits at the pixel.
+
+    The shares come from the samples themselves, so the antialiasing stays as rendered while
+    each object's shading noise is replaced by its fit. A pixel keeps its rendered value when
+    one of its objects has no trusted fit there.
+    """
+    ys, xs = np.nonzero(mixed)
+    total = np.zeros(ys.shape, np.float32)
+    value = np.zeros((ys.shape[0], 3), np.float32)
+    trusted = np.ones(ys.shape, bool)
+    for k in range(ids.shape[-1]):
+        lab, share = ids[ys, xs, k], shares[ys, xs, k]
+        for label in np.unique(lab[share > 0]):
+            pick = np.nonzero((lab == label) & (share > 0))[0]
+            if int(label) not in fits:
+                trusted[pick] = False
+                continue
+            (y0, x0), fitted, ok = fits[int(label)]
+            yy, xx = ys[pick] - y0, xs[pick] - x0
+            inside = (yy >= 0) & (yy < fitted.shape[0]) & (xx >= 0) & (xx < fitted.shape[1])
+            trusted[pick[~inside]] = False
+            pick, yy, xx = pick[inside], yy[inside], xx[inside]
+            trusted[pick[~ok[yy, xx]]] = False
+            value[pick] += share[pick, None] * fitted[yy, xx]
+            total[pick] += share[pick]
+    use = trusted & (total > 0.99)
+    out[ys[use], xs[use]] = value[use] / total[use, None]
 
 
 _PURE = 0.999  # share of a pixel's samples on one object for the pixel to count as that object's alone

@@ -48,12 +48,12 @@ import numpy as np
 
 from blender_scripts.exr import read_exr_uncompressed
 from two4two.animal import BLOCK_NAMES, CUBE_FACES, animal_geometry
+from two4two.render import LOOKS
 
 LABELS = {0: "Background", **{i + 1: name for i, name in enumerate(BLOCK_NAMES)}}  # object names
 ORIGINAL_LIGHT_WATTS = 20_000.0
 LIGHT_WATTS_5_0 = ORIGINAL_LIGHT_WATTS * math.pi / 4
 ISOLATION_RAY_LENGTH = 8.0  # blocks are < 7 units apart, the plane is ≥ 10 units from any block
-LOOKS = ("pale", "saturated")
 
 
 def srgb_to_linear(c):

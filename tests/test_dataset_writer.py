@@ -7,6 +7,7 @@ import pytest
 
 from two4two.config import parse_config
 from two4two.dataset import (
+    FORMAT_VERSION,
     DatasetError,
     SplitWriter,
     plan_config,
@@ -86,7 +87,8 @@ def test_prepare_output_refuses_foreign_or_different_data(tmp_path):
 
     root = tmp_path / "ds"
     (root / "train").mkdir(parents=True)
-    write_manifest(root, {"name": "x", "fingerprint": fingerprint(identity), "status": "incomplete", "splits": {"train": {}}})
+    write_manifest(root, {"format": FORMAT_VERSION, "name": "x", "fingerprint": fingerprint(identity),
+                          "status": "incomplete", "splits": {"train": {}}})
     with pytest.raises(DatasetError, match="pass --resume"):
         prepare_output(root, identity, resume=False, overwrite=False)
     assert prepare_output(root, identity, resume=True, overwrite=False)["name"] == "x"
@@ -94,6 +96,20 @@ def test_prepare_output_refuses_foreign_or_different_data(tmp_path):
         prepare_output(root, {"config": {"a": 2}}, resume=True, overwrite=False)
     assert prepare_output(root, {"config": {"a": 2}}, resume=False, overwrite=True) is None
     assert not (root / "train").exists() and not (root / "manifest.json").exists()
+
+
+def test_a_dataset_of_the_old_animal_is_never_resumed_or_mixed(tmp_path):
+    identity = {"config": {"a": 1}}
+    root = tmp_path / "old"
+    (root / "train").mkdir(parents=True)
+    # Format 1: rendered before the animal matched the original renderer.
+    write_manifest(root, {"format": 1, "name": "x", "fingerprint": fingerprint(identity), "status": "incomplete",
+                          "splits": {"train": {}}})
+    for resume in (True, False):
+        with pytest.raises(DatasetError, match=r"format 1, rendered before .* writes format 2 .* --overwrite"):
+            prepare_output(root, identity, resume=resume, overwrite=False)
+    assert (root / "train").exists()  # nothing was touched
+    assert prepare_output(root, identity, resume=False, overwrite=True) is None
 
 
 def test_plan_has_intervention_splits_pointing_back():

@@ -120,3 +120,30 @@ def test_colours_follow_the_colormap(scene):
 def test_resolution_follows_the_parameters(scene):
     image, mask = render(scene, frontal(resolution=(48, 32)))
     assert image.shape == (32, 48, 3) and mask.shape == (32, 48)
+
+
+def test_the_pale_look_is_blenders_filmic_view(scene, tmp_path):
+    """Our numpy Filmic (a table sampled from Blender once) against Blender writing the PNG itself."""
+    import bpy
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    linear = np.exp2(rng.uniform(-8, 3, size=(64 * 64, 3))).astype(np.float32)  # darks to highlights
+    image = bpy.data.images.new("check", 64, 64, alpha=False, float_buffer=True)
+    image.colorspace_settings.name = "Linear Rec.709"
+    image.pixels.foreach_set(np.concatenate([linear, np.ones((len(linear), 1), np.float32)], 1).ravel())
+    sc = bpy.data.scenes.new("check")
+    sc.view_settings.view_transform = "Filmic"
+    sc.view_settings.look = "None"
+    sc.render.dither_intensity = 0.0
+    sc.render.image_settings.file_format = "PNG"
+    sc.render.image_settings.color_mode = "RGB"
+    image.save_render(str(tmp_path / "filmic.png"), scene=sc)
+    blender = np.asarray(Image.open(tmp_path / "filmic.png"))[::-1].reshape(-1, 3)  # Blender's rows start at the bottom
+    ours = scene.to_display(linear.reshape(64, 64, 3)).reshape(-1, 3)
+    diff = np.abs(ours.astype(int) - blender.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.1
+    # ... and it is not the plain sRGB curve the saturated look uses.
+    from blender_scripts.scene import linear_to_srgb
+
+    assert np.abs(np.round(linear_to_srgb(linear) * 255) - blender).mean() > 10

@@ -33,7 +33,9 @@ name: tiny
 data: {data}
 dataset_config: {dataset}
 model: {{arch: small_cnn, width: 8}}
-training: {{epochs: 4, batch_size: 32, learning_rate: 0.01, seed: 0}}
+# 8 epochs: the batch-norm statistics lag behind the weights in these 10-batch epochs
+# (validation accuracy 0.70 after 4 epochs, 0.95 after 8, on the pale look).
+training: {{epochs: 8, batch_size: 32, learning_rate: 0.01, seed: 0}}
 output_dir: {out}
 """
 
@@ -43,7 +45,9 @@ kind: classifier
 name: tiny_inn
 data: {data}
 model: {{arch: inn, resolution: 32, levels: 3, steps: 2, hidden_channels: 16, classifier_level: 2, beta: 5.0}}
-training: {{epochs: 4, batch_size: 32, learning_rate: 0.003, grad_clip: 50.0, seed: 0}}
+# 8 epochs: after 4 the flow still reads a little background into its logit (R² 0.43 of a
+# median |Δlogit| of 0.3); after 8, 0.15.
+training: {{epochs: 8, batch_size: 32, learning_rate: 0.003, grad_clip: 50.0, seed: 0}}
 output_dir: {out}
 """
 
@@ -60,7 +64,7 @@ def trained(tmp_path_factory):
 
 def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
     history = json.loads((trained / "model" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in history] == list(range(1, 9))
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert max(h["val_accuracy"] for h in history) > 0.9  # the colour shortcut is learnt
     checkpoint = torch.load(trained / "model" / "model.pt", weights_only=False)

@@ -42,7 +42,7 @@ def _cmd_render_params(args: argparse.Namespace) -> None:
     from two4two.dataset import plan_params_file, run_render_job
     from two4two.render import RenderSettings
 
-    settings = RenderSettings(samples=args.samples, denoise=args.denoise)
+    settings = RenderSettings(samples=args.samples, denoise=args.denoise, look=args.look)
     job = plan_params_file(Path(args.params), Path(args.output), args.split, settings)
     manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, **_pool_args(args))
     _report(job.root, manifest)
@@ -278,6 +278,8 @@ def _cmd_study_export_responses(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from two4two.render import LOOKS, RenderSettings  # no bpy: the pool starts Blender in its workers
+
     parser = argparse.ArgumentParser(
         prog="two4two",
         description="Synthetic Peeky/Stretchy images with biases of known strength.",
@@ -314,8 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("params", help="parameters file (.jsonl)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--split", help="split name inside the output (default: params)")
-    p.add_argument("--samples", type=int, default=14, help="Cycles samples per pixel (default 14)")
-    p.add_argument("--denoise", action="store_true", help="use the denoiser (breaks attribute isolation)")
+    p.add_argument("--samples", type=int, default=RenderSettings.samples,
+                   help=f"Cycles samples per pixel (default {RenderSettings.samples})")
+    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=True,
+                   help="the mask-aware denoiser, which keeps attribute isolation (default: on)")
+    p.add_argument("--look", choices=LOOKS, default=RenderSettings.look,
+                   help="pale: the original's Filmic look (default); saturated: sRGB colours under the Standard view")
     pool_options(p)
     p.set_defaults(func=_cmd_render_params)
 

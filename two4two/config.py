@@ -31,7 +31,7 @@ from two4two.parameters import SAMPLED_ATTRIBUTES
 from two4two.sampling import Sampler, SceneBatch, resolve_sampler
 
 TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")
-RENDER_KEYS = ("samples", "denoise", "subdivision_levels")
+RENDER_KEYS = ("samples", "denoise", "subdivision_levels", "look")
 SPLIT_KEYS = ("n", "interventions", "sampler_args")
 # Intervention splits are stored beside their split as "<split>_intervened_<attribute>".
 INTERVENTION_SEPARATOR = "_intervened_"
@@ -155,6 +155,10 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
             _expect(isinstance(value, bool), where, f"expected true or false, got {value!r}")
         elif key == "samples":
             _expect(_is_int(value) and 1 <= value <= 65536, where, f"expected an integer in [1, 65536], got {value!r}")
+        elif key == "look":
+            from two4two.render import LOOKS
+
+            _expect(value in LOOKS, where, f"expected one of {', '.join(LOOKS)}, got {value!r}")
         else:
             _expect(_is_int(value) and 0 <= value <= 6, where, f"expected an integer in [0, 6], got {value!r}")
 

@@ -29,7 +29,9 @@ from PIL import Image
 from two4two.errors import Two4TwoError
 from two4two.parameters import SceneParameters, iter_jsonl
 
-FORMAT_VERSION = 1
+# 2: the animal of the original Two4Two renderer (rotation axes, centring, block shape, pale
+# Filmic look); format 1 rendered a different animal, so the two never mix in one dataset.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 MASK_LABELS = (
     "background",
@@ -192,6 +194,12 @@ def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) ->
         if root.exists() and any(root.iterdir()) and not overwrite:
             raise DatasetError(f"{root}: exists and is not a two4two dataset; choose another -o or pass --overwrite")
         return None
+    if old.get("format") != FORMAT_VERSION and not overwrite:
+        raise DatasetError(
+            f"{root}: holds a dataset of format {old.get('format')!r}, rendered before two4two drew the original "
+            f"Two4Two animal; this version writes format {FORMAT_VERSION} and will not mix the two. "
+            "Render into another -o, or pass --overwrite to replace it"
+        )
     if old.get("fingerprint") == fp and not overwrite:
         if old.get("status") == "complete" and not resume:
             return old
