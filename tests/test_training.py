@@ -302,3 +302,47 @@ def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
     assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(tmp_path / "b")]) == 2
     assert "needed by the counterfactual condition" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_an_interrupted_training_resumes_where_it_stopped(trained, tmp_path):
+    """Two epochs, then the rest with --resume: the same history and weights as one run of four."""
+    def config(out, epochs):
+        text = MODEL.format(data=trained / "data", dataset=trained / "data.yaml", out=out)
+        return text.replace("epochs: 8", f"epochs: {epochs}")
+
+    (tmp_path / "whole.yaml").write_text(config(tmp_path / "whole", 4))
+    assert main(["train", str(tmp_path / "whole.yaml")]) == 0
+    # "Interrupted" after two epochs: a run with the same config whose loop stops early.
+    (tmp_path / "cut.yaml").write_text(config(tmp_path / "cut", 4))
+    from two4two.models import training
+
+    cfg = training.load_train_config(tmp_path / "cut.yaml")
+    stop = {"epochs": 0}
+    original = training.validation_record
+
+    def stop_after_two(*args, **kwargs):
+        stop["epochs"] += 1
+        if stop["epochs"] > 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    training.validation_record = stop_after_two
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            training.train_model(cfg, progress=False)
+    finally:
+        training.validation_record = original
+    assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 2
+    assert main(["train", str(tmp_path / "cut.yaml"), "--resume"]) == 0
+    whole = json.loads((tmp_path / "whole" / "history.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert [h["epoch"] for h in cut] == [1, 2, 3, 4]
+    for a, b in zip(whole, cut):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_accuracy"] == b["val_accuracy"]
+    w1 = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["state_dict"]
+    w2 = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["state_dict"]
+    assert all(torch.allclose(w1[k].float(), w2[k].float(), atol=1e-5) for k in w1)
+    # A resume of a finished training trains nothing more.
+    assert main(["train", str(tmp_path / "cut.yaml"), "--resume"]) == 0
+    assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 4

@@ -65,7 +65,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from two4two.models.training import load_train_config, train_model
 
     config = load_train_config(args.config)
-    path = train_model(config)
+    path = train_model(config, resume=args.resume)
     print(f"checkpoint: {path}")
 
 
@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a config (kind: classifier or observer)")
     p.add_argument("config", help="model config (YAML)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted training from its last finished epoch")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("importance", help="ground-truth importance of each attribute for a trained model")

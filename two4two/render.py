@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np

@@ -185,8 +185,14 @@ def validation_record(model, images: np.ndarray, params, device=None) -> dict:
     return record
 
 
-def train_model(config: ModelConfig, progress: bool = True) -> Path:
-    """Train, validating each epoch; returns the checkpoint path (best validation score)."""
+def train_model(config: ModelConfig, progress: bool = True, resume: bool = False) -> Path:
+    """Train, validating each epoch; returns the checkpoint path (best validation score).
+
+    After every epoch the whole training state (weights, optimiser, schedule, random
+    generators, history) goes to `last.pt`; `resume=True` continues from it, so a training
+    cut off by the end of a session loses at most one epoch and ends where an uninterrupted
+    one would have.
+    """
     import torch
     from tqdm import tqdm
 
@@ -230,9 +236,24 @@ def train_model(config: ModelConfig, progress: bool = True) -> Path:
 
     config.output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = config.output_dir / "model.pt"
+    state_path = config.output_dir / "last.pt"
     history = []
     best = -math.inf  # scores may be negative (the observer's is −MSE)
-    for epoch in range(1, ts.epochs + 1):
+    first_epoch = 1
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        if state.get("config") != config.raw:
+            raise Two4TwoError(f"{state_path}: was written for another config; train into another output_dir or delete it")
+        model.load_state_dict(state["state_dict"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
+        print(f"resuming {config.name} after epoch {state['epoch']} of {ts.epochs}")
+    elif resume:
+        print(f"{state_path}: not there; training from the first epoch")
+    for epoch in range(first_epoch, ts.epochs + 1):
         model.train()
         order = rng.permutation(len(train_images))
         t0 = time.perf_counter()
@@ -260,15 +281,16 @@ def train_model(config: ModelConfig, progress: bool = True) -> Path:
                     part_sums[key] = part_sums.get(key, 0.0) + value * len(idx)
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
+        train_seconds = time.perf_counter() - t0
         validation = validation_record(model, val_images, val_params, device)
         score = validation.pop("score")
-        record = {"epoch": epoch, "train_loss": total_loss / len(order)}
+        record = {"epoch": epoch, "train_loss": total_loss / len(order), "images_per_second": len(order) / train_seconds}
         record.update({f"train_{key}": value / len(order) for key, value in part_sums.items()})
         record.update({f"val_{key}": value for key, value in validation.items()})
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         shown = ", ".join(f"validation {k.replace('_', ' ')} {v:.4f}" for k, v in validation.items() if not k.startswith("mse_"))
-        print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, {shown}")
+        print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, {shown} ({record['images_per_second']:.0f} images/s)")
         if score > best:
             best = score
             _save_atomic(
@@ -287,6 +309,20 @@ def train_model(config: ModelConfig, progress: bool = True) -> Path:
                 checkpoint_path,
             )
         (config.output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        _save_atomic(
+            {
+                "config": config.raw,
+                "epoch": epoch,
+                "state_dict": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best": best,
+            },
+            state_path,
+        )
     return checkpoint_path
 
 
