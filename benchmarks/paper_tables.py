@@ -90,9 +90,16 @@ def trained(config_path: Path) -> bool:
 
 
 def train(config_path: Path) -> Path:
+    """Train, continuing an interrupted run of the same config; a changed config starts afresh."""
+    import torch
+
     config = load_train_config(config_path)
     config.data, config.output_dir = ROOT / config.data, ROOT / config.output_dir
-    return train_model(config, resume=True)
+    state = config.output_dir / "last.pt"
+    same = state.exists() and torch.load(state, weights_only=False)["config"] == config.raw
+    if state.exists() and not same:
+        print(f"{config.output_dir}: trained with another config; training afresh")
+    return train_model(config, resume=same)
 
 
 def importance_table(stages: Stages, name: str, checkpoint: Path, study: Path, bootstrap: int):
@@ -101,7 +108,7 @@ def importance_table(stages: Stages, name: str, checkpoint: Path, study: Path, b
         model, study, "test", n_resamples=bootstrap, model_name=name, training_params=training_split_of(checkpoint)))
     write_outputs(result, OUT, f"importance_{name.split()[0].lower()}")
     rows = {r.attribute: r for r in result.rows}
-    lines = ["| factor | flip % (ours) | paper | median \\|Δlogit\\| (ours) | paper | R² (ours) | paper |",
+    lines = ["| factor | flip % (ours) | paper's INN | median \\|Δlogit\\| (ours) | paper's INN | R² (ours) | paper's INN |",
              "|---|---|---|---|---|---|---|"]
     for attribute, (flip, delta, r2) in PAPER_IMPORTANCE.items():
         r = rows.get(attribute)
