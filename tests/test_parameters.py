@@ -151,3 +151,5 @@ def test_colour_scalars_map_through_the_colormap_with_the_upper_rescale():
         SceneParameters(id="a", bg_color=0.3, colormap_upper_scale=0.9).bg_color_rgb()
         == SceneParameters(id="a", bg_color=0.3).bg_color_rgb()
     )
+    # The background is never rescaled, as in the original's study sampler: red stays red.
+    assert SceneParameters(id="a", bg_color=1.0, colormap_upper_scale=0.9).bg_color_rgb() == red
