@@ -389,9 +389,13 @@ def test_study_serve_runs_the_app_and_stops_on_ctrl_c(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     db = tmp_path / "r.sqlite"
+    def ignore_ctrl_c():  # as a wrapper or test runner may hand it down: Ctrl+C must still stop the server
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
     server = subprocess.Popen(
         [sys.executable, "-m", "two4two.cli", "study", "serve", str(bundle_dir), "--port", str(port), "--db", str(db)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_ctrl_c,
     )
     url = f"http://127.0.0.1:{port}"
     try:

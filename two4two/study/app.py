@@ -275,8 +275,16 @@ def create_app(
 
 
 def serve(bundle: Bundle, db: str | Path, host: str = "127.0.0.1", port: int = 8000, threads: int = 8) -> None:
-    """Run the app with waitress until interrupted."""
+    """Run the app with waitress until interrupted (Ctrl+C, SIGINT).
+
+    A process inherits an ignored or blocked SIGINT from whatever started it (a test runner,
+    a job control wrapper); then Ctrl+C would never stop the server, so both are undone first.
+    """
+    import signal
+
     from waitress import serve as waitress_serve
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     app = create_app(bundle, db)
     waitress_serve(app, host=host, port=port, threads=threads, ident="two4two-study")
