@@ -41,6 +41,7 @@ TRAINING_KEYS = {
     "max_train_samples": int,
     "grad_clip": float,
     "augment_fliplr": bool,
+    "channels_last": bool,
 }
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
 KINDS = {"classifier": None, "observer": ("observer",)}  # kind → allowed archs (None: every classifier)
@@ -59,6 +60,7 @@ class TrainingSettings:
     max_train_samples: int = 0  # 0: all
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
     augment_fliplr: bool = False  # mirror a random half of each batch: the animals are mirror-symmetric, the class stays
+    channels_last: bool = False  # NHWC memory format: on this CPU it speeds the INN up (benchmarks/training_speed.py), not the others
 
 
 @dataclass
@@ -217,6 +219,8 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
     val_images, val_params = load_split_arrays(config.data, ts.validation_split, progress=progress)
     model_args = {k: v for k, v in config.model.items() if k != "arch"}
     model = build_model(config.model["arch"], **model_args).to(device)
+    if ts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if hasattr(model, "training_targets"):
         train_targets = model.training_targets(train_params, ts.label_noise)
     else:
@@ -263,6 +267,8 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
             for start in range(0, len(order), ts.batch_size):
                 idx = order[start : start + ts.batch_size]
                 x = torch.from_numpy(train_images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
+                if ts.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 if ts.augment_fliplr:
                     flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
                     x = torch.where(flip[:, None, None, None], x.flip(3), x)
