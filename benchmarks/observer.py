@@ -23,7 +23,7 @@ from importance import ROOT, print_timings, render, timed, train  # noqa: E402  
 
 from two4two.dataset import load_split_arrays, read_split  # noqa: E402
 from two4two.explain.audit import audit_counterfactuals  # noqa: E402
-from two4two.importance import LABELS  # noqa: E402
+from two4two.parameters import ATTRIBUTES  # noqa: E402
 from two4two.models.observer import OBSERVED, YAW, scaled_errors  # noqa: E402
 from two4two.models.training import load_classifier, load_observer  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"test MSE on the [0, 1] scale ({len(params)} unbiased test images; label accuracy {record['label_accuracy']:.3f}):")
     print(f"  {'attribute':<16} {'observer':>10} {'mean predictor':>15}")
     for a in OBSERVED:
-        print(f"  {LABELS[a]:<16} {record[f'mse_{a}']:>10.5f} {trivial[a]:>15.5f}")
+        print(f"  {ATTRIBUTES[a].label:<16} {record[f'mse_{a}']:>10.5f} {trivial[a]:>15.5f}")
     print()
     print(result.format_table())
     print("written: " + ", ".join(str(p) for p in paths.values()))

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from importance import ROOT, render  # noqa: E402  (the sibling benchmark's render stage)
 
 from two4two.dataset import atomic_write_json, load_split_arrays, read_split  # noqa: E402
-from two4two.importance import LABELS, measure_importance, write_outputs  # noqa: E402
+from two4two.importance import measure_importance, write_outputs  # noqa: E402
+from two4two.parameters import ATTRIBUTES  # noqa: E402
 from two4two.models.training import load_classifier, load_observer, load_train_config, predict_logits, train_model, training_split_of  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "paper_tables"
@@ -115,7 +116,7 @@ def importance_table(stages: Stages, name: str, checkpoint: Path, study: Path, b
         if r is None:
             continue
         lines.append(
-            f"| {LABELS[attribute]} | {_iv(r.flip_percent, 2)} | {flip:.2f} | {_iv(r.median_abs_delta_logit, 3)} | {delta:.3f} "
+            f"| {ATTRIBUTES[attribute].label} | {_iv(r.flip_percent, 2)} | {flip:.2f} | {_iv(r.median_abs_delta_logit, 3)} | {delta:.3f} "
             f"| {_iv(r.r_squared, 3)} | {r2:.3f} |")
     return result, "\n".join(lines)
 
@@ -193,7 +194,7 @@ def observer_tables(stages: Stages, study: Path, args) -> list[str]:
              "| attribute | MSE (ours) | mean predictor | ratio | paper |", "|---|---|---|---|---|"]
     for a in OBSERVED:
         mse = record[f"mse_{a}"]
-        lines.append(f"| {LABELS[a]} | {mse:.5f} | {trivial[a]:.5f} | {mse / trivial[a]:.3f} | ≤ {PAPER_OBSERVER_MSE} |")
+        lines.append(f"| {ATTRIBUTES[a].label} | {mse:.5f} | {trivial[a]:.5f} | {mse / trivial[a]:.3f} | ≤ {PAPER_OBSERVER_MSE} |")
     lines.append("")
     inn_config = ROOT / "configs/inn-cpu.yaml"
     if trained(inn_config):
@@ -204,7 +205,7 @@ def observer_tables(stages: Stages, study: Path, args) -> list[str]:
         lines += ["## Table 6, change along INN counterfactual interpolations (99 % of the logits, observer's reading)", "",
                   "| attribute | mean max−min (ours) | std | paper |", "|---|---|---|---|"]
         for a in sorted(change, key=lambda a: -change[a][0]):
-            lines.append(f"| {LABELS[a]} | {change[a][0]:.3f} | {change[a][1]:.3f} | {PAPER_AUDIT.get(a, float('nan')):.3f} |")
+            lines.append(f"| {ATTRIBUTES[a].label} | {change[a][0]:.3f} | {change[a][1]:.3f} | {PAPER_AUDIT.get(a, float('nan')):.3f} |")
         lines.append("")
     return lines
 

@@ -8,9 +8,11 @@ import pytest
 from two4two.config import parse_config
 from two4two.dataset import plan_config
 from two4two.errors import ConfigError
-from two4two.importance import DEFAULT_ATTRIBUTES, measure_importance
+from two4two.importance import measure_importance
+from two4two.parameters import MEASURED_ATTRIBUTES
 from two4two.parameters import write_jsonl
-from two4two.study.answer_key import QUESTIONS, AnswerKeyRule, derive_answer_key
+from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
+from two4two.study.questions import QUESTION_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +20,7 @@ def dataset(tmp_path_factory):
     """Parameters only (test doubles read them): study2022 with every attribute intervened."""
     root = tmp_path_factory.mktemp("key")
     config = parse_config({"sampler": "study2022", "seed": 4,
-                           "splits": {"train": {"n": 500}, "test": {"n": 400, "interventions": list(DEFAULT_ATTRIBUTES)}}})
+                           "splits": {"train": {"n": 500}, "test": {"n": 400, "interventions": list(MEASURED_ATTRIBUTES)}}})
     for name, params in plan_config(config).splits.items():
         write_jsonl(root / name / "parameters.jsonl", params)
     return root
@@ -52,7 +54,7 @@ def test_an_attribute_the_model_uses_is_relevant_and_one_it_ignores_is_not(datas
     other = key_of(Double(arm_position=8.0, spherical=3.0, obj_rotation_pitch=4.0), dataset)
     assert other.answers["colour"] == "irrelevant"
     assert other.answers["shape"] == "relevant" and other.answers["rotation_bending"] == "relevant"
-    assert set(other.answers) == set(QUESTIONS)
+    assert set(other.answers) == set(QUESTION_NAMES)
 
 
 def test_the_threshold_is_the_references_upper_bound_plus_the_margin(dataset):
@@ -83,7 +85,13 @@ def test_bad_rules_are_named():
         AnswerKeyRule.from_mapping({"margin": -1})
 
 
-def test_the_key_covers_exactly_the_questions_the_study_asks():
-    from two4two.study.analysis import ATTRIBUTES
+def test_each_question_asks_about_measured_attributes_none_twice_and_never_the_references():
+    from two4two.parameters import MEASURED_ATTRIBUTES
+    from two4two.study.questions import QUESTIONS, Question
 
-    assert tuple(QUESTIONS) == ATTRIBUTES
+    asked = [a for q in QUESTIONS for a in q.attributes]
+    assert len(asked) == len(set(asked))
+    assert set(asked) <= set(MEASURED_ATTRIBUTES)
+    assert not set(asked) & set(AnswerKeyRule().reference)
+    with pytest.raises(ValueError, match="'legs' is not a scene attribute"):
+        Question("legs", ("legs",), "the legs", "Legs", "relevant")

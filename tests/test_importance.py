@@ -5,7 +5,8 @@ import pytest
 
 from two4two.config import parse_config
 from two4two.dataset import DatasetError, plan_config, read_split
-from two4two.importance import attribute_delta, measure_importance, summarise_pairs
+from two4two.importance import measure_importance, summarise_pairs
+from two4two.parameters import ATTRIBUTES
 from two4two.parameters import write_jsonl
 
 ATTRS = ["arm_position", "obj_color", "bg_color", "obj_rotation_yaw"]
@@ -84,8 +85,8 @@ def test_r2_of_unrelated_noise_is_near_zero_and_its_interval_covers_it():
 def test_yaw_difference_wraps_around_the_circle():
     new = np.array([0.1, 6.2, np.pi, 3.0])
     old = np.array([6.2, 0.1, 0.0, 3.0 + 2 * np.pi])
-    np.testing.assert_allclose(attribute_delta("obj_rotation_yaw", new, old), [0.1 + 2 * np.pi - 6.2, 6.2 - 0.1 - 2 * np.pi, np.pi, 0.0], atol=1e-12)
-    np.testing.assert_allclose(attribute_delta("obj_color", new, old), new - old)
+    np.testing.assert_allclose(ATTRIBUTES["obj_rotation_yaw"].delta(new, old), [0.1 + 2 * np.pi - 6.2, 6.2 - 0.1 - 2 * np.pi, np.pi, 0.0], atol=1e-12)
+    np.testing.assert_allclose(ATTRIBUTES["obj_color"].delta(new, old), new - old)
 
 
 def test_missing_interventions_and_mismatched_ids_are_clear_errors(tmp_path):

@@ -13,13 +13,13 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from two4two.cli import main
+from two4two.study.questions import BY_NAME
 from two4two.errors import ConfigError, ResponsesError, Two4TwoError
 from two4two.study.analysis import (
     ATTRIBUTES,
     COLUMNS,
     DEFAULT_RULES,
     PAPER_ACCURACY,
-    STUDY_ANSWER_KEY,
     ExclusionRule,
     Response,
     analyze,
@@ -39,7 +39,7 @@ def participant(pid, condition, correct, failures=0, seconds=40.0, why=""):
     """Five answers; `correct` is the set of attributes answered correctly."""
     out = []
     for a in ATTRIBUTES:
-        key = STUDY_ANSWER_KEY[a]
+        key = BY_NAME[a].paper_answer
         answer = key if a in correct else ("irrelevant" if key == "relevant" else "relevant")
         out.append(Response(pid, condition, a, answer, key, seconds, failures, why))
     return out

@@ -24,40 +24,7 @@ import numpy as np
 
 from two4two.config import INTERVENTION_SEPARATOR
 from two4two.dataset import DatasetError, load_split_arrays, read_split
-from two4two.parameters import SceneParameters
-
-DEFAULT_ATTRIBUTES = (
-    "arm_position",
-    "obj_color",
-    "spherical",
-    "bg_color",
-    "bending",
-    "obj_rotation_roll",
-    "obj_rotation_pitch",
-    "obj_rotation_yaw",
-    "position_x",
-    "position_y",
-)
-LABELS = {
-    "arm_position": "legs' position",
-    "obj_color": "colour",
-    "spherical": "shape",
-    "bg_color": "background",
-    "bending": "bending",
-    "obj_rotation_roll": "rotation roll",
-    "obj_rotation_pitch": "rotation pitch",
-    "obj_rotation_yaw": "rotation yaw",
-    "position_x": "position x",
-    "position_y": "position y",
-}
-
-
-def attribute_delta(attribute: str, new: np.ndarray, old: np.ndarray) -> np.ndarray:
-    """a′ − a; for yaw the signed angle in (−π, π] from a to a′."""
-    if attribute == "obj_rotation_yaw":
-        return np.pi - np.mod(np.pi - (new - old), 2 * np.pi)
-    return new - old
-
+from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
 
 def as_numeric(attribute: str, params: Sequence[SceneParameters]) -> np.ndarray:
     if attribute == "obj_name":
@@ -116,7 +83,7 @@ class ImportanceResult:
         ]
         for r in self.rows:
             lines.append(
-                f"{LABELS.get(r.attribute, r.attribute):<16} {r.flip_percent.fmt(2):>22} {r.median_abs_delta_logit.fmt():>24} "
+                f"{ATTRIBUTES[r.attribute].label:<16} {r.flip_percent.fmt(2):>22} {r.median_abs_delta_logit.fmt():>24} "
                 f"{r.r_squared.fmt():>22} {r.slope.fmt():>24} {r.data_mi_given_legs:>13.4f}"
             )
         lines.append(
@@ -156,7 +123,7 @@ class ImportanceResult:
         ]
         for r in self.rows:
             lines.append(
-                f"| {LABELS.get(r.attribute, r.attribute)} | {r.flip_percent.fmt(2)} | {r.median_abs_delta_logit.fmt()} | "
+                f"| {ATTRIBUTES[r.attribute].label} | {r.flip_percent.fmt(2)} | {r.median_abs_delta_logit.fmt()} | "
                 f"{r.mean_abs_delta_logit.fmt()} | {r.r_squared.fmt()} | {r.slope.fmt()} | {r.data_mi_given_legs:.4f} |"
             )
         path.write_text("\n".join(lines) + "\n")
@@ -179,7 +146,7 @@ class ImportanceResult:
                 intercept = dl.mean() - r.slope.value * da.mean()
                 ax.plot(xs, intercept + r.slope.value * xs, color="#d1495b", lw=1.5)
             ax.axhline(0, color="grey", lw=0.5)
-            ax.set_title(f"{LABELS.get(r.attribute, r.attribute)}\nR² {r.r_squared.value:.3f}, flip {r.flip_percent.value:.1f}%", fontsize=8)
+            ax.set_title(f"{ATTRIBUTES[r.attribute].label}\nR² {r.r_squared.value:.3f}, flip {r.flip_percent.value:.1f}%", fontsize=8)
             ax.set_xlabel("Δ attribute", fontsize=7)
             ax.set_ylabel("Δ logit", fontsize=7)
             ax.tick_params(labelsize=6)
@@ -194,7 +161,7 @@ def plot_reliance_vs_bias(result: "ImportanceResult", path: str | Path) -> Path:
 
     plt = pyplot()
     rows = result.rows[::-1]
-    names = [LABELS.get(r.attribute, r.attribute) for r in rows]
+    names = [ATTRIBUTES[r.attribute].label for r in rows]
     y = np.arange(len(rows))
     panels = [
         ("model: R² of Δlogit ~ Δattribute", [r.r_squared for r in rows], "#3b6fb6"),
@@ -283,7 +250,7 @@ def available_interventions(root: str | Path, split: str) -> list[str]:
     """Attributes with an intervention split of `split`, in the paper's order (others after)."""
     prefix = f"{split}{INTERVENTION_SEPARATOR}"
     found = [p.parent.name[len(prefix) :] for p in Path(root).glob(f"{prefix}*/parameters.jsonl")]
-    rank = {a: i for i, a in enumerate(DEFAULT_ATTRIBUTES)}
+    rank = {a: i for i, a in enumerate(MEASURED_ATTRIBUTES)}
     return sorted(found, key=lambda a: (rank.get(a, len(rank)), a))
 
 
@@ -311,7 +278,7 @@ def measure_importance(
 
     root = Path(root)
     originals = read_split(root, split)
-    attributes = list(attributes) if attributes else (available_interventions(root, split) or list(DEFAULT_ATTRIBUTES))
+    attributes = list(attributes) if attributes else (available_interventions(root, split) or list(MEASURED_ATTRIBUTES))
     missing = [a for a in attributes if not (root / f"{split}{INTERVENTION_SEPARATOR}{a}" / "parameters.jsonl").exists()]
     if missing:
         if not create_missing:
@@ -350,7 +317,7 @@ def measure_importance(
         new_images = None if reads_params else load_split_arrays(root, name, progress=False)[0]
         new_logits = model_logits(model, new_images, changed, batch_size)
         base = [originals[i] for i in order]
-        da = attribute_delta(attribute, as_numeric(attribute, changed), as_numeric(attribute, base))
+        da = ATTRIBUTES[attribute].delta(as_numeric(attribute, changed), as_numeric(attribute, base))
         row = summarise_pairs(attribute, logits[order], new_logits, da, n_resamples, seed + 10 * k)
         b = bias.get(attribute)
         if b is not None:

@@ -21,24 +21,57 @@ from two4two.errors import ParameterError
 
 CLASS_NAMES = ("peaky", "stretchy")
 
-# attribute -> (low, high) for every continuous attribute, both ends inclusive.
-CONTINUOUS_RANGES: dict[str, tuple[float, float]] = {
-    "arm_position": (0.0, 1.0),
-    "obj_color": (0.0, 1.0),
-    "bg_color": (0.0, 1.0),
-    "spherical": (0.0, 1.0),
-    "bending": (-math.pi / 8, math.pi / 8),
-    "obj_rotation_roll": (-math.pi / 3, math.pi / 3),
-    "obj_rotation_pitch": (-math.pi / 3, math.pi / 3),
-    # "full circle": one turn either way, so both the [0, 2π) and (-π, π] conventions fit.
-    "obj_rotation_yaw": (-2 * math.pi, 2 * math.pi),
-    "position_x": (-3.0, 3.0),
-    "position_y": (-3.0, 3.0),
-}
-BOOLEAN_ATTRIBUTES = ("fliplr", "labeling_error")
 
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute a sampler draws: its values, its plain-language name, how two values differ.
+
+    Every module that names, ranges, labels or compares attributes reads `ATTRIBUTES`,
+    so a table, a plot and a study question cannot disagree about what an attribute is.
+    """
+
+    name: str
+    label: str  # as tables and figures print it
+    kind: str  # "class", "continuous" or "boolean"
+    range: tuple[float, float] | None = None  # continuous: allowed values, both ends inclusive
+    circular: bool = False  # an angle: a difference is the signed turn in (−π, π]
+
+    def delta(self, new, old):
+        """new − old (arrays or numbers); for a circular attribute the signed angle from old to new."""
+        import numpy as np
+
+        if self.circular:
+            return np.pi - np.mod(np.pi - (np.asarray(new) - np.asarray(old)), 2 * np.pi)
+        return np.asarray(new) - np.asarray(old)
+
+
+_PI = math.pi
+# In drawing order: a sampler draws them in this order, so it fixes every seeded dataset.
+ATTRIBUTES: dict[str, Attribute] = {a.name: a for a in (
+    Attribute("obj_name", "class", "class"),
+    Attribute("arm_position", "legs' position", "continuous", (0.0, 1.0)),
+    Attribute("obj_color", "colour", "continuous", (0.0, 1.0)),
+    Attribute("bg_color", "background", "continuous", (0.0, 1.0)),
+    Attribute("spherical", "shape", "continuous", (0.0, 1.0)),
+    Attribute("bending", "bending", "continuous", (-_PI / 8, _PI / 8)),
+    Attribute("obj_rotation_roll", "rotation roll", "continuous", (-_PI / 3, _PI / 3)),
+    Attribute("obj_rotation_pitch", "rotation pitch", "continuous", (-_PI / 3, _PI / 3)),
+    # "full circle": one turn either way, so both the [0, 2π) and (-π, π] conventions fit.
+    Attribute("obj_rotation_yaw", "rotation yaw", "continuous", (-2 * _PI, 2 * _PI), circular=True),
+    Attribute("position_x", "position x", "continuous", (-3.0, 3.0)),
+    Attribute("position_y", "position y", "continuous", (-3.0, 3.0)),
+    Attribute("fliplr", "mirrored", "boolean"),
+    Attribute("labeling_error", "label error", "boolean"),
+)}
+# The ten attributes the paper measures by intervention (and the observer reads), in its tables' order.
+MEASURED_ATTRIBUTES = ("arm_position", "obj_color", "spherical", "bg_color", "bending", "obj_rotation_roll",
+                       "obj_rotation_pitch", "obj_rotation_yaw", "position_x", "position_y")
+
+# Views of the registry that validation and the samplers use.
+CONTINUOUS_RANGES: dict[str, tuple[float, float]] = {a.name: a.range for a in ATTRIBUTES.values() if a.kind == "continuous"}
+BOOLEAN_ATTRIBUTES = tuple(a.name for a in ATTRIBUTES.values() if a.kind == "boolean")
 # The attributes a sampler draws and an intervention may change, in drawing order.
-SAMPLED_ATTRIBUTES = ("obj_name", *CONTINUOUS_RANGES, *BOOLEAN_ATTRIBUTES)
+SAMPLED_ATTRIBUTES = tuple(ATTRIBUTES)
 
 MAX_RESOLUTION = 8192
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from two4two.models.observer import OBSERVED, YAW, sampling_ranges, scaled_errors
+from two4two.models.observer import OBSERVED, sampling_ranges, scaled_errors
+from two4two.parameters import ATTRIBUTES
 
 
 def to_unit_scale(attribute: str, values: np.ndarray) -> np.ndarray:
     """Attribute values on the observer's [0, 1] scale; yaw as turns, unwrapped along the last axis."""
-    if attribute == YAW:
+    if ATTRIBUTES[attribute].circular:
         return np.unwrap(values, axis=-1) / (2 * np.pi)
     low, high = sampling_ranges()[attribute]
     return (values - low) / (high - low)
@@ -44,7 +45,6 @@ class AuditResult:
         return {a: (float(r.mean()), float(r.std())) for a, r in ((a, interpolation_ranges(v)) for a, v in self.observed.items())}
 
     def format_table(self) -> str:
-        from two4two.importance import LABELS
 
         change = self.change()
         lines = [
@@ -53,18 +53,17 @@ class AuditResult:
             f"{'attribute':<16} {'mean max−min':>13} {'std':>8} {'observer MSE':>13}",
         ]
         for a in sorted(change, key=lambda a: -change[a][0]):
-            lines.append(f"{LABELS[a]:<16} {change[a][0]:>13.3f} {change[a][1]:>8.3f} {self.original_mse[a]:>13.5f}")
+            lines.append(f"{ATTRIBUTES[a].label:<16} {change[a][0]:>13.3f} {change[a][1]:>8.3f} {self.original_mse[a]:>13.5f}")
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path, stem: str = "audit") -> dict[str, Path]:
         """CSV and Markdown of the table and the Figure-5-style plot."""
-        from two4two.importance import LABELS
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         change = self.change()
         rows = [
-            {"attribute": a, "label": LABELS[a], "mean_max_minus_min": change[a][0], "std_max_minus_min": change[a][1],
+            {"attribute": a, "label": ATTRIBUTES[a].label, "mean_max_minus_min": change[a][0], "std_max_minus_min": change[a][1],
              "observer_mse_on_originals": self.original_mse[a]}
             for a in sorted(change, key=lambda a: -change[a][0])
         ]
@@ -81,7 +80,6 @@ class AuditResult:
 
     def plot(self, path: str | Path, max_lines: int = 50) -> Path:
         """Attribute value against target logit, one line per image (paper Figure 5)."""
-        from two4two.importance import LABELS
         from two4two.plotting import pyplot, save_figure
 
         plt = pyplot()
@@ -92,11 +90,11 @@ class AuditResult:
         for ax, a in zip(axes.flat, attributes):
             values = self.observed[a][:max_lines]
             for line in values:
-                ax.plot(self.targets, line - (line[0] if a == YAW else 0), lw=0.7, alpha=0.5)
+                ax.plot(self.targets, line - (line[0] if ATTRIBUTES[a].circular else 0), lw=0.7, alpha=0.5)
             mean, std = change[a]
-            ax.set_title(f"{LABELS[a]}: Δ {mean:.2f} ± {std:.2f}", fontsize=9)
+            ax.set_title(f"{ATTRIBUTES[a].label}: Δ {mean:.2f} ± {std:.2f}", fontsize=9)
             ax.set_xlabel("target logit", fontsize=8)
-            ax.set_ylim(-0.5 if a == YAW else -0.05, 0.5 if a == YAW else 1.05)
+            ax.set_ylim(*((-0.5, 0.5) if ATTRIBUTES[a].circular else (-0.05, 1.05)))
         for ax in list(axes.flat)[len(attributes):]:
             ax.axis("off")
         return save_figure(fig, path, "Observer's reading of each attribute along INN counterfactual interpolations (yaw: turns from the start)")

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from two4two.importance import DEFAULT_ATTRIBUTES, attribute_delta
-from two4two.parameters import SceneParameters
+from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
 
-OBSERVED = DEFAULT_ATTRIBUTES  # the ten attributes importance measures
-YAW = "obj_rotation_yaw"
+OBSERVED = MEASURED_ATTRIBUTES  # the ten attributes importance measures
+(YAW,) = (a for a in OBSERVED if ATTRIBUTES[a].circular)  # the one angle, read as (sin, cos)
 LINEAR = tuple(a for a in OBSERVED if a != YAW)
 # Network outputs: the linear attributes scaled to [0, 1], then sin and cos of yaw, then the label logit.
 OUTPUTS = (*LINEAR, "yaw_sin", "yaw_cos", "label_logit")
@@ -51,8 +50,8 @@ def decode_yaw(sin_cos: np.ndarray) -> np.ndarray:
 
 def scaled_errors(attribute: str, predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Prediction error on the [0, 1] scale; yaw: the wrapped angle difference over 2π."""
-    if attribute == YAW:
-        return attribute_delta(YAW, predicted, true) / (2 * np.pi)
+    if ATTRIBUTES[attribute].circular:
+        return ATTRIBUTES[attribute].delta(predicted, true) / (2 * np.pi)
     low, high = sampling_ranges()[attribute]
     return (predicted - true) / (high - low)
 
@@ -148,9 +147,8 @@ class Observer(nn.Module):
 
 def attribute_mse_table(record: dict) -> str:
     """The per-attribute MSE lines of a validation record, for printing."""
-    from two4two.importance import LABELS
 
     lines = [f"{'attribute':<16} {'MSE (0-1 scale)':>16}"]
-    lines += [f"{LABELS[a]:<16} {record[f'mse_{a}']:>16.5f}" for a in OBSERVED]
+    lines += [f"{ATTRIBUTES[a].label:<16} {record[f'mse_{a}']:>16.5f}" for a in OBSERVED]
     return "\n".join(lines)
 

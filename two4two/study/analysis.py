@@ -58,15 +58,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from two4two.errors import ConfigError, ResponsesError, Two4TwoError
+from two4two.study.questions import BY_NAME, QUESTION_NAMES
 
-ATTRIBUTES = ("legs", "colour", "background", "shape", "rotation_bending")
-ATTRIBUTE_LABELS = {
-    "legs": "Legs",
-    "colour": "Colour",
-    "background": "Backgr.",
-    "shape": "Shape",
-    "rotation_bending": "Posture",
-}
+ATTRIBUTES = QUESTION_NAMES  # what each response answers, in the study's order
 ANSWERS = ("relevant", "irrelevant")
 COLUMNS = (
     "participant_id",
@@ -79,14 +73,6 @@ COLUMNS = (
     "justification",
 )
 NUMERIC_COLUMNS = ("seconds", "comprehension_failures")
-# The model in the study relies on legs, colour and shape; background and posture are irrelevant.
-STUDY_ANSWER_KEY = {
-    "legs": "relevant",
-    "colour": "relevant",
-    "background": "irrelevant",
-    "shape": "relevant",
-    "rotation_bending": "irrelevant",
-}
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
@@ -544,7 +530,7 @@ class StudyAnalysis:
 
     def format_table(self) -> str:
         """Markdown table like the paper's Table 2 (% correct, answers counted in parentheses)."""
-        head = ["Condition", "N collected", "N filtered", "Overall"] + [ATTRIBUTE_LABELS[a] for a in ATTRIBUTES]
+        head = ["Condition", "N collected", "N filtered", "Overall"] + [BY_NAME[a].short for a in ATTRIBUTES]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows:
             cells = [row.condition, str(row.n_collected), str(row.n_filtered), _stars(row.overall_p) + _pct(row.overall)]
@@ -999,7 +985,7 @@ def simulate_responses(
             failures = 2 if rng.random() < comprehension_failure_rate else int(rng.random() < 0.2)
             rushing = rng.random() < rusher_rate
             for a in ATTRIBUTES:
-                expected = STUDY_ANSWER_KEY[a]
+                expected = BY_NAME[a].paper_answer
                 is_correct = rng.random() < percents[a] / 100.0
                 answer = expected if is_correct else ANSWERS[1 - ANSWERS.index(expected)]
                 seconds = float(rng.uniform(1, 4) if rushing else rng.lognormal(math.log(40), 0.5))

@@ -17,15 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from two4two.errors import ConfigError
+from two4two.study.questions import QUESTIONS
 
-# The study's five questions and the scene attributes each one asks about.
-QUESTIONS: dict[str, tuple[str, ...]] = {
-    "legs": ("arm_position",),
-    "colour": ("obj_color",),
-    "background": ("bg_color",),
-    "shape": ("spherical",),
-    "rotation_bending": ("bending", "obj_rotation_roll", "obj_rotation_pitch", "obj_rotation_yaw"),
-}
 MEASURES = ("r_squared", "flip_percent", "median_abs_delta_logit", "mean_abs_delta_logit")
 
 
@@ -40,7 +33,7 @@ class AnswerKeyRule:
             raise ConfigError(f"answer_key.measure: {self.measure!r} is not one of {', '.join(MEASURES)}")
         if not self.reference:
             raise ConfigError("answer_key.reference: needs at least one attribute that is irrelevant by construction")
-        asked = {a for attributes in QUESTIONS.values() for a in attributes}
+        asked = {a for q in QUESTIONS for a in q.attributes}
         overlap = sorted(set(self.reference) & asked)
         if overlap:
             raise ConfigError(f"answer_key.reference: {', '.join(overlap)} is asked about in the study and cannot be a reference")
@@ -86,7 +79,7 @@ def derive_answer_key(importance, rule: AnswerKeyRule | None = None) -> AnswerKe
     """The answer key of an `ImportanceResult` (which must cover the asked and the reference attributes)."""
     rule = rule or AnswerKeyRule()
     rows = {r.attribute: getattr(r, rule.measure) for r in importance.rows}
-    needed = [a for a in (*rule.reference, *(a for attrs in QUESTIONS.values() for a in attrs)) if a not in rows]
+    needed = [a for a in (*rule.reference, *(a for q in QUESTIONS for a in q.attributes)) if a not in rows]
     if needed:
         raise ConfigError(
             f"answer key: the importance measurement has no {', '.join(needed)}; measure every asked attribute and "
@@ -94,8 +87,8 @@ def derive_answer_key(importance, rule: AnswerKeyRule | None = None) -> AnswerKe
         )
     threshold = max(rows[a].high for a in rule.reference) + rule.margin
     answers, evidence = {}, {}
-    for question, attributes in QUESTIONS.items():
-        evidence[question] = [{"attribute": a, "value": rows[a].value, "low": rows[a].low, "high": rows[a].high} for a in attributes]
-        answers[question] = "relevant" if any(rows[a].low > threshold for a in attributes) else "irrelevant"
+    for q in QUESTIONS:
+        evidence[q.name] = [{"attribute": a, "value": rows[a].value, "low": rows[a].low, "high": rows[a].high} for a in q.attributes]
+        answers[q.name] = "relevant" if any(rows[a].low > threshold for a in q.attributes) else "irrelevant"
     evidence["reference"] = [{"attribute": a, "value": rows[a].value, "low": rows[a].low, "high": rows[a].high} for a in rule.reference]
     return AnswerKey(answers, rule, threshold, evidence)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from flask import Flask, abort, make_response, redirect, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from two4two.study.bundle import ATTRIBUTES, Bundle, Condition, Question
+from two4two.study.bundle import ATTRIBUTES, Bundle, BundleQuestion, Condition
 from two4two.study.storage import Participant, Storage
 
 COOKIE = "two4two_participant"
@@ -116,7 +116,7 @@ def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outco
     raise BadSubmission("this page has nothing to submit")
 
 
-def _check_justification(question: Question, text: str) -> None:
+def _check_justification(question: BundleQuestion, text: str) -> None:
     rule = question.justification
     low = max(rule.min_length, 1) if rule.required else 0
     if len(text) > rule.max_length:

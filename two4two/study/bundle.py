@@ -39,7 +39,7 @@ __all__ = [
     "ComprehensionQuestion",
     "Condition",
     "Justification",
-    "Question",
+    "BundleQuestion",
     "Stimulus",
     "TextPage",
     "load_bundle",
@@ -92,7 +92,9 @@ class Justification:
 
 
 @dataclass(frozen=True)
-class Question:
+class BundleQuestion:
+    """One question as a bundle states it: the text shown, the choices, the justification asked for."""
+
     attribute: str
     label: str
     text: str
@@ -108,7 +110,7 @@ class Bundle:
     consent: TextPage
     introduction: TextPage
     conditions: tuple[Condition, ...]
-    questions: tuple[Question, ...]
+    questions: tuple[BundleQuestion, ...]
     answer_key: Mapping[str, str]
     completion: TextPage
     fingerprint: str  # sha256 of the canonical manifest: ties a responses database to its bundle
@@ -132,7 +134,7 @@ class Bundle:
             paths.add(c.stimulus.image)
         return frozenset(paths)
 
-    def question(self, attribute: str) -> Question:
+    def question(self, attribute: str) -> BundleQuestion:
         for q in self.questions:
             if q.attribute == attribute:
                 return q
@@ -296,7 +298,7 @@ def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIF
         j = _Fields(q.raw["justification"], q.path("justification"), source, ("required", "min_length", "max_length"))
         low = j.integer("min_length", 0, MAX_JUSTIFICATION)
         justification = Justification(j.boolean("required"), low, j.integer("max_length", max(low, 1), MAX_JUSTIFICATION))
-        questions.append(Question(attribute, q.text("label"), q.text("text"), choices, justification))
+        questions.append(BundleQuestion(attribute, q.text("label"), q.text("text"), choices, justification))
 
     key = _Fields(raw["answer_key"], "answer_key", source, ATTRIBUTES)
     answer_key = {a: key.choice(a, ANSWERS) for a in ATTRIBUTES}

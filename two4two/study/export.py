@@ -34,18 +34,11 @@ import numpy as np
 
 from two4two.dataset import atomic_write_json
 from two4two.errors import ConfigError, Two4TwoError
-from two4two.study.answer_key import QUESTIONS, AnswerKeyRule, derive_answer_key
+from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.bundle import CONDITIONS, FORMAT, VERSION, write_manifest
+from two4two.study.questions import QUESTIONS
 
 COLUMNS = 5  # the quintiles; concepts: 5 kept concepts × 2 rows
-
-QUESTION_LABELS = {
-    "legs": "the legs' position",
-    "colour": "the colour",
-    "background": "the background",
-    "shape": "the shape of the blocks",
-    "rotation_bending": "the rotation and bending",
-}
 
 INTRODUCTION = (
     "This study is about an artificial-intelligence system that tells two abstract animals apart: "
@@ -173,8 +166,9 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
     """Write the study bundle of `config` to `out_dir`; returns the manifest's path."""
     from two4two.dataset import load_split_arrays
     from two4two.explain.counterfactual import require_invertible
-    from two4two.importance import DEFAULT_ATTRIBUTES, measure_importance, write_outputs
+    from two4two.importance import measure_importance, write_outputs
     from two4two.models.training import load_classifier
+    from two4two.parameters import MEASURED_ATTRIBUTES
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -188,7 +182,7 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
     (partial / "stimuli").mkdir(parents=True)
     (partial / "tutorial").mkdir()
     try:
-        importance = measure_importance(model, config.data, config.split, list(DEFAULT_ATTRIBUTES), create_missing=create_interventions,
+        importance = measure_importance(model, config.data, config.split, list(MEASURED_ATTRIBUTES), create_missing=create_interventions,
                                         workers=workers, seed=config.seed, model_name=Path(config.model).name, progress=progress)
         key = derive_answer_key(importance, config.answer_key)
         write_outputs(importance, partial / "importance")
@@ -254,8 +248,8 @@ def _manifest(config: StudyConfig, key, stimuli: dict, model) -> dict:
             "stimulus": stimuli[condition],
         })
     questions = [
-        {"attribute": q, "label": QUESTION_LABELS[q].removeprefix("the "),
-         "text": f"How relevant is {QUESTION_LABELS[q]} for the system?", "choices": ["relevant", "irrelevant"],
+        {"attribute": q.name, "label": q.label.removeprefix("the "),
+         "text": f"How relevant is {q.label} for the system?", "choices": ["relevant", "irrelevant"],
          "justification": {"required": True, "min_length": 1, "max_length": 2000}}
         for q in QUESTIONS
     ]
