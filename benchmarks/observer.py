@@ -23,9 +23,9 @@ from importance import ROOT, print_timings, render, timed, train  # noqa: E402  
 
 from two4two.dataset import load_split_arrays, read_split  # noqa: E402
 from two4two.explain.audit import audit_counterfactuals  # noqa: E402
-from two4two.parameters import ATTRIBUTES  # noqa: E402
 from two4two.models.observer import OBSERVED, YAW, scaled_errors  # noqa: E402
 from two4two.models.training import load_classifier, load_observer  # noqa: E402
+from two4two.parameters import ATTRIBUTES  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "audit"
 

@@ -28,10 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from importance import ROOT, render  # noqa: E402  (the sibling benchmark's render stage)
 
-from two4two.dataset import atomic_write_json, load_split_arrays, read_split  # noqa: E402
+from two4two.dataset import load_split_arrays, read_split  # noqa: E402
 from two4two.importance import measure_importance, write_outputs  # noqa: E402
-from two4two.parameters import ATTRIBUTES  # noqa: E402
+from two4two.io import atomic_write_json  # noqa: E402
 from two4two.models.training import load_classifier, load_observer, load_train_config, predict_logits, train_model, training_split_of  # noqa: E402
+from two4two.parameters import ATTRIBUTES  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "paper_tables"
 DOC = ROOT / "docs" / "paper_tables.md"

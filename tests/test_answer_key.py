@@ -9,8 +9,7 @@ from two4two.config import parse_config
 from two4two.dataset import plan_config
 from two4two.errors import ConfigError
 from two4two.importance import measure_importance
-from two4two.parameters import MEASURED_ATTRIBUTES
-from two4two.parameters import write_jsonl
+from two4two.parameters import MEASURED_ATTRIBUTES, write_jsonl
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.questions import QUESTION_NAMES
 

@@ -1,6 +1,5 @@
 """Concept explanations: the factorisation on planted activations, the layers, the figure."""
 
-import json
 
 import numpy as np
 import pytest

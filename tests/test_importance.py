@@ -6,8 +6,7 @@ import pytest
 from two4two.config import parse_config
 from two4two.dataset import DatasetError, plan_config, read_split
 from two4two.importance import measure_importance, summarise_pairs
-from two4two.parameters import ATTRIBUTES
-from two4two.parameters import write_jsonl
+from two4two.parameters import ATTRIBUTES, write_jsonl
 
 ATTRS = ["arm_position", "obj_color", "bg_color", "obj_rotation_yaw"]
 

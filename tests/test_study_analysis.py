@@ -13,7 +13,6 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from two4two.cli import main
-from two4two.study.questions import BY_NAME
 from two4two.errors import ConfigError, ResponsesError, Two4TwoError
 from two4two.study.analysis import (
     ATTRIBUTES,
@@ -31,6 +30,7 @@ from two4two.study.analysis import (
     simulate_responses,
     write_outputs,
 )
+from two4two.study.questions import BY_NAME
 
 HEADER = ",".join(COLUMNS)
 

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from two4two.errors import Two4TwoError
+from two4two.io import atomic_write_bytes
 from two4two.parameters import SceneParameters, iter_jsonl
 
 # 2: the animal of the original Two4Two renderer (rotation axes, centring, block shape, pale
@@ -49,18 +50,6 @@ PNG_END = b"IEND\xaeB`\x82"
 
 class DatasetError(Two4TwoError):
     """The output directory holds something else, or a dataset is incomplete or damaged."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Indented UTF-8 JSON with a final newline, written atomically (sidecars, manifests)."""
-    atomic_write_bytes(Path(path), (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def _png_bytes(array: np.ndarray) -> bytes:

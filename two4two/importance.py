@@ -24,7 +24,9 @@ import numpy as np
 
 from two4two.config import INTERVENTION_SEPARATOR
 from two4two.dataset import DatasetError, load_split_arrays, read_split
+from two4two.io import atomic_write_text
 from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
+
 
 def as_numeric(attribute: str, params: Sequence[SceneParameters]) -> np.ndarray:
     if attribute == "obj_name":
@@ -126,8 +128,7 @@ class ImportanceResult:
                 f"| {ATTRIBUTES[r.attribute].label} | {r.flip_percent.fmt(2)} | {r.median_abs_delta_logit.fmt()} | "
                 f"{r.mean_abs_delta_logit.fmt()} | {r.r_squared.fmt()} | {r.slope.fmt()} | {r.data_mi_given_legs:.4f} |"
             )
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return atomic_write_text(path, "\n".join(lines) + "\n")
 
     def plot(self, path: str | Path) -> Path:
         """One scatter of Δlogit against Δattribute per attribute, with the OLS line."""

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -251,18 +250,15 @@ def read_jsonl(path: str | os.PathLike) -> list[SceneParameters]:
 
 def write_jsonl(path: str | os.PathLike, params: Iterable[SceneParameters]) -> int:
     """Write parameters atomically (temp file, then rename): a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    from two4two.io import atomic_write
+
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for p in params:
-                fh.write(p.to_json())
-                fh.write("\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(fh) -> None:
+        nonlocal count
+        for p in params:
+            fh.write(p.to_json().encode("utf-8") + b"\n")
+            count += 1
+
+    atomic_write(path, write)
     return count

@@ -17,15 +17,12 @@ def pyplot():
 
 def save_figure(fig, path: str | Path, title: str, dpi: int = 110) -> Path:
     """Title, tighten, write (creating the folder; atomically, so no half-written file) and free the figure."""
-    import os
+    from two4two.io import atomic_write
 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    os.replace(partial, path)
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png"))
     pyplot().close(fig)
     return path
 

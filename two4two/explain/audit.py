@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from two4two.io import atomic_write_text
 from two4two.models.observer import OBSERVED, sampling_ranges, scaled_errors
 from two4two.parameters import ATTRIBUTES
 
@@ -74,7 +75,7 @@ class AuditResult:
             writer.writerows(rows)
         md = ["| attribute | mean max−min | std | observer MSE on originals |", "|---|---|---|---|"]
         md += [f"| {r['label']} | {r['mean_max_minus_min']:.3f} | {r['std_max_minus_min']:.3f} | {r['observer_mse_on_originals']:.5f} |" for r in rows]
-        paths["md"].write_text("\n".join(md) + "\n")
+        atomic_write_text(paths["md"], "\n".join(md) + "\n")
         self.plot(paths["png"])
         return paths
 

@@ -59,7 +59,7 @@ class BaselineGrid:
 
     def save(self, path: str | Path, title: str = "What the model predicts (example outputs)", dpi: int = 110) -> tuple[Path, Path]:
         """The grid as a PNG with one label per column, and the ids and logits per cell as JSON."""
-        from two4two.dataset import atomic_write_json
+        from two4two.io import atomic_write_json
         from two4two.plotting import save_image_grid
 
         path = save_image_grid(self.images, self.labels, path, title, dpi=dpi)

@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from two4two.dataset import atomic_write_json
 from two4two.errors import Two4TwoError
+from two4two.io import atomic_write_json
 
 DIM_OUTSIDE = 0.25  # brightness kept outside a concept's region in the figure
 

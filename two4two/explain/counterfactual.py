@@ -83,7 +83,7 @@ class CounterfactualGrid:
     def save(self, path: str | Path, title: str = "INN counterfactual interpolations", dpi: int = 110,
              column_titles: Sequence[str] | None = None) -> tuple[Path, Path]:
         """The grid as a PNG with column labels (default: quantile and logit), and its ids and logits as JSON beside it."""
-        from two4two.dataset import atomic_write_json
+        from two4two.io import atomic_write_json
         from two4two.plotting import save_image_grid
 
         titles = column_titles or [f"q {q:.3g}\nlogit {t:+.2f}" for q, t in zip(self.quantiles, self.targets)]

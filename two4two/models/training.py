@@ -17,9 +17,7 @@ every attribute.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from two4two.errors import ConfigError, Two4TwoError
+from two4two.io import atomic_write_json
 
 TRAINING_KEYS = {
     "epochs": int,
@@ -145,9 +144,9 @@ def pick_device():
 def _save_atomic(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from two4two.io import atomic_write
+
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def accuracy_and_logits(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256, device=None):
@@ -314,7 +313,7 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
                 },
                 checkpoint_path,
             )
-        (config.output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        atomic_write_json(config.output_dir / "history.json", history)
         _save_atomic(
             {
                 "config": config.raw,

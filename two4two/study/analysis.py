@@ -50,7 +50,6 @@ import itertools
 import json
 import math
 import operator
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -58,6 +57,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from two4two.errors import ConfigError, ResponsesError, Two4TwoError
+from two4two.io import atomic_write_files
 from two4two.study.questions import BY_NAME, QUESTION_NAMES
 
 ATTRIBUTES = QUESTION_NAMES  # what each response answers, in the study's order
@@ -904,23 +904,6 @@ OUTPUT_FILES = {
     "tests": "tests.json",
     "figure": "correct_answers.png",
 }
-
-
-def atomic_write_files(files: Mapping[Path, bytes]) -> None:
-    """Write every file to a temporary name first, then rename them all (no half-written file)."""
-    temps = []
-    try:
-        for path, data in files.items():
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            temps.append((tmp, path))
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in temps:
-            if tmp.exists():
-                tmp.unlink()
 
 
 def write_outputs(analysis: StudyAnalysis, out_dir: str | Path) -> dict[str, Path]:

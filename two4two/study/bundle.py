@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from two4two.dataset import atomic_write_json
 from two4two.errors import BundleError
+from two4two.io import atomic_write_json
 from two4two.study.analysis import ANSWERS, ATTRIBUTES
 
 FORMAT = "two4two-study-bundle"

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from two4two.dataset import atomic_write_json
 from two4two.errors import ConfigError, Two4TwoError
+from two4two.io import atomic_write_json
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.bundle import CONDITIONS, FORMAT, VERSION, write_manifest
 from two4two.study.questions import QUESTIONS
@@ -218,9 +218,8 @@ def _make_stimulus(condition: str, model, config: StudyConfig, path: Path) -> di
         grid.save(path, title="The system's predictions, sorted by certainty")
         shown, caption = grid.images.shape[0] * grid.images.shape[1], "Columns: equal shares of the system's predictions, from very certain Peeky to very certain Stretchy."
     elif condition == "counterfactual":
-        from two4two.explain.counterfactual import QUINTILE_CENTRES, counterfactual_grid
-
         from two4two.explain.baseline import QUINTILE_LABELS
+        from two4two.explain.counterfactual import QUINTILE_CENTRES, counterfactual_grid
 
         grid = counterfactual_grid(model, config.data, config.split, rows=config.rows, quantiles=QUINTILE_CENTRES, seed=config.seed)
         grid.save(path, title="Each row: one picture changed until the prediction changes", column_titles=QUINTILE_LABELS)
