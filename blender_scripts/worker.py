@@ -1,7 +1,7 @@
 """A render worker: build the scene once, then render what the pool sends.
 
 The same code serves both backends: `serve` is the local pool's process loop, and a Ray
-actor (two4two/ray_pool.py) calls `open_scene` once and `render_one` per sample.
+actor (two4two/render/ray_pool.py) calls `open_scene` once and `render_one` per sample.
 
 Protocol on the pipe (pool → worker): ("render", index, params_dict) or ("stop",).
 Worker → pool: ("ready", pid) once the scene is built; then per sample

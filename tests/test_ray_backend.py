@@ -18,7 +18,7 @@ from two4two.sampling import Sampler
 
 ray = pytest.importorskip("ray")
 
-from two4two.ray_pool import RayRenderPool  # noqa: E402
+from two4two.render.ray_pool import RayRenderPool  # noqa: E402
 
 from test_render_cli import tree, write_config  # noqa: E402
 

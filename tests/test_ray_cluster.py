@@ -23,7 +23,7 @@ from two4two.sampling import Sampler
 
 ray = pytest.importorskip("ray")
 
-from two4two.ray_pool import RayRenderPool  # noqa: E402
+from two4two.render.ray_pool import RayRenderPool  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

@@ -1,6 +1,6 @@
 """The Ray render pool: the same Blender worker code in Ray actors, on one machine or a cluster.
 
-A drop-in for `two4two.render.RenderPool` (same `imap`, same results, same retry rules):
+A drop-in for `two4two.render.local_pool.RenderPool` (same `imap`, same results, same retry rules):
 each actor builds one persistent scene (`blender_scripts.worker.open_scene`) and renders
 small batches of samples (`render_one`); batch results stream back to the driver, which
 writes them exactly as the local pool's. An actor or a node that dies loses nothing: the
@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 from two4two.errors import ParameterError
 from two4two.parameters import SceneParameters
-from two4two.render import RenderError, RenderResult, RenderSettings, available_cpus, validate_all, worker_payload
+from two4two.render.contract import Attempts, RenderError, RenderResult, RenderSettings, available_cpus, validate_all, worker_payload
 
 
 def import_ray():
@@ -198,18 +198,9 @@ class RayRenderPool:
         ray = self.ray
         validate_all(params)
         self.start()
-        queue = collections.deque(range(len(params)) if indices is None else indices)
-        remaining = len(queue)
-        if len(set(queue)) != remaining:
-            raise ValueError("indices: each index may be rendered only once per call")
+        attempts = Attempts(params, indices, self.max_retries)
+        queue = attempts.queue
         alone: set[int] = set()  # samples of a batch whose actor died: retried one by one
-        failures: collections.Counter[int] = collections.Counter()
-        startup_failures = 0
-
-        def count_failure(index: int, why: str) -> None:
-            failures[index] += 1
-            if failures[index] > self.max_retries:
-                raise RenderError(f"sample {index} (id {params[index].id}) failed {failures[index]} times; last: {why}")
 
         def next_batch() -> list[int]:
             if queue[0] in alone:
@@ -224,13 +215,13 @@ class RayRenderPool:
             a = self._actors[i]
             if a.in_flight:
                 for index in a.in_flight[0][1]:
-                    count_failure(index, why)
+                    attempts.failed(index, why)
                     alone.add(index)
-                queue.extendleft(reversed([index for _, batch in a.in_flight for index in batch]))
+                attempts.retry_first(index for _, batch in a.in_flight for index in batch)
                 a.in_flight.clear()
             self._replace(i)
 
-        while remaining:
+        while attempts.remaining:
             now = time.monotonic()
             for a in self._actors:
                 while a.ready and queue and len(a.in_flight) < self.prefetch:
@@ -257,16 +248,14 @@ class RayRenderPool:
                     try:
                         a.pid, a.node = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        startup_failures += 1
-                        if startup_failures > 3:
-                            raise RenderError(
-                                f"render actors keep failing on start-up; is two4two[render] (bpy) installed on "
-                                f"every node? last error: {str(exc).strip().splitlines()[-1]}"
-                            ) from None
+                        last = str(exc).strip().splitlines()[-1]
+                        attempts.startup_failed(lambda: (
+                            "render actors keep failing on start-up; is two4two[render] (bpy) installed on "
+                            f"every node? last error: {last}"))
                         self._replace(i)
                         continue
                     a.ready, a.busy_since = True, now
-                    startup_failures = 0
+                    attempts.started()
                     continue
                 try:
                     results = ray.get(ref, timeout=self.timeout)
@@ -281,11 +270,11 @@ class RayRenderPool:
                     if msg[0] == "done":
                         _, index, image, mask, rss = msg
                         self.worker_rss_mb[f"{a.pid}@{a.node[:8]}"] = rss
-                        remaining -= 1
+                        attempts.done()
                         yield RenderResult(index, image, mask, params[index], node=a.node)
                     else:  # a Python error in the actor: it lives on, the sample is retried
                         _, index, why = msg
-                        count_failure(index, why)
+                        attempts.failed(index, why)
                         queue.appendleft(index)
 
             for i, a in enumerate(self._actors):

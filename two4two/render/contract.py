@@ -1,0 +1,143 @@
+"""What every render backend shares: settings, results, errors, validation, the worker payload.
+
+The local process pool (`two4two.render.local_pool`) and the Ray pool
+(`two4two.render.ray_pool`) both build on this module and on `Attempts`, the one place
+that decides which sample is rendered next and when failures end a run.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from two4two.errors import ParameterError, Two4TwoError
+from two4two.parameters import FIELD_NAMES, SceneParameters, check_value
+
+LOOKS = ("pale", "saturated")
+
+
+class RenderError(Two4TwoError, RuntimeError):
+    """A sample could not be rendered even after retries, or workers cannot start."""
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How each image is rendered. Part of a dataset's identity (stored in its manifest)."""
+
+    # 8 samples and the mask-aware denoiser: background grain below the original's at 128
+    # samples, every image ≥ 35 dB PSNR against 1024 samples (benchmarks/render.py). The
+    # denoiser filters each object's pixels from its own pixels only: isolation holds.
+    samples: int = 8
+    denoise: bool = True
+    # Catmull–Clark render level of the blocks. The original uses 5; 3 gives silhouette IoU
+    # 0.9988 with the original's renders (5: 1.0000) at half the render time (benchmarks/fidelity.py).
+    subdivision_levels: int = 3
+    # "pale": the colormap's sRGB values as linear albedo under Filmic, as the original and
+    # the paper's images; "saturated": sRGB→linear albedo under the Standard view.
+    look: str = "pale"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= 65536:
+            raise ParameterError(f"samples: expected an integer in [1, 65536], got {self.samples!r}")
+        if not isinstance(self.denoise, bool):
+            raise ParameterError(f"denoise: expected true or false, got {self.denoise!r}")
+        if isinstance(self.subdivision_levels, bool) or not isinstance(self.subdivision_levels, int) or not 0 <= self.subdivision_levels <= 6:
+            raise ParameterError(f"subdivision_levels: expected an integer in [0, 6], got {self.subdivision_levels!r}")
+        if self.look not in LOOKS:
+            raise ParameterError(f"look: expected one of {', '.join(LOOKS)}, got {self.look!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RenderResult:
+    index: int
+    image: np.ndarray  # uint8 H×W×3, sRGB
+    mask: np.ndarray  # uint8 H×W, labels 0–8
+    params: SceneParameters
+    node: str | None = None  # the Ray node that rendered it (backend 'ray'), else None
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """One single-threaded worker per core (capped at 8): on this 2-core machine 2 × 1 thread
+    renders ≈ 25 % more images/s than 1 worker × 2 threads (benchmarks/render.py)."""
+    return max(1, min(available_cpus(), 8))
+
+
+def default_threads(workers: int) -> int:
+    """Split the cores evenly between workers."""
+    return max(1, available_cpus() // workers)
+
+
+def worker_payload(params: SceneParameters) -> dict:
+    """What a worker needs: the parameters plus their colours resolved to sRGB."""
+    payload = params.to_dict()
+    payload["obj_color_rgb"] = params.obj_color_rgb()
+    payload["bg_color_rgb"] = params.bg_color_rgb()
+    payload["stand_in_rgb"] = params.stand_in_rgb()
+    return payload
+
+
+def validate_all(params: Sequence[SceneParameters]) -> None:
+    """Re-check every field of every sample before any rendering starts."""
+    for i, p in enumerate(params):
+        if not isinstance(p, SceneParameters):
+            raise ParameterError(f"sample {i}: expected SceneParameters, got {type(p).__name__}")
+        try:
+            for name in FIELD_NAMES:
+                check_value(name, getattr(p, name))
+        except ParameterError as exc:
+            raise ParameterError(f"sample {i} (id {p.id}): {exc}") from None
+
+
+class Attempts:
+    """The queue of one `imap` call and its failure counts, shared by both pools.
+
+    A sample that fails more than `max_retries` times ends the run with an error naming
+    it; more than `max_startup_failures` workers in a row failing to start end it too.
+    """
+
+    def __init__(self, params: Sequence[SceneParameters], indices: Iterable[int] | None, max_retries: int,
+                 max_startup_failures: int = 3):
+        self.params = params
+        self.queue: collections.deque[int] = collections.deque(range(len(params)) if indices is None else indices)
+        self.remaining = len(self.queue)
+        if len(set(self.queue)) != self.remaining:
+            raise ValueError("indices: each index may be rendered only once per call")
+        self.max_retries = max_retries
+        self.max_startup_failures = max_startup_failures
+        self.failures: collections.Counter[int] = collections.Counter()
+        self.startup_failures = 0
+
+    def failed(self, index: int, why: str) -> None:
+        """Count a failed attempt at `index`; raise once it failed too often."""
+        self.failures[index] += 1
+        if self.failures[index] > self.max_retries:
+            raise RenderError(f"sample {index} (id {self.params[index].id}) failed {self.failures[index]} times; last: {why}")
+
+    def retry_first(self, indices: Iterable[int]) -> None:
+        """Put samples back at the front of the queue, in their order."""
+        self.queue.extendleft(reversed(list(indices)))
+
+    def done(self) -> None:
+        self.remaining -= 1
+
+    def started(self) -> None:
+        self.startup_failures = 0
+
+    def startup_failed(self, message: Callable[[], str]) -> None:
+        self.startup_failures += 1
+        if self.startup_failures > self.max_startup_failures:
+            raise RenderError(message())
