@@ -21,7 +21,7 @@ from scipy import stats
 
 from two4two.errors import ConfigError, ParameterError
 from two4two.parameters import BOOLEAN_ATTRIBUTES, CLASS_NAMES, CONTINUOUS_RANGES, check_value
-from two4two.sampling import truncnorm, uniform
+from two4two.sampling.primitives import truncnorm, uniform
 
 FORMS = ("uniform", "truncnorm", "normal", "beta", "bernoulli", "scipy")
 
