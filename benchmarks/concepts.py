@@ -20,8 +20,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from two4two.explain.concepts import concept_explanation
+from two4two.explain.concepts import Concepts
 from two4two.models.training import load_classifier
+from two4two.split import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "concepts"
@@ -43,7 +44,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, checkpoint in (("small_cnn", args.cnn), ("inn", args.inn)):
         t0 = time.perf_counter()
-        explanation = concept_explanation(load_classifier(checkpoint), args.data, args.split, images=args.images, seed=args.seed)
+        explanation = Concepts(load_classifier(checkpoint), images=args.images).explain(Split(args.data, args.split), seed=args.seed)
         seconds = time.perf_counter() - t0
         explanation.save(OUT / f"concepts_{name}_{args.split}.png")
         r = [row["r"] for row in explanation.summary()]
@@ -51,7 +52,7 @@ def main() -> None:
         print(explanation.format_table())
         print(f"kept concepts' r: {min(r):.2f} … {max(r):.2f} (paper: 0.21 … 0.34)")
         if name == "inn" and args.split == "test" and args.images == 500 and args.seed == 0:
-            png, sidecar = explanation.save(ROOT / "docs" / "concepts_inn.png", dpi=80)
+            png = explanation.save(ROOT / "docs" / "concepts_inn.png", dpi=80)["png"]
             Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)  # small enough for the README
             sidecar.unlink()
             print(f"README figure: {png} ({png.stat().st_size / 1000:.0f} KB)")

@@ -22,9 +22,10 @@ import torch
 
 from two4two.config import load_config
 from two4two.dataset import plan_config, read_manifest, run_render_job
-from two4two.importance import measure_importance, write_outputs
+from two4two.importance import Importance
 from two4two.models.classifier import build_classifier
 from two4two.models.training import load_classifier, load_train_config, train_model, training_split_of
+from two4two.split import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "importance"
@@ -91,14 +92,14 @@ def main() -> None:
         # The data-bias column describes each model's own training data.
         result = timed(
             f"importance: {stem}",
-            lambda: measure_importance(
-                model, study, "test", n_resamples=args.bootstrap, model_name=name, training_params=training_split_of(ckpt)
-            ),
+            lambda: Importance(
+                model, n_resamples=args.bootstrap, model_name=name, training_params=training_split_of(ckpt)
+            ).evaluate(Split(study, "test")),
             timings,
         )
         print()
         print(result.format_table())
-        write_outputs(result, OUT, stem)
+        result.write(OUT, stem)
         print()
     print_timings(timings, OUT)
 

@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from importance import ROOT, print_timings, render, timed, train  # noqa: E402  (the sibling benchmark's stages)
 
 from two4two.dataset import load_split_arrays  # noqa: E402
-from two4two.explain.counterfactual import counterfactual_grid  # noqa: E402
-from two4two.importance import measure_importance, write_outputs  # noqa: E402
+from two4two.explain.counterfactual import Counterfactuals  # noqa: E402
+from two4two.importance import Importance  # noqa: E402
 from two4two.models.training import load_classifier, predict_logits, training_split_of  # noqa: E402
+from two4two.split import Split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "inn"
 
@@ -51,23 +52,23 @@ def main() -> None:
     accuracy = float(((logits > 0) == labels).mean())
     bits = model.bits_per_dim(images)
 
-    grid = counterfactual_grid(model, study, "test", rows=10, seed=0)
+    grid = Counterfactuals(model, rows=10).explain(Split(study, "test"), seed=0)
     OUT.mkdir(parents=True, exist_ok=True)
     grid.save(OUT / "inn_counterfactuals.png")
-    docs_png, _ = grid.save(ROOT / "docs" / "inn_counterfactuals.png", dpi=90)
+    docs_png = grid.save(ROOT / "docs" / "inn_counterfactuals.png", dpi=90)["png"]
     Image.open(docs_png).convert("RGB").quantize(256).save(docs_png, optimize=True)  # ~150 KB for the README
     docs_png.with_suffix(".json").unlink()
     fidelity = np.abs(grid.achieved_logits - grid.targets[None])
 
     result = timed(
         "importance",
-        lambda: measure_importance(
-            model, study, "test", n_resamples=args.bootstrap, model_name="INN trained on study2022",
+        lambda: Importance(
+            model, n_resamples=args.bootstrap, model_name="INN trained on study2022",
             training_params=training_split_of(checkpoint_path),
-        ),
+        ).evaluate(Split(study, "test")),
         timings,
     )
-    write_outputs(result, OUT, "importance")
+    result.write(OUT, "importance")
 
     print()
     print(f"INN {args.config}: {parameters / 1e6:.2f} M parameters, {len(history)} epochs")

@@ -22,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from importance import ROOT, print_timings, render, timed, train  # noqa: E402  (the sibling benchmark's stages)
 
 from two4two.dataset import load_split_arrays, read_split  # noqa: E402
-from two4two.explain.audit import audit_counterfactuals  # noqa: E402
+from two4two.explain.audit import CounterfactualAudit  # noqa: E402
 from two4two.models.observer import OBSERVED, YAW, scaled_errors  # noqa: E402
 from two4two.models.training import load_classifier, load_observer  # noqa: E402
 from two4two.parameters import ATTRIBUTES  # noqa: E402
+from two4two.split import Split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "audit"
 
@@ -60,7 +61,7 @@ def main() -> None:
     trivial = mean_predictor_mse(read_split(unbiased, "train"), params)
     result = timed(
         "audit",
-        lambda: audit_counterfactuals(inn, observer, study, "test", images=args.images, steps=args.steps),
+        lambda: CounterfactualAudit(inn, observer, images=args.images, steps=args.steps).evaluate(Split(study, "test")),
         timings,
     )
     paths = result.write(OUT)

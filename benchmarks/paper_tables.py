@@ -29,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from importance import ROOT, render  # noqa: E402  (the sibling benchmark's render stage)
 
 from two4two.dataset import load_split_arrays, read_split  # noqa: E402
-from two4two.importance import measure_importance, write_outputs  # noqa: E402
+from two4two.importance import Importance  # noqa: E402
 from two4two.io import atomic_write_json  # noqa: E402
 from two4two.models.training import load_classifier, load_observer, load_train_config, predict_logits, train_model, training_split_of  # noqa: E402
 from two4two.parameters import ATTRIBUTES  # noqa: E402
+from two4two.split import Split  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "paper_tables"
 DOC = ROOT / "docs" / "paper_tables.md"
@@ -106,9 +107,9 @@ def train(config_path: Path) -> Path:
 
 def importance_table(stages: Stages, name: str, checkpoint: Path, study: Path, bootstrap: int):
     model = load_classifier(checkpoint)
-    result = stages.run(f"importance: {name}", lambda: measure_importance(
-        model, study, "test", n_resamples=bootstrap, model_name=name, training_params=training_split_of(checkpoint)))
-    write_outputs(result, OUT, f"importance_{name.split()[0].lower()}")
+    result = stages.run(f"importance: {name}", lambda: Importance(
+        model, n_resamples=bootstrap, model_name=name, training_params=training_split_of(checkpoint)).evaluate(Split(study, "test")))
+    result.write(OUT, f"importance_{name.split()[0].lower()}")
     rows = {r.attribute: r for r in result.rows}
     lines = ["| factor | flip % (ours) | paper's INN | median \\|Δlogit\\| (ours) | paper's INN | R² (ours) | paper's INN |",
              "|---|---|---|---|---|---|---|"]
@@ -180,7 +181,7 @@ def main() -> None:
 def observer_tables(stages: Stages, study: Path, args) -> list[str]:
     from observer import mean_predictor_mse  # the sibling benchmark's trivial baseline
 
-    from two4two.explain.audit import audit_counterfactuals
+    from two4two.explain.audit import CounterfactualAudit
     from two4two.models.observer import OBSERVED
 
     data_config = ROOT / "configs/unbiased_observer_64px.yaml"
@@ -200,7 +201,7 @@ def observer_tables(stages: Stages, study: Path, args) -> list[str]:
     inn_config = ROOT / "configs/inn-cpu.yaml"
     if trained(inn_config):
         inn = load_classifier(ROOT / load_train_config(inn_config).output_dir)
-        audit = stages.run("audit (Table 6)", lambda: audit_counterfactuals(inn, observer, study, "test", images=100, steps=11))
+        audit = stages.run("audit (Table 6)", lambda: CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(Split(study, "test")))
         audit.write(OUT, "audit")
         change = audit.change()
         lines += ["## Table 6, change along INN counterfactual interpolations (99 % of the logits, observer's reading)", "",
@@ -215,9 +216,9 @@ def figures(stages: Stages, inn, checkpoint: Path, study: Path) -> None:
     """The README's model figures, from the INN on the original's animal."""
     from PIL import Image
 
-    from two4two.explain.baseline import baseline_grid
-    from two4two.explain.concepts import concept_explanation
-    from two4two.explain.counterfactual import counterfactual_grid
+    from two4two.explain.baseline import Baseline
+    from two4two.explain.concepts import Concepts
+    from two4two.explain.counterfactual import Counterfactuals
 
     def small(path: Path) -> None:
         Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
@@ -225,15 +226,13 @@ def figures(stages: Stages, inn, checkpoint: Path, study: Path) -> None:
         if sidecar.exists():
             sidecar.unlink()
 
-    grid = stages.run("figure: counterfactual grid", lambda: counterfactual_grid(inn, study, "test", rows=10, seed=0))
-    png, _ = grid.save(ROOT / "docs" / "inn_counterfactuals.png", dpi=90)
-    small(png)
-    base = stages.run("figure: baseline grid", lambda: baseline_grid(inn, study, "test", rows=10, seed=0))
-    png, _ = base.save(ROOT / "docs" / "study_baseline.png", dpi=90)
-    small(png)
-    concepts = stages.run("figure: concepts", lambda: concept_explanation(inn, study, "test", images=500, progress=False))
-    png, _ = concepts.save(ROOT / "docs" / "concepts_inn.png", dpi=90)
-    small(png)
+    split = Split(study, "test")
+    grid = stages.run("figure: counterfactual grid", lambda: Counterfactuals(inn, rows=10).explain(split, seed=0))
+    small(grid.save(ROOT / "docs" / "inn_counterfactuals.png", dpi=90)["png"])
+    base = stages.run("figure: baseline grid", lambda: Baseline(inn, rows=10).explain(split, seed=0))
+    small(base.save(ROOT / "docs" / "study_baseline.png", dpi=90)["png"])
+    concepts = stages.run("figure: concepts", lambda: Concepts(inn, images=500).explain(split, seed=0))
+    small(concepts.save(ROOT / "docs" / "concepts_inn.png", dpi=90)["png"])
 
 
 if __name__ == "__main__":

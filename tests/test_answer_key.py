@@ -8,8 +8,9 @@ import pytest
 from two4two.config import parse_config
 from two4two.dataset import plan_config
 from two4two.errors import ConfigError
-from two4two.importance import measure_importance
+from two4two.importance import Importance
 from two4two.parameters import MEASURED_ATTRIBUTES, write_jsonl
+from two4two.split import Split
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.questions import QUESTION_NAMES
 
@@ -42,7 +43,7 @@ class Double:
 
 
 def key_of(model, dataset, **rule):
-    return derive_answer_key(measure_importance(model, dataset, n_resamples=300, progress=False), AnswerKeyRule(**rule))
+    return derive_answer_key(Importance(model, n_resamples=300).evaluate(Split(dataset, "test")), AnswerKeyRule(**rule))
 
 
 def test_an_attribute_the_model_uses_is_relevant_and_one_it_ignores_is_not(dataset):
@@ -57,7 +58,7 @@ def test_an_attribute_the_model_uses_is_relevant_and_one_it_ignores_is_not(datas
 
 
 def test_the_threshold_is_the_references_upper_bound_plus_the_margin(dataset):
-    result = measure_importance(Double(arm_position=8.0), dataset, n_resamples=300, progress=False)
+    result = Importance(Double(arm_position=8.0), n_resamples=300).evaluate(Split(dataset, "test"))
     key = derive_answer_key(result, AnswerKeyRule(margin=0.1))
     rows = {r.attribute: r.r_squared for r in result.rows}
     assert key.threshold == pytest.approx(max(rows["position_x"].high, rows["position_y"].high) + 0.1)
@@ -85,7 +86,6 @@ def test_bad_rules_are_named():
 
 
 def test_each_question_asks_about_measured_attributes_none_twice_and_never_the_references():
-    from two4two.parameters import MEASURED_ATTRIBUTES
     from two4two.study.questions import QUESTIONS, Question
 
     asked = [a for q in QUESTIONS for a in q.attributes]

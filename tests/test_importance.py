@@ -5,8 +5,9 @@ import pytest
 
 from two4two.config import parse_config
 from two4two.dataset import DatasetError, plan_config, read_split
-from two4two.importance import measure_importance, summarise_pairs
+from two4two.importance import Importance, summarise_pairs
 from two4two.parameters import ATTRIBUTES, write_jsonl
+from two4two.split import Split
 
 ATTRS = ["arm_position", "obj_color", "bg_color", "obj_rotation_yaw"]
 
@@ -33,7 +34,7 @@ class ColourOracle:
 
 def test_a_linear_colour_model_has_r2_one_for_colour_and_zero_elsewhere(tmp_path):
     job = write_parameter_only_dataset(tmp_path)
-    result = measure_importance(ColourOracle(), tmp_path, "test", n_resamples=200)
+    result = Importance(ColourOracle(), n_resamples=200).evaluate(Split(tmp_path, "test"))
     rows = {r.attribute: r for r in result.rows}
     # Every intervention split present is measured, in the paper's order.
     assert [r.attribute for r in result.rows] == ["arm_position", "obj_color", "bg_color", "obj_rotation_yaw"]
@@ -66,7 +67,7 @@ def test_noisy_reliance_on_two_attributes_gives_partial_r2(tmp_path):
         def __call__(self, params):
             return np.array([5 * (p.arm_position - 0.5) + 2 * (p.obj_color - 0.5) for p in params])
 
-    rows = {r.attribute: r for r in measure_importance(Mixed(), tmp_path, n_resamples=200).rows}
+    rows = {r.attribute: r for r in Importance(Mixed(), n_resamples=200).evaluate(Split(tmp_path, "test")).rows}
     assert rows["arm_position"].r_squared.value == pytest.approx(1.0)
     assert rows["arm_position"].flip_percent.value > rows["obj_color"].flip_percent.value
     assert rows["bg_color"].flip_percent.value == 0
@@ -91,13 +92,13 @@ def test_yaw_difference_wraps_around_the_circle():
 def test_missing_interventions_and_mismatched_ids_are_clear_errors(tmp_path):
     job = write_parameter_only_dataset(tmp_path)
     with pytest.raises(DatasetError, match=r"no intervention split for spherical of 'test'.*--create-interventions"):
-        measure_importance(ColourOracle(), tmp_path, "test", attributes=["spherical"])
+        Importance(ColourOracle(), ["spherical"]).evaluate(Split(tmp_path, "test"))
     with pytest.raises(DatasetError, match="no split 'validation'"):
-        measure_importance(ColourOracle(), tmp_path, "validation")
+        Importance(ColourOracle()).evaluate(Split(tmp_path, "validation"))
     # An intervention split whose samples point at originals that are not there.
     bad = read_split(tmp_path, "test_intervened_bg_color")
     bad[3] = bad[3].replace(original_id="0000000000000000")
     write_jsonl(tmp_path / "test_intervened_bg_color" / "parameters.jsonl", bad)
     with pytest.raises(DatasetError, match=r"points to original '0000000000000000', which is not in 'test'"):
-        measure_importance(ColourOracle(), tmp_path, "test", attributes=["bg_color"])
+        Importance(ColourOracle(), ["bg_color"]).evaluate(Split(tmp_path, "test"))
     assert job  # the plan itself was fine

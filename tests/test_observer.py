@@ -228,9 +228,10 @@ def test_audit_reads_the_counterfactuals_with_the_observer(observer_dir, tmp_pat
     moved, _ = counterfactuals(inn, x, torch.from_numpy(targets).float())
     colour = observer.predict_attributes(moved[0].clamp(0, 1))["obj_color"]
     by_hand = colour.max() - colour.min()
-    from two4two.explain.audit import audit_counterfactuals
+    from two4two.explain.audit import CounterfactualAudit
+    from two4two.split import Split
 
-    result = audit_counterfactuals(inn, observer, observer_dir / "data", images=6, steps=5, progress=False)
+    result = CounterfactualAudit(inn, observer, images=6, steps=5, progress=False).evaluate(Split(observer_dir / "data", "test"))
     assert result.ids[0] == params[first].id
     assert interpolation_ranges(result.observed["obj_color"])[0] == pytest.approx(by_hand, abs=1e-5)
     record = observer.validation_record(images, params)

@@ -8,9 +8,10 @@ import torch
 
 from two4two.cli import main
 from two4two.errors import ConfigError, Two4TwoError
-from two4two.importance import measure_importance
+from two4two.importance import Importance
 from two4two.models.classifier import build_classifier
 from two4two.models.training import load_classifier, load_train_config, parse_model_config, predict_logits
+from two4two.split import Split
 
 DATASET = """\
 name: tiny_colour
@@ -98,11 +99,11 @@ def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsy
 
 
 def test_missing_intervention_splits_are_rendered_on_request(trained):
-    from two4two.dataset import read_manifest, read_split
+    from two4two.dataset import ensure, read_manifest, read_split
 
     model = load_classifier(trained / "model")
-    result = measure_importance(model, trained / "data", attributes=["spherical"], create_missing=True,
-                                workers=1, n_resamples=50, progress=False)
+    ensure(trained / "data", {"test": ["spherical"]}, workers=1, progress=False)
+    result = Importance(model, ["spherical"], n_resamples=50).evaluate(Split(trained / "data", "test"))
     assert [r.attribute for r in result.rows] == ["spherical"] and result.rows[0].n == 64
     manifest = read_manifest(trained / "data")
     assert manifest["splits"]["test_intervened_spherical"] == {"n": 64, "intervention_of": "test", "attribute": "spherical"}
@@ -129,8 +130,8 @@ def test_a_model_and_a_config_give_the_table_in_one_command(trained, tmp_path, c
 
 def test_an_nn_module_and_a_plain_callable_measure_the_same(trained):
     model = load_classifier(trained / "model")
-    a = measure_importance(model, trained / "data", n_resamples=50, progress=False)
-    b = measure_importance(lambda x: model(x), trained / "data", n_resamples=50, progress=False)
+    a = Importance(model, n_resamples=50).evaluate(Split(trained / "data", "test"))
+    b = Importance(lambda x: model(x), n_resamples=50).evaluate(Split(trained / "data", "test"))
     for ra, rb in zip(a.rows, b.rows):
         assert ra.flip_percent.value == rb.flip_percent.value
         assert ra.median_abs_delta_logit.value == pytest.approx(rb.median_abs_delta_logit.value)
@@ -168,7 +169,7 @@ def test_the_inn_trains_on_likelihood_and_labels(trained_inn):
 
 
 def test_the_inn_is_just_another_classifier_to_importance(trained_inn):
-    result = measure_importance(load_classifier(trained_inn), trained_inn.parent / "data", n_resamples=50, progress=False)
+    result = Importance(load_classifier(trained_inn), n_resamples=50).evaluate(Split(trained_inn.parent / "data", "test"))
     rows = {r.attribute: r for r in result.rows}
     assert rows["obj_color"].median_abs_delta_logit.value > 2 * rows["bg_color"].median_abs_delta_logit.value
     assert rows["obj_color"].r_squared.value > 0.3 > rows["bg_color"].r_squared.value

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from two4two.errors import Two4TwoError
 
@@ -49,7 +50,8 @@ def _cmd_render_params(args: argparse.Namespace) -> None:
 
 
 def _pool_args(args: argparse.Namespace) -> dict:
-    """Pool options from the command line; --address only reaches the Ray backend."""
+    """Where images are rendered (render, and missing data of train/importance/study export):
+    pool options from the command line; --address only reaches the Ray backend."""
     options = dict(workers=args.workers, threads=args.threads, backend=args.backend)
     if args.address is not None:
         options["address"] = args.address
@@ -65,25 +67,29 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from two4two.models.training import load_train_config, train_model
 
     config = load_train_config(args.config)
+    if config.dataset_config is not None and not (config.data / config.training.train_split / "parameters.jsonl").exists():
+        from two4two.dataset import ensure
+
+        ensure(config.dataset_config, output_dir=config.data, **_pool_args(args))
     path = train_model(config, resume=args.resume)
     print(f"checkpoint: {path}")
 
 
 def _cmd_importance(args: argparse.Namespace) -> None:
-    from two4two.importance import measure_importance, write_outputs
+    from two4two.importance import Importance, available_interventions
     from two4two.models.training import load_classifier, training_split_of
+    from two4two.parameters import MEASURED_ATTRIBUTES
+    from two4two.split import Split
 
     model = load_classifier(args.model)
-    data, create = Path(args.data), args.create_interventions
-    if data.suffix in (".yaml", ".yml"):
-        # Only a config: render its dataset (or finish it) and any missing interventions.
-        from two4two.config import load_config
-        from two4two.dataset import plan_config, run_render_job
+    data = Path(args.data)
+    if data.suffix in (".yaml", ".yml") or args.create_interventions:
+        # A config: render its dataset (or finish it); then any missing interventions.
+        from two4two.dataset import ensure
 
-        config = load_config(data)
-        job = plan_config(config)
-        run_render_job(job, workers=args.workers, resume=True)
-        data, create = job.root, True
+        root = ensure(data, **_pool_args(args)) if data.suffix in (".yaml", ".yml") else data
+        attributes = args.attributes or available_interventions(root, args.split) or list(MEASURED_ATTRIBUTES)
+        data = ensure(root, {args.split: attributes}, **_pool_args(args))
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out_dir = Path(args.output) if args.output else model_dir / "importance"
     models = [(model_dir.name or "model", model, "importance")]
@@ -95,66 +101,113 @@ def _cmd_importance(args: argparse.Namespace) -> None:
         torch.manual_seed(args.seed)
         models.append(("random-init baseline", random_init_like(args.model), "importance_random_init"))
     training_params = training_split_of(args.model)
+    split = Split(data, args.split, progress=True)
     for name, m, stem in models:
-        result = measure_importance(
-            m, data, args.split, args.attributes, create_missing=create,
-            workers=args.workers, n_resamples=args.bootstrap, model_name=name, training_params=training_params,
-        )
+        result = Importance(m, args.attributes, n_resamples=args.bootstrap, model_name=name, training_params=training_params).evaluate(split)
         print(result.format_table())
-        paths = write_outputs(result, out_dir, stem)
+        paths = result.write(out_dir, stem)
         print("written: " + ", ".join(str(p) for p in paths.values()) + "\n")
 
 
-def _cmd_explain_counterfactuals(args: argparse.Namespace) -> None:
-    from two4two.explain.counterfactual import QUINTILE_CENTRES, counterfactual_grid, require_invertible, spanning_quantiles
-    from two4two.models.training import load_classifier
+@dataclass(frozen=True)
+class _ExplainCommand:
+    """One `two4two explain NAME` command: its explainer's own options, how to build it, what to print."""
 
-    model = require_invertible(load_classifier(args.model), f"model {args.model}")
-    if args.coverage is not None:
-        quantiles = spanning_quantiles(args.coverage, args.columns)
-    else:
-        quantiles = args.quantiles or QUINTILE_CENTRES
-    grid = counterfactual_grid(model, args.data, args.split, rows=args.rows, quantiles=quantiles, seed=args.seed)
-    png, sidecar = grid.save(args.output)
+    help: str
+    model_help: str
+    add_options: Callable[[argparse.ArgumentParser], None]
+    build: Callable[[Any, argparse.Namespace], Any]  # (model, args) -> explainer with .explain(split, seed)
+    report: Callable[[Any, dict, argparse.Namespace], str]  # (explanation, saved paths, args) -> text
+
+
+def _counterfactuals_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rows", type=int, default=10, help="images, one per row (default 10)")
+    p.add_argument("--quantiles", type=float, nargs="+", help="column logits as quantiles of the split's logits (default: quintile centres 0.1 … 0.9)")
+    p.add_argument("--coverage", type=float, help="instead: columns evenly spanning this central share of the logits, e.g. 0.99")
+    p.add_argument("--columns", type=int, default=5, help="columns with --coverage (default 5)")
+
+
+def _counterfactuals(model, args):
+    from two4two.explain.counterfactual import QUINTILE_CENTRES, Counterfactuals, require_invertible, spanning_quantiles
+
+    require_invertible(model, f"model {args.model}")
+    quantiles = spanning_quantiles(args.coverage, args.columns) if args.coverage is not None else (args.quantiles or QUINTILE_CENTRES)
+    return Counterfactuals(model, rows=args.rows, quantiles=quantiles)
+
+
+def _counterfactuals_report(grid, paths, args) -> str:
     error = abs(grid.achieved_logits - grid.targets[None]).max()
-    print(f"counterfactual grid ({args.rows} images × {len(quantiles)} target logits): {png}, ids and logits: {sidecar}")
-    print(f"largest |logit of the saved 8-bit image − target|: {error:.3f}")
+    return (f"counterfactual grid ({args.rows} images × {len(grid.targets)} target logits): {paths['png']}, ids and logits: {paths['json']}\n"
+            f"largest |logit of the saved 8-bit image − target|: {error:.3f}")
 
 
-def _cmd_explain_baseline(args: argparse.Namespace) -> None:
-    from two4two.explain.baseline import QUINTILE_LABELS, baseline_grid
-    from two4two.models.training import load_classifier
+def _baseline_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rows", type=int, default=10, help="images per column (default 10)")
+    p.add_argument("--labels", nargs="+", help="column labels, one per column (default: the five quintile labels)")
 
-    labels = args.labels or QUINTILE_LABELS
-    grid = baseline_grid(load_classifier(args.model), args.data, args.split, rows=args.rows, labels=labels, seed=args.seed)
-    png, sidecar = grid.save(args.output)
+
+def _baseline(model, args):
+    from two4two.explain.baseline import QUINTILE_LABELS, Baseline
+
+    return Baseline(model, rows=args.rows, labels=args.labels or QUINTILE_LABELS)
+
+
+def _baseline_report(grid, paths, args) -> str:
     edges = ", ".join(f"{e:+.2f}" for e in grid.edges)
-    print(f"baseline grid ({args.rows} rows × {len(labels)} columns; column logit edges {edges}): {png}, ids and logits: {sidecar}")
+    return f"baseline grid ({args.rows} rows × {len(grid.labels)} columns; column logit edges {edges}): {paths['png']}, ids and logits: {paths['json']}"
 
 
-def _cmd_explain_concepts(args: argparse.Namespace) -> None:
-    from two4two.explain.concepts import concept_explanation
+def _concepts_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", type=int, default=500, help="images drawn from the split (default 500)")
+    p.add_argument("--components", type=int, default=10, help="factorisation components (default 10)")
+    p.add_argument("--keep", type=int, default=5, help="concepts kept: those most correlated with the logit (default 5)")
+    p.add_argument("--examples", type=int, default=5, help="example images per row (default 5)")
+
+
+def _concepts(model, args):
+    from two4two.explain.concepts import Concepts
+
+    return Concepts(model, images=args.images, components=args.components, keep=args.keep, examples=args.examples, progress=True)
+
+
+def _concepts_report(explanation, paths, args) -> str:
+    return (explanation.format_table() + "\n"
+            + f"concepts ({args.keep} × 2 rows of {args.examples} images): {paths['png']}, r, p and example ids: {paths['json']}")
+
+
+EXPLAIN_COMMANDS = {
+    "counterfactuals": _ExplainCommand(
+        "INN counterfactual interpolation grid (rows: images, columns: target logits)",
+        "INN checkpoint (model.pt or its directory)", _counterfactuals_options, _counterfactuals, _counterfactuals_report),
+    "baseline": _ExplainCommand(
+        "the paper's baseline: example images in columns of equal shares of the logits",
+        "classifier checkpoint (model.pt or its directory)", _baseline_options, _baseline, _baseline_report),
+    "concepts": _ExplainCommand(
+        "concepts found by factorising an 8×8 layer (Zhang et al. 2021), two rows per concept",
+        "small_cnn or INN checkpoint (model.pt or its directory)", _concepts_options, _concepts, _concepts_report),
+}
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    """Every explainer the same way: build it from its options, explain a split, save, report."""
     from two4two.models.training import load_classifier
+    from two4two.split import Split
 
-    explanation = concept_explanation(
-        load_classifier(args.model), args.data, args.split, images=args.images, components=args.components,
-        keep=args.keep, examples=args.examples, seed=args.seed, progress=True,
-    )
-    print(explanation.format_table())
-    png, sidecar = explanation.save(args.output)
-    print(f"concepts ({args.keep} × 2 rows of {args.examples} images): {png}, r, p and example ids: {sidecar}")
+    command = EXPLAIN_COMMANDS[args.explainer]
+    explainer = command.build(load_classifier(args.model), args)
+    explanation = explainer.explain(Split(args.data, args.split, progress=True), seed=args.seed)
+    print(command.report(explanation, explanation.save(args.output), args))
 
 
 def _cmd_explain_audit(args: argparse.Namespace) -> None:
-    from two4two.explain.audit import audit_counterfactuals
+    from two4two.explain.audit import CounterfactualAudit
     from two4two.explain.counterfactual import require_invertible
     from two4two.models.training import load_classifier, load_observer
+    from two4two.split import Split
 
     inn = require_invertible(load_classifier(args.inn), f"inn {args.inn}")
-    observer = load_observer(args.observer)
-    result = audit_counterfactuals(
-        inn, observer, args.data, args.split, images=args.images, steps=args.steps, coverage=args.coverage, seed=args.seed
-    )
+    audit = CounterfactualAudit(inn, load_observer(args.observer), images=args.images, steps=args.steps, coverage=args.coverage)
+    result = audit.evaluate(Split(args.data, args.split), seed=args.seed)
     print(result.format_table())
     out = Path(args.output) if args.output else (Path(args.inn) if Path(args.inn).is_dir() else Path(args.inn).parent) / "audit"
     paths = result.write(out)
@@ -162,14 +215,13 @@ def _cmd_explain_audit(args: argparse.Namespace) -> None:
 
 
 def _cmd_explain_observe(args: argparse.Namespace) -> None:
-    from two4two.dataset import load_split_arrays
-    from two4two.models.observer import attribute_mse_table
+    from two4two.models.observer import ObserverCheck, attribute_mse_table
     from two4two.models.training import load_observer
+    from two4two.split import Split
 
-    observer = load_observer(args.observer)
-    images, params = load_split_arrays(args.data, args.split, progress=False)
-    record = observer.validation_record(images, params)
-    print(f"observer on {args.data}/{args.split} ({len(params)} images): label accuracy {record['label_accuracy']:.3f}")
+    split = Split(args.data, args.split)
+    record = ObserverCheck(load_observer(args.observer)).evaluate(split)
+    print(f"observer on {args.data}/{args.split} ({len(split)} images): label accuracy {record['label_accuracy']:.3f}")
     print(attribute_mse_table(record))
 
 
@@ -234,8 +286,12 @@ def _cmd_study_export(args: argparse.Namespace) -> None:
     from two4two.study.export import export_study, load_study_config
 
     config = load_study_config(args.config)
-    manifest_path = export_study(config, args.output, overwrite=args.overwrite,
-                                 create_interventions=args.create_interventions, workers=args.workers)
+    if args.create_interventions:
+        from two4two.dataset import ensure
+        from two4two.parameters import MEASURED_ATTRIBUTES
+
+        ensure(config.data, {config.split: list(MEASURED_ATTRIBUTES)}, **_pool_args(args))
+    manifest_path = export_study(config, args.output, overwrite=args.overwrite)
     manifest = json.loads(manifest_path.read_text())
     key = json.loads((manifest_path.parent / "answer_key.json").read_text())
     print(f"answer key ({key['rule']['measure']} lower bound > {key['threshold']:.4g}): "
@@ -297,14 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .jsonl file")
     p.set_defaults(func=_cmd_sample)
 
-    def pool_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--workers", type=int, help="render worker processes (default: one per core, at most 8)")
+    def render_options(p: argparse.ArgumentParser, what: str = "render") -> None:
+        p.add_argument("--workers", type=int, help=f"{what} worker processes (default: one per core, at most 8)")
         p.add_argument("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
-        p.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
-        p.add_argument("--overwrite", action="store_true", help="replace a different dataset in the output directory")
         p.add_argument("--backend", choices=("local", "ray"), default="local",
                        help="local worker processes (default) or Ray actors (pip install 'two4two[cluster]')")
         p.add_argument("--address", help="with --backend ray: join this Ray cluster (HOST:PORT or auto; default: start Ray locally)")
+
+    def pool_options(p: argparse.ArgumentParser) -> None:
+        render_options(p)
+        p.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
+        p.add_argument("--overwrite", action="store_true", help="replace a different dataset in the output directory")
 
     p = sub.add_parser("render", help="render every split of a config (images, masks, parameters)")
     p.add_argument("config", help="dataset config (YAML)")
@@ -328,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a config (kind: classifier or observer)")
     p.add_argument("config", help="model config (YAML)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted training from its last finished epoch")
+    render_options(p, "when the data is missing and the config names a dataset_config: render")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("importance", help="ground-truth importance of each attribute for a trained model")
@@ -338,46 +398,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits first")
     p.add_argument("--baseline-random", action="store_true", help="also measure a random-init model of the same architecture")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument("--workers", type=int, help="render workers when creating interventions")
+    render_options(p, "when creating interventions: render")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the model)")
     p.set_defaults(func=_cmd_importance)
 
     p = sub.add_parser("explain", help="explanations of a trained model")
     explain = p.add_subparsers(dest="explanation", required=True, metavar="EXPLANATION")
-    p = explain.add_parser("counterfactuals", help="INN counterfactual interpolation grid (rows: images, columns: target logits)")
-    p.add_argument("--model", required=True, help="INN checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--split", default="test", help="split to draw images and the logit distribution from (default test)")
-    p.add_argument("--rows", type=int, default=10, help="images, one per row (default 10)")
-    p.add_argument("--quantiles", type=float, nargs="+", help="column logits as quantiles of the split's logits (default: quintile centres 0.1 … 0.9)")
-    p.add_argument("--coverage", type=float, help="instead: columns evenly spanning this central share of the logits, e.g. 0.99")
-    p.add_argument("--columns", type=int, default=5, help="columns with --coverage (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="which images are drawn")
-    p.add_argument("-o", "--output", required=True, help="output PNG (ids and logits go to the same name .json)")
-    p.set_defaults(func=_cmd_explain_counterfactuals)
-
-    p = explain.add_parser("baseline", help="the paper's baseline: example images in columns of equal shares of the logits")
-    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--split", default="test", help="split to draw images from (default test)")
-    p.add_argument("--rows", type=int, default=10, help="images per column (default 10)")
-    p.add_argument("--labels", nargs="+", help="column labels, one per column (default: the five quintile labels)")
-    p.add_argument("--seed", type=int, default=0, help="which images are drawn from each column")
-    p.add_argument("-o", "--output", required=True, help="PNG to write (ids and logits go to a .json beside it)")
-    p.set_defaults(func=_cmd_explain_baseline)
-
-    p = explain.add_parser("concepts", help="concepts found by factorising an 8×8 layer (Zhang et al. 2021), two rows per concept")
-    p.add_argument("--model", required=True, help="small_cnn or INN checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--split", default="test", help="split to factorise and draw examples from (default test)")
-    p.add_argument("--images", type=int, default=500, help="images drawn from the split (default 500)")
-    p.add_argument("--components", type=int, default=10, help="factorisation components (default 10)")
-    p.add_argument("--keep", type=int, default=5, help="concepts kept: those most correlated with the logit (default 5)")
-    p.add_argument("--examples", type=int, default=5, help="example images per row (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="which images are drawn")
-    p.add_argument("-o", "--output", required=True, help="output PNG (r, p and example ids go to the same name .json)")
-    p.set_defaults(func=_cmd_explain_concepts)
+    for name, command in EXPLAIN_COMMANDS.items():
+        p = explain.add_parser(name, help=command.help)
+        p.add_argument("--model", required=True, help=command.model_help)
+        p.add_argument("--data", required=True, help="rendered dataset directory")
+        p.add_argument("--split", default="test", help="split to draw images (and the logit distribution) from (default test)")
+        command.add_options(p)
+        p.add_argument("--seed", type=int, default=0, help="which images are drawn")
+        p.add_argument("-o", "--output", required=True, help="output PNG (ids, logits and the rest go to the same name .json)")
+        p.set_defaults(func=_cmd_explain, explainer=name)
 
     p = explain.add_parser("audit", help="what INN counterfactuals really change, read by the observer (paper Table 6)")
     p.add_argument("--inn", required=True, help="INN checkpoint (model.pt or its directory)")
@@ -419,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="bundle folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits for the answer key first")
-    p.add_argument("--workers", type=int, help="render workers when creating interventions")
+    render_options(p, "when creating interventions: render")
     p.set_defaults(func=_cmd_study_export)
     p = study.add_parser("simulate", help="synthetic responses in the study app's format, to try analyze")
     p.add_argument("--per-condition", type=int, default=60, help="participants per condition (default 60)")

@@ -308,15 +308,17 @@ def render_splits(
 
 
 def add_intervention_splits(
-    root: str | Path, split: str, attributes: Sequence[str], workers: int | None = None, progress: bool = True
+    root: str | Path, split: str, attributes: Sequence[str], workers: int | None = None, progress: bool = True,
+    backend: str = "local", **pool_options,
 ) -> list[str]:
     """Render the missing `split`_intervened_`attribute` splits of an existing dataset.
 
-    Interventions are drawn with the dataset's own sampler and seeds, exactly as if its
-    config had listed them, and rendered with its render settings.
+    Interventions are drawn by the dataset's own config (`DatasetConfig.sample_intervention`:
+    its sampler, its seed rule), exactly as if the config had listed them, and rendered
+    with its render settings through the chosen backend.
     """
-    from two4two.config import INTERVENTION_SEPARATOR, parse_config, split_seed
-    from two4two.render import RenderSettings
+    from two4two.config import INTERVENTION_SEPARATOR, parse_config
+    from two4two.render import RenderSettings, check_backend
     from two4two.sampling import SceneBatch
 
     root = Path(root)
@@ -324,25 +326,62 @@ def add_intervention_splits(
     if manifest is None or "config" not in manifest:
         raise DatasetError(f"{root}: not a dataset rendered from a config; cannot draw interventions for it")
     config = parse_config(manifest["config"], f"{root}/{MANIFEST}")
-    originals = read_split(root, split)
     if manifest.get("splits", {}).get(split, {}).get("intervention_of"):
         raise DatasetError(f"{split}: is itself an intervention split")
-    sampler = config.make_sampler(split if split in config.splits else None)
+    if split not in config.splits:
+        raise DatasetError(f"{root}: no split {split!r} in its config; it has {', '.join(config.splits)}")
+    originals = read_split(root, split)
     batch = SceneBatch.from_params(originals)
     wanted = {f"{split}{INTERVENTION_SEPARATOR}{a}": a for a in attributes}
-    missing = {}
-    for name, attribute in wanted.items():
-        done = manifest["counts"].get(name) == len(originals)
-        if not done:
-            missing[name] = sampler.intervene(batch, attribute, rng=split_seed(config.seed, split, attribute)).to_list()
+    missing = {name: config.sample_intervention(split, attribute, batch).to_list()
+               for name, attribute in wanted.items() if manifest["counts"].get(name) != len(originals)}
     if missing:
+        check_backend(backend, pool_options.get("address"))
         settings = RenderSettings(**manifest["render_settings"])
-        writers = render_splits(root, missing, settings, workers, progress, f"interventions of {split}")
+        writers = render_splits(root, missing, settings, workers, progress, f"interventions of {split}", None, backend, **pool_options)
         for name, w in writers.items():
             manifest["splits"][name] = {"n": len(originals), "intervention_of": split, "attribute": wanted[name]}
             manifest["counts"][name] = w.next_index
         write_manifest(root, manifest)
     return list(wanted)
+
+
+def ensure(
+    source,
+    interventions: dict[str, Sequence[str]] | None = None,
+    output_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    backend: str = "local",
+    **pool_options,
+) -> Path:
+    """Render whatever a later stage needs and is missing; return the dataset's root.
+
+    `source` is a dataset config (a DatasetConfig or its YAML path), rendered into
+    `output_dir` (default: the config's), or a rendered dataset directory. Unfinished
+    splits are completed (as `render --resume` would), then each split's listed
+    `interventions` ({split: [attribute, ...]}) that are not there yet are drawn by the
+    config's own seed rule and rendered. The library's stages (training, importance,
+    explanations, study export) only read finished data; the CLI calls this first.
+    """
+    from two4two.config import DatasetConfig, load_config
+
+    if isinstance(source, DatasetConfig) or Path(source).suffix in (".yaml", ".yml"):
+        config = source if isinstance(source, DatasetConfig) else load_config(source)
+        job = plan_config(config, Path(output_dir) if output_dir else None)
+        run_render_job(job, workers, resume=True, progress=progress, backend=backend, **pool_options)  # refuses another config's data
+        root = job.root
+    else:
+        root = Path(source)
+        manifest = read_manifest(root)
+        if manifest is None:
+            raise DatasetError(f"{root}: not a rendered dataset (no {MANIFEST}); render its config first")
+        if manifest.get("status") != "complete":
+            raise DatasetError(f"{root}: incomplete; finish it with two4two render CONFIG --resume")
+    for split, attributes in (interventions or {}).items():
+        if attributes:
+            add_intervention_splits(root, split, attributes, workers, progress, backend, **pool_options)
+    return root
 
 
 def load_split_arrays(root: str | Path, split: str, progress: bool = True) -> tuple[np.ndarray, list[SceneParameters]]:

@@ -14,7 +14,6 @@ with the batch's SceneParameters instead (test doubles, oracle models).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,24 +22,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from two4two.config import INTERVENTION_SEPARATOR
-from two4two.dataset import DatasetError, load_split_arrays, read_split
-from two4two.io import atomic_write_text
+from two4two.dataset import DatasetError, read_split
+from two4two.io import atomic_write_csv, atomic_write_text
 from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
+from two4two.split import Split
 
 
 def as_numeric(attribute: str, params: Sequence[SceneParameters]) -> np.ndarray:
     if attribute == "obj_name":
         return np.array([p.obj_name == "stretchy" for p in params], float)
     return np.array([float(getattr(p, attribute)) for p in params])
-
-
-def model_logits(model: Any, images: np.ndarray | None, params: Sequence[SceneParameters], batch_size: int = 256) -> np.ndarray:
-    """Logits of a module or callable over uint8 images (N×H×W×3), or of a parameter-reading model."""
-    if getattr(model, "reads_parameters", False):
-        return np.asarray(model(params), dtype=np.float64)
-    from two4two.models.training import predict_logits
-
-    return predict_logits(model, images, batch_size)
 
 
 @dataclass
@@ -107,13 +98,17 @@ class ImportanceResult:
         return out
 
     def write_csv(self, path: str | Path) -> Path:
-        path = Path(path)
-        records = self.records()
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
-        return path
+        return atomic_write_csv(path, self.records())
+
+    def write(self, out_dir: str | Path, stem: str = "importance") -> dict[str, Path]:
+        """CSV, Markdown, the Δlogit-against-Δattribute figure and reliance against data bias."""
+        out_dir = Path(out_dir)
+        return {
+            "csv": self.write_csv(out_dir / f"{stem}.csv"),
+            "markdown": self.write_markdown(out_dir / f"{stem}.md"),
+            "figure": self.plot(out_dir / f"{stem}.png"),
+            "reliance_vs_bias": plot_reliance_vs_bias(self, out_dir / f"{stem}_vs_data_bias.png"),
+        }
 
     def write_markdown(self, path: str | Path) -> Path:
         path = Path(path)
@@ -255,89 +250,70 @@ def available_interventions(root: str | Path, split: str) -> list[str]:
     return sorted(found, key=lambda a: (rank.get(a, len(rank)), a))
 
 
-def measure_importance(
-    model: Any,
-    root: str | Path,
-    split: str = "test",
-    attributes: Sequence[str] | None = None,
-    create_missing: bool = False,
-    workers: int | None = None,
-    n_resamples: int = 1000,
-    batch_size: int = 256,
-    seed: int = 0,
-    model_name: str = "model",
-    data_bias_split: str | None = "train",
-    training_params: Sequence[SceneParameters] | None = None,
-    progress: bool = True,
-) -> ImportanceResult:
-    """The importance table of `model` on dataset `root` (see module docstring).
+class Importance:
+    """Evaluation: the importance table of a model on a split with intervention splits (see module docstring).
 
     The data-bias column describes `training_params` (the model's training data) when
-    given, else the `data_bias_split` of `root`.
+    given, else the `data_bias_split` of the evaluated split's dataset.
     """
-    from two4two.bias_report import describe
 
-    root = Path(root)
-    originals = read_split(root, split)
-    attributes = list(attributes) if attributes else (available_interventions(root, split) or list(MEASURED_ATTRIBUTES))
-    missing = [a for a in attributes if not (root / f"{split}{INTERVENTION_SEPARATOR}{a}" / "parameters.jsonl").exists()]
-    if missing:
-        if not create_missing:
+    name = "importance"
+
+    def __init__(
+        self,
+        model: Any,
+        attributes: Sequence[str] | None = None,
+        n_resamples: int = 1000,
+        model_name: str = "model",
+        data_bias_split: str | None = "train",
+        training_params: Sequence[SceneParameters] | None = None,
+    ):
+        self.model, self.attributes, self.n_resamples, self.model_name = model, attributes, n_resamples, model_name
+        self.data_bias_split, self.training_params = data_bias_split, training_params
+
+    def evaluate(self, split: Split, seed: int = 0) -> ImportanceResult:
+        from two4two.bias_report import describe
+
+        root, originals = split.root, split.params
+        attributes = list(self.attributes) if self.attributes else (available_interventions(root, split.name) or list(MEASURED_ATTRIBUTES))
+        missing = [a for a in attributes if not (root / f"{split.name}{INTERVENTION_SEPARATOR}{a}" / "parameters.jsonl").exists()]
+        if missing:
             raise DatasetError(
-                f"{root}: no intervention split for {', '.join(missing)} of {split!r}; render them with "
-                f"--create-interventions (or list them under splits.{split}.interventions in the config)"
+                f"{root}: no intervention split for {', '.join(missing)} of {split.name!r}; render them with "
+                f"two4two importance --create-interventions (or list them under splits.{split.name}.interventions in the config)"
             )
-        from two4two.dataset import add_intervention_splits
+        logits = split.logits(self.model)
+        accuracy = float(((logits > 0) == split.true_labels).mean())
+        index = {p.id: i for i, p in enumerate(originals)}
 
-        add_intervention_splits(root, split, missing, workers=workers, progress=progress)
+        bias = {}
+        training_params = self.training_params
+        if training_params is None and self.data_bias_split and (root / self.data_bias_split / "parameters.jsonl").exists():
+            training_params = read_split(root, self.data_bias_split)
+        if training_params:
+            bias = {b.attribute: b for b in describe(training_params)}
 
-    reads_params = getattr(model, "reads_parameters", False)
-    images = None if reads_params else load_split_arrays(root, split, progress=progress)[0]
-    logits = model_logits(model, images, originals, batch_size)
-    labels = np.array([p.true_label for p in originals])
-    accuracy = float(((logits > 0) == labels).mean())
-    index = {p.id: i for i, p in enumerate(originals)}
-
-    bias = {}
-    if training_params is None and data_bias_split and (root / data_bias_split / "parameters.jsonl").exists():
-        training_params = read_split(root, data_bias_split)
-    if training_params:
-        bias = {b.attribute: b for b in describe(training_params)}
-
-    rows, pairs = [], {}
-    for k, attribute in enumerate(attributes):
-        name = f"{split}{INTERVENTION_SEPARATOR}{attribute}"
-        changed = read_split(root, name)
-        try:
-            order = np.array([index[p.original_id] for p in changed])
-        except KeyError as exc:
-            raise DatasetError(f"{root}/{name}: sample points to original {exc.args[0]!r}, which is not in {split!r}") from None
-        bad = [p.id for p in changed if p.changed_attributes != (attribute,)]
-        if bad:
-            raise DatasetError(f"{root}/{name}: sample {bad[0]} did not change only {attribute}")
-        new_images = None if reads_params else load_split_arrays(root, name, progress=False)[0]
-        new_logits = model_logits(model, new_images, changed, batch_size)
-        base = [originals[i] for i in order]
-        da = ATTRIBUTES[attribute].delta(as_numeric(attribute, changed), as_numeric(attribute, base))
-        row = summarise_pairs(attribute, logits[order], new_logits, da, n_resamples, seed + 10 * k)
-        b = bias.get(attribute)
-        if b is not None:
-            row.data_mi_given_legs = b.mutual_information if attribute == "arm_position" else b.mutual_information_given_legs
-            row.data_threshold_accuracy = b.threshold_accuracy
-        rows.append(row)
-        pairs[attribute] = (da, new_logits - logits[order])
-    return ImportanceResult(rows, pairs, accuracy, model_name)
+        rows, pairs = [], {}
+        for k, attribute in enumerate(attributes):
+            intervened = split.intervention(attribute)
+            changed = intervened.params
+            try:
+                order = np.array([index[p.original_id] for p in changed])
+            except KeyError as exc:
+                raise DatasetError(f"{root}/{intervened.name}: sample points to original {exc.args[0]!r}, which is not in {split.name!r}") from None
+            bad = [p.id for p in changed if p.changed_attributes != (attribute,)]
+            if bad:
+                raise DatasetError(f"{root}/{intervened.name}: sample {bad[0]} did not change only {attribute}")
+            new_logits = intervened.logits(self.model)
+            base = [originals[i] for i in order]
+            da = ATTRIBUTES[attribute].delta(as_numeric(attribute, changed), as_numeric(attribute, base))
+            row = summarise_pairs(attribute, logits[order], new_logits, da, self.n_resamples, seed + 10 * k)
+            b = bias.get(attribute)
+            if b is not None:
+                row.data_mi_given_legs = b.mutual_information if attribute == "arm_position" else b.mutual_information_given_legs
+                row.data_threshold_accuracy = b.threshold_accuracy
+            rows.append(row)
+            pairs[attribute] = (da, new_logits - logits[order])
+        return ImportanceResult(rows, pairs, accuracy, self.model_name)
 
 
-def write_outputs(result: ImportanceResult, out_dir: str | Path, stem: str = "importance") -> dict[str, Path]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        "csv": result.write_csv(out_dir / f"{stem}.csv"),
-        "markdown": result.write_markdown(out_dir / f"{stem}.md"),
-        "figure": result.plot(out_dir / f"{stem}.png"),
-        "reliance_vs_bias": plot_reliance_vs_bias(result, out_dir / f"{stem}_vs_data_bias.png"),
-    }
-
-
-__all__ = ["ImportanceResult", "measure_importance", "summarise_pairs", "write_outputs"]

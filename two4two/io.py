@@ -7,11 +7,13 @@ content or the whole new one. Errors name the path.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping
+from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
 
 def _temporary_beside(path: Path) -> Path:
@@ -52,6 +54,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     """Indented UTF-8 JSON with a final newline (sidecars, manifests, histories)."""
     return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def atomic_write_csv(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Records (dicts with the same keys) as CSV with a header row."""
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(records[0]) if records else [])
+    writer.writeheader()
+    writer.writerows(records)
+    return atomic_write_text(path, table.getvalue())
 
 
 def atomic_write_files(files: Mapping[Path, bytes]) -> None:

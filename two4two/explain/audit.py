@@ -10,13 +10,12 @@ also applied to the original images, so its own error is on record beside the au
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from two4two.io import atomic_write_text
+from two4two.io import atomic_write_csv, atomic_write_text
 from two4two.models.observer import OBSERVED, sampling_ranges, scaled_errors
 from two4two.parameters import ATTRIBUTES
 
@@ -46,7 +45,6 @@ class AuditResult:
         return {a: (float(r.mean()), float(r.std())) for a, r in ((a, interpolation_ranges(v)) for a, v in self.observed.items())}
 
     def format_table(self) -> str:
-
         change = self.change()
         lines = [
             f"Counterfactual audit: {len(self.ids)} interpolations × {len(self.targets)} steps, "
@@ -59,7 +57,6 @@ class AuditResult:
 
     def write(self, out_dir: str | Path, stem: str = "audit") -> dict[str, Path]:
         """CSV and Markdown of the table and the Figure-5-style plot."""
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         change = self.change()
@@ -69,10 +66,7 @@ class AuditResult:
             for a in sorted(change, key=lambda a: -change[a][0])
         ]
         paths = {"csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
-        with open(paths["csv"], "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write_csv(paths["csv"], rows)
         md = ["| attribute | mean max−min | std | observer MSE on originals |", "|---|---|---|---|"]
         md += [f"| {r['label']} | {r['mean_max_minus_min']:.3f} | {r['std_max_minus_min']:.3f} | {r['observer_mse_on_originals']:.5f} |" for r in rows]
         atomic_write_text(paths["md"], "\n".join(md) + "\n")
@@ -101,45 +95,44 @@ class AuditResult:
         return save_figure(fig, path, "Observer's reading of each attribute along INN counterfactual interpolations (yaw: turns from the start)")
 
 
-def audit_counterfactuals(
-    inn,
-    observer,
-    root: str | Path,
-    split: str = "test",
-    images: int = 100,
-    steps: int = 11,
-    coverage: float = 0.99,
-    seed: int = 0,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> AuditResult:
-    """Interpolate `images` images of `split` over `steps` logits spanning `coverage` of the INN's logits."""
-    import torch
-    from tqdm import tqdm
+class CounterfactualAudit:
+    """Evaluation: interpolate `images` images of a split over `steps` logits spanning `coverage`
+    of the INN's logits, and let the observer read every attribute on every step."""
 
-    from two4two.dataset import load_split_arrays
-    from two4two.errors import Two4TwoError
-    from two4two.explain.counterfactual import counterfactuals, require_invertible, spanning_quantiles, target_logits
-    from two4two.models.training import predict_logits
+    name = "audit"
 
-    require_invertible(inn, "inn")
-    data, params = load_split_arrays(root, split, progress=False)
-    if not 1 <= images <= len(data):
-        raise Two4TwoError(f"images: {images} must be between 1 and the split's {len(data)} images")
-    targets = target_logits(predict_logits(inn, data), spanning_quantiles(coverage, steps))
-    truth = {a: np.array([getattr(p, a) for p in params], float) for a in OBSERVED}
-    read = observer.predict_attributes(data)
-    original_mse = {a: float(np.mean(scaled_errors(a, read[a], truth[a]) ** 2)) for a in OBSERVED}
+    def __init__(self, inn, observer, images: int = 100, steps: int = 11, coverage: float = 0.99,
+                 batch_size: int = 16, progress: bool = True):
+        from two4two.explain.counterfactual import require_invertible
 
-    chosen = np.sort(np.random.default_rng(seed).choice(len(data), size=images, replace=False))
-    observed = {a: np.empty((images, steps)) for a in OBSERVED}
-    for start in tqdm(range(0, images, batch_size), desc="audit", unit="batch", disable=not progress):
-        idx = chosen[start : start + batch_size]
-        x = torch.from_numpy(data[idx]).permute(0, 3, 1, 2).float() / 255
-        moved, _ = counterfactuals(inn, x, torch.from_numpy(targets).float())
-        flat = moved.clamp(0, 1).reshape(-1, *moved.shape[2:])
-        predicted = observer.predict_attributes(flat)
-        for a in OBSERVED:
-            observed[a][start : start + len(idx)] = predicted[a].reshape(len(idx), steps)
-    scaled = {a: to_unit_scale(a, v) for a, v in observed.items()}
-    return AuditResult(targets=targets, observed=scaled, original_mse=original_mse, ids=[params[i].id for i in chosen])
+        require_invertible(inn, "inn")
+        self.inn, self.observer, self.images, self.steps, self.coverage = inn, observer, images, steps, coverage
+        self.batch_size, self.progress = batch_size, progress
+
+    def evaluate(self, split, seed: int = 0) -> AuditResult:
+        import torch
+        from tqdm import tqdm
+
+        from two4two.errors import Two4TwoError
+        from two4two.explain.counterfactual import counterfactuals, spanning_quantiles, target_logits
+        from two4two.models.inputs import image_batch
+
+        data, params, images, steps = split.images, split.params, self.images, self.steps
+        if not 1 <= images <= len(data):
+            raise Two4TwoError(f"images: {images} must be between 1 and the split's {len(data)} images")
+        targets = target_logits(split.logits(self.inn), spanning_quantiles(self.coverage, steps))
+        truth = {a: np.array([getattr(p, a) for p in params], float) for a in OBSERVED}
+        read = self.observer.predict_attributes(data)
+        original_mse = {a: float(np.mean(scaled_errors(a, read[a], truth[a]) ** 2)) for a in OBSERVED}
+
+        chosen = np.sort(np.random.default_rng(seed).choice(len(data), size=images, replace=False))
+        observed = {a: np.empty((images, steps)) for a in OBSERVED}
+        for start in tqdm(range(0, images, self.batch_size), desc="audit", unit="batch", disable=not self.progress):
+            idx = chosen[start : start + self.batch_size]
+            moved, _ = counterfactuals(self.inn, image_batch(data[idx]), torch.from_numpy(targets).float())
+            flat = moved.clamp(0, 1).reshape(-1, *moved.shape[2:])
+            predicted = self.observer.predict_attributes(flat)
+            for a in OBSERVED:
+                observed[a][start : start + len(idx)] = predicted[a].reshape(len(idx), steps)
+        scaled = {a: to_unit_scale(a, v) for a, v in observed.items()}
+        return AuditResult(targets=targets, observed=scaled, original_mse=original_mse, ids=[params[i].id for i in chosen])

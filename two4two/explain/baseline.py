@@ -57,41 +57,33 @@ class BaselineGrid:
     labels: tuple[str, ...]  # one per column
     edges: np.ndarray  # columns + 1 logit values: the column boundaries (min, quantiles, max)
 
-    def save(self, path: str | Path, title: str = "What the model predicts (example outputs)", dpi: int = 110) -> tuple[Path, Path]:
+    def save(self, path: str | Path, title: str = "What the model predicts (example outputs)", dpi: int = 110) -> dict[str, Path]:
         """The grid as a PNG with one label per column, and the ids and logits per cell as JSON."""
         from two4two.io import atomic_write_json
         from two4two.plotting import save_image_grid
 
         path = save_image_grid(self.images, self.labels, path, title, dpi=dpi)
-        sidecar = Path(path).with_suffix(".json")
         record = {"columns": list(self.labels), "column_edges": self.edges.tolist(), "ids": self.ids, "logits": self.logits.tolist()}
-        atomic_write_json(sidecar, record)
-        return path, sidecar
+        return {"png": path, "json": atomic_write_json(Path(path).with_suffix(".json"), record)}
 
 
-def baseline_grid(
-    model,
-    root: str | Path,
-    split: str = "test",
-    rows: int = 10,
-    labels: Sequence[str] = QUINTILE_LABELS,
-    seed: int = 0,
-    progress: bool = False,
-) -> BaselineGrid:
-    """Rows × len(labels) images of `split`, one column per equal share of the model's logits."""
-    from two4two.dataset import load_split_arrays
-    from two4two.models.training import predict_logits
+class Baseline:
+    """Explainer: `rows` × len(labels) images of a split, one column per equal share of the model's logits."""
 
-    labels = tuple(labels)
-    if rows < 1:
-        raise Two4TwoError(f"rows: {rows} must be at least 1")
-    images, params = load_split_arrays(root, split, progress=progress)
-    logits = predict_logits(model, images)
-    cells = choose_cells(logits, rows, len(labels), seed)
-    return BaselineGrid(
-        images=images[cells],
-        ids=[[params[i].id for i in row] for row in cells],
-        logits=logits[cells],
-        labels=labels,
-        edges=np.quantile(logits, np.linspace(0, 1, len(labels) + 1)),
-    )
+    name = "baseline"
+
+    def __init__(self, model, rows: int = 10, labels: Sequence[str] = QUINTILE_LABELS):
+        if rows < 1:
+            raise Two4TwoError(f"rows: {rows} must be at least 1")
+        self.model, self.rows, self.labels = model, rows, tuple(labels)
+
+    def explain(self, split, seed: int = 0) -> BaselineGrid:
+        logits = split.logits(self.model)
+        cells = choose_cells(logits, self.rows, len(self.labels), seed)
+        return BaselineGrid(
+            images=split.images[cells],
+            ids=[[split.params[i].id for i in row] for row in cells],
+            logits=logits[cells],
+            labels=self.labels,
+            edges=np.quantile(logits, np.linspace(0, 1, len(self.labels) + 1)),
+        )

@@ -164,7 +164,7 @@ class ConceptExplanation:
         lines.append(f"{len(self.fit.components)} components explain {self.fit.explained_variance:.3f} of the variance of {self.layer}")
         return "\n".join(lines)
 
-    def save(self, path: str | Path, dpi: int = 110, title: str | None = None, show_r: bool = True) -> tuple[Path, Path]:
+    def save(self, path: str | Path, dpi: int = 110, title: str | None = None, show_r: bool = True) -> dict[str, Path]:
         """The figure (two rows per concept: positive pole, negative pole) and a JSON sidecar.
 
         `title` and `show_r=False` give participants a figure without the technical labels.
@@ -203,9 +203,7 @@ class ConceptExplanation:
             ],
             "sign_convention": "each component is oriented so r >= 0: positive scores go with higher logits (Stretchy)",
         }
-        sidecar = path.with_suffix(".json")
-        atomic_write_json(sidecar, record)
-        return path, sidecar
+        return {"png": path, "json": atomic_write_json(path.with_suffix(".json"), record)}
 
 
 def layer_activations(model, images: np.ndarray, batch_size: int = 64, progress: bool = False) -> tuple[str, np.ndarray, np.ndarray]:
@@ -213,63 +211,61 @@ def layer_activations(model, images: np.ndarray, batch_size: int = 64, progress:
     import torch
     from tqdm import tqdm
 
+    from two4two.models.inputs import image_batch
+
     name, layer = concept_layer(model)
     model.eval()
     device = next(model.parameters()).device
     acts, logits = [], []
     with torch.no_grad():
         for start in tqdm(range(0, len(images), batch_size), desc=f"activations of {name}", unit="batch", disable=not progress):
-            x = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2).float() / 255
+            x = image_batch(images[start : start + batch_size], device)
             acts.append(layer(x).double().cpu().numpy())
             logits.append(model(x).double().cpu().numpy().reshape(-1))
     return name, np.concatenate(acts), np.concatenate(logits)
 
 
-def concept_explanation(
-    model,
-    root: str | Path,
-    split: str = "test",
-    images: int = 500,
-    components: int = 10,
-    keep: int = 5,
-    examples: int = 5,
-    seed: int = 0,
-    progress: bool = False,
-) -> ConceptExplanation:
-    """Concepts of `model` from `images` randomly drawn images of a split, with example images."""
-    from two4two.dataset import load_image, read_split
+class Concepts:
+    """Explainer: concepts of `model` from `images` randomly drawn images of a split, with example images."""
 
-    name, _ = concept_layer(model)  # a clear error before loading anything
-    params = read_split(root, split)
-    if not 3 <= images <= len(params):
-        raise Two4TwoError(f"images: {images} must be between 3 and the split's {len(params)} images")
-    if not 1 <= examples <= images:
-        raise Two4TwoError(f"examples: {examples} must be between 1 and images ({images})")
-    chosen = np.sort(np.random.default_rng(seed).choice(len(params), size=images, replace=False))
-    pixels = np.stack([load_image(root, split, params[i].id) for i in chosen])
-    name, acts, logits = layer_activations(model, pixels, progress=progress)
-    fit = fit_concepts(acts, logits, components=components, keep=keep)
-    maps = fit.score_maps(acts)  # N × k × h × w
-    scores = maps.mean(axis=(2, 3))
-    shown, ids, shown_scores = [], [], []
-    for i in fit.kept:
-        scale = float(np.quantile(np.abs(maps[:, i]), 0.99))  # one brightness scale per concept
-        poles, pole_ids, pole_scores = [], [], []
-        for sign in (1.0, -1.0):
-            top = np.argsort(-sign * scores[:, i], kind="stable")[:examples]
-            poles.append(highlight(pixels[top], sign * maps[top, i], scale))
-            pole_ids.append([params[chosen[j]].id for j in top])
-            pole_scores.append(scores[top, i])
-        shown.append(poles)
-        ids.append(pole_ids)
-        shown_scores.append(pole_scores)
-    return ConceptExplanation(
-        fit=fit,
-        layer=name,
-        split=split,
-        image_count=images,
-        seed=seed,
-        examples=np.array(shown, dtype=np.uint8),
-        example_ids=ids,
-        example_scores=np.array(shown_scores),
-    )
+    name = "concepts"
+
+    def __init__(self, model, images: int = 500, components: int = 10, keep: int = 5, examples: int = 5, progress: bool = False):
+        concept_layer(model)  # a clear error before anything is loaded
+        if not 1 <= examples <= images:
+            raise Two4TwoError(f"examples: {examples} must be between 1 and images ({images})")
+        self.model, self.images, self.components, self.keep, self.examples = model, images, components, keep, examples
+        self.progress = progress
+
+    def explain(self, split, seed: int = 0) -> ConceptExplanation:
+        params = split.params
+        if not 3 <= self.images <= len(params):
+            raise Two4TwoError(f"images: {self.images} must be between 3 and the split's {len(params)} images")
+        chosen = np.sort(np.random.default_rng(seed).choice(len(params), size=self.images, replace=False))
+        pixels = split.images[chosen]
+        name, acts, logits = layer_activations(self.model, pixels, progress=self.progress)
+        fit = fit_concepts(acts, logits, components=self.components, keep=self.keep)
+        maps = fit.score_maps(acts)  # N × k × h × w
+        scores = maps.mean(axis=(2, 3))
+        shown, ids, shown_scores = [], [], []
+        for i in fit.kept:
+            scale = float(np.quantile(np.abs(maps[:, i]), 0.99))  # one brightness scale per concept
+            poles, pole_ids, pole_scores = [], [], []
+            for sign in (1.0, -1.0):
+                top = np.argsort(-sign * scores[:, i], kind="stable")[: self.examples]
+                poles.append(highlight(pixels[top], sign * maps[top, i], scale))
+                pole_ids.append([params[chosen[j]].id for j in top])
+                pole_scores.append(scores[top, i])
+            shown.append(poles)
+            ids.append(pole_ids)
+            shown_scores.append(pole_scores)
+        return ConceptExplanation(
+            fit=fit,
+            layer=name,
+            split=split.name,
+            image_count=self.images,
+            seed=seed,
+            examples=np.array(shown, dtype=np.uint8),
+            example_ids=ids,
+            example_scores=np.array(shown_scores),
+        )

@@ -81,14 +81,13 @@ class CounterfactualGrid:
     achieved_logits: np.ndarray  # rows × columns: the model's logit on the saved 8-bit image
 
     def save(self, path: str | Path, title: str = "INN counterfactual interpolations", dpi: int = 110,
-             column_titles: Sequence[str] | None = None) -> tuple[Path, Path]:
+             column_titles: Sequence[str] | None = None) -> dict[str, Path]:
         """The grid as a PNG with column labels (default: quantile and logit), and its ids and logits as JSON beside it."""
         from two4two.io import atomic_write_json
         from two4two.plotting import save_image_grid
 
         titles = column_titles or [f"q {q:.3g}\nlogit {t:+.2f}" for q, t in zip(self.quantiles, self.targets)]
         path = save_image_grid(self.images, titles, path, title, dpi=dpi)
-        sidecar = Path(path).with_suffix(".json")
         record = {
             "ids": self.ids,
             "quantiles": self.quantiles.tolist(),
@@ -96,42 +95,36 @@ class CounterfactualGrid:
             "original_logits": self.original_logits.tolist(),
             "achieved_logits": self.achieved_logits.tolist(),
         }
-        atomic_write_json(sidecar, record)
-        return path, sidecar
+        return {"png": path, "json": atomic_write_json(Path(path).with_suffix(".json"), record)}
 
 
-def counterfactual_grid(
-    model,
-    root: str | Path,
-    split: str = "test",
-    rows: int = 10,
-    quantiles: Sequence[float] = QUINTILE_CENTRES,
-    seed: int = 0,
-    progress: bool = False,
-) -> CounterfactualGrid:
-    """Rows: randomly chosen images of `split`; columns: its logits at `quantiles`."""
-    import torch
+class Counterfactuals:
+    """Explainer: rows of randomly chosen images of a split, each moved to the logits at `quantiles` (an INN only)."""
 
-    from two4two.dataset import load_split_arrays
-    from two4two.models.training import predict_logits
+    name = "counterfactuals"
 
-    require_invertible(model)
-    images, params = load_split_arrays(root, split, progress=progress)
-    if rows < 1 or rows > len(images):
-        raise Two4TwoError(f"rows: {rows} must be between 1 and the split's {len(images)} images")
-    logits = predict_logits(model, images)
-    quantiles = np.asarray(quantiles, float)
-    targets = target_logits(logits, quantiles)
-    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=rows, replace=False))
-    x = torch.from_numpy(images[chosen]).permute(0, 3, 1, 2).float() / 255
-    moved, original = counterfactuals(model, x, torch.from_numpy(targets).float())
-    as_uint8 = (moved.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
-    achieved = predict_logits(model, as_uint8.reshape(-1, *as_uint8.shape[2:])).reshape(rows, len(targets))
-    return CounterfactualGrid(
-        images=as_uint8,
-        ids=[params[i].id for i in chosen],
-        quantiles=quantiles,
-        targets=targets,
-        original_logits=original.double().numpy(),
-        achieved_logits=achieved,
-    )
+    def __init__(self, model, rows: int = 10, quantiles: Sequence[float] = QUINTILE_CENTRES):
+        require_invertible(model)
+        self.model, self.rows, self.quantiles = model, rows, np.asarray(quantiles, float)
+
+    def explain(self, split, seed: int = 0) -> CounterfactualGrid:
+        import torch
+
+        from two4two.models.inputs import image_batch
+        from two4two.models.training import predict_logits
+
+        if self.rows < 1 or self.rows > len(split):
+            raise Two4TwoError(f"rows: {self.rows} must be between 1 and the split's {len(split)} images")
+        targets = target_logits(split.logits(self.model), self.quantiles)
+        chosen = np.sort(np.random.default_rng(seed).choice(len(split), size=self.rows, replace=False))
+        moved, original = counterfactuals(self.model, image_batch(split.images[chosen]), torch.from_numpy(targets).float())
+        as_uint8 = (moved.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+        achieved = predict_logits(self.model, as_uint8.reshape(-1, *as_uint8.shape[2:])).reshape(self.rows, len(targets))
+        return CounterfactualGrid(
+            images=as_uint8,
+            ids=[split.params[i].id for i in chosen],
+            quantiles=self.quantiles,
+            targets=targets,
+            original_logits=original.double().numpy(),
+            achieved_logits=achieved,
+        )

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from two4two.models.inputs import image_batch
 from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
 
 OBSERVED = MEASURED_ATTRIBUTES  # the ten attributes importance measures
@@ -120,7 +121,7 @@ class Observer(nn.Module):
             for start in range(0, len(images), batch_size):
                 chunk = images[start : start + batch_size]
                 if isinstance(chunk, np.ndarray):
-                    x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255
+                    x = image_batch(chunk)
                 else:
                     x = chunk.float()
                 outputs.append(self(x.to(device)).double().cpu().numpy())
@@ -147,8 +148,20 @@ class Observer(nn.Module):
 
 def attribute_mse_table(record: dict) -> str:
     """The per-attribute MSE lines of a validation record, for printing."""
-
     lines = [f"{'attribute':<16} {'MSE (0-1 scale)':>16}"]
     lines += [f"{ATTRIBUTES[a].label:<16} {record[f'mse_{a}']:>16.5f}" for a in OBSERVED]
     return "\n".join(lines)
 
+
+
+class ObserverCheck:
+    """Evaluation: the observer's per-attribute error and label accuracy on a split (are the attributes recoverable?)."""
+
+    name = "observe"
+
+    def __init__(self, observer: Observer):
+        self.observer = observer
+
+    def evaluate(self, split, seed: int = 0) -> dict:
+        """The validation record: `mse_<attribute>` on the [0, 1] scale, `label_accuracy`, `mean_mse`."""
+        return self.observer.validation_record(split.images, split.params)

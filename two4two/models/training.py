@@ -3,7 +3,7 @@
     kind: classifier                           # or observer (arch: observer)
     name: small_cnn_study2022_64px
     data: data/study2022_64px                  # a rendered dataset directory
-    dataset_config: configs/study2022_64px.yaml   # optional: rendered first if data is missing
+    dataset_config: configs/study2022_64px.yaml   # optional: `two4two train` renders it first if data is missing
     model: {arch: small_cnn, width: 16}
     training: {epochs: 8, batch_size: 128, learning_rate: 0.002, seed: 0}
     output_dir: models/small_cnn_study2022_64px
@@ -159,6 +159,8 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device=None
     """Logits of a module or any callable (image batch → one logit each) for uint8 images (N×H×W×3)."""
     import torch
 
+    from two4two.models.inputs import image_batch
+
     if isinstance(model, torch.nn.Module):
         model.eval()
         device = device or next(model.parameters(), torch.zeros(0)).device
@@ -166,7 +168,7 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device=None
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start : start + batch_size]).to(device).permute(0, 3, 1, 2).float() / 255
+            x = image_batch(images[start : start + batch_size], device)
             logits = torch.as_tensor(model(x)).reshape(-1)
             if logits.shape[0] != x.shape[0]:
                 raise ValueError(f"model returned {logits.shape[0]} logits for {x.shape[0]} images; expected one per image")
@@ -198,16 +200,13 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
     from tqdm import tqdm
 
     from two4two.dataset import load_split_arrays
+    from two4two.models.inputs import image_batch
 
     ts = config.training
-    if not (config.data / ts.train_split / "parameters.jsonl").exists():
-        if config.dataset_config is None:
-            raise Two4TwoError(f"data: {config.data} has no split {ts.train_split!r}; render it or set dataset_config")
-        from two4two.config import load_config
-        from two4two.dataset import plan_config, run_render_job
-
-        dataset = load_config(config.dataset_config)
-        run_render_job(plan_config(dataset, config.data), resume=True)
+    for split in (ts.train_split, ts.validation_split):
+        if not (config.data / split / "parameters.jsonl").exists():
+            hint = f"two4two train renders it from dataset_config {config.dataset_config}" if config.dataset_config else "render it first"
+            raise Two4TwoError(f"data: {config.data} has no split {split!r}; {hint}")
 
     torch.manual_seed(ts.seed)
     rng = np.random.default_rng(ts.seed)
@@ -265,7 +264,7 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{ts.epochs}", disable=not progress, unit="batch") as bar:
             for start in range(0, len(order), ts.batch_size):
                 idx = order[start : start + ts.batch_size]
-                x = torch.from_numpy(train_images[idx]).to(device).permute(0, 3, 1, 2).float() / 255
+                x = image_batch(train_images[idx], device)
                 if ts.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 if ts.augment_fliplr:

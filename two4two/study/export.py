@@ -161,14 +161,17 @@ def _enlarged_png(image: np.ndarray, path: Path, scale: int = 4) -> None:
     Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = False, create_interventions: bool = False,
-                 workers: int | None = None, progress: bool = True) -> Path:
-    """Write the study bundle of `config` to `out_dir`; returns the manifest's path."""
-    from two4two.dataset import load_split_arrays
+def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write the study bundle of `config` to `out_dir`; returns the manifest's path.
+
+    Reads finished data only: the answer key needs every measured attribute's
+    intervention split (`two4two study export --create-interventions` renders them first).
+    """
     from two4two.explain.counterfactual import require_invertible
-    from two4two.importance import measure_importance, write_outputs
+    from two4two.importance import Importance
     from two4two.models.training import load_classifier
     from two4two.parameters import MEASURED_ATTRIBUTES
+    from two4two.split import Split
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -182,17 +185,17 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
     (partial / "stimuli").mkdir(parents=True)
     (partial / "tutorial").mkdir()
     try:
-        importance = measure_importance(model, config.data, config.split, list(MEASURED_ATTRIBUTES), create_missing=create_interventions,
-                                        workers=workers, seed=config.seed, model_name=Path(config.model).name, progress=progress)
+        split = Split(config.data, config.split, progress=progress)  # read once: every stimulus below shares it
+        importance = Importance(model, list(MEASURED_ATTRIBUTES), model_name=Path(config.model).name).evaluate(split, seed=config.seed)
         key = derive_answer_key(importance, config.answer_key)
-        write_outputs(importance, partial / "importance")
+        importance.write(partial / "importance")
         atomic_write_json(partial / "answer_key.json", key.to_dict())
 
         stimuli = {}
         for condition in config.conditions:
-            stimuli[condition] = _make_stimulus(condition, model, config, partial / "stimuli" / f"{condition}.png")
+            stimuli[condition] = _make_stimulus(condition, model, config, split, partial / "stimuli" / f"{condition}.png")
 
-        images, params = load_split_arrays(config.data, config.split, progress=False)
+        images, params = split.images, split.params
         peeky = min(range(len(params)), key=lambda i: params[i].arm_position)
         stretchy = max(range(len(params)), key=lambda i: params[i].arm_position)
         _enlarged_png(images[peeky], partial / "tutorial" / "peeky.png")
@@ -209,27 +212,27 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
     return out_dir / "manifest.json"
 
 
-def _make_stimulus(condition: str, model, config: StudyConfig, path: Path) -> dict:
+def _make_stimulus(condition: str, model, config: StudyConfig, split, path: Path) -> dict:
     """The explanation of one condition as a PNG (+ JSON sidecar); returns its manifest entry."""
     if condition == "baseline":
-        from two4two.explain.baseline import baseline_grid
+        from two4two.explain.baseline import Baseline
 
-        grid = baseline_grid(model, config.data, config.split, rows=config.rows, seed=config.seed)
+        grid = Baseline(model, rows=config.rows).explain(split, seed=config.seed)
         grid.save(path, title="The system's predictions, sorted by certainty")
         shown, caption = grid.images.shape[0] * grid.images.shape[1], "Columns: equal shares of the system's predictions, from very certain Peeky to very certain Stretchy."
     elif condition == "counterfactual":
         from two4two.explain.baseline import QUINTILE_LABELS
-        from two4two.explain.counterfactual import QUINTILE_CENTRES, counterfactual_grid
+        from two4two.explain.counterfactual import QUINTILE_CENTRES, Counterfactuals
 
-        grid = counterfactual_grid(model, config.data, config.split, rows=config.rows, quantiles=QUINTILE_CENTRES, seed=config.seed)
+        grid = Counterfactuals(model, rows=config.rows, quantiles=QUINTILE_CENTRES).explain(split, seed=config.seed)
         grid.save(path, title="Each row: one picture changed until the prediction changes", column_titles=QUINTILE_LABELS)
         shown, caption = grid.images.shape[0] * grid.images.shape[1], "Left: very certain Peeky; right: very certain Stretchy."
     else:
-        from two4two.explain.concepts import concept_explanation
+        from two4two.explain.concepts import Concepts
 
         examples = max(1, config.rows // 2)  # 5 concepts × 2 rows × rows/2 images = as many images as the grids
-        explanation = concept_explanation(model, config.data, config.split, images=config.concepts["images"],
-                                          components=config.concepts["components"], keep=COLUMNS, examples=examples, seed=config.seed)
+        explanation = Concepts(model, images=config.concepts["images"], components=config.concepts["components"],
+                               keep=COLUMNS, examples=examples).explain(split, seed=config.seed)
         explanation.save(path, title="Concepts the system has learned, most important first", show_r=False)
         shown, caption = int(np.prod(explanation.examples.shape[:3])), "Two rows per concept; highlighted: where the concept is found."
     return {"image": f"stimuli/{path.name}", "caption": caption, "images_shown": shown}
