@@ -54,7 +54,7 @@ def main() -> None:
         if name == "inn" and args.split == "test" and args.images == 500 and args.seed == 0:
             png = explanation.save(ROOT / "docs" / "concepts_inn.png", dpi=80)["png"]
             Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)  # small enough for the README
-            sidecar.unlink()
+            png.with_suffix(".json").unlink()
             print(f"README figure: {png} ({png.stat().st_size / 1000:.0f} KB)")
     print(f"\noutputs: {OUT}")
 
