@@ -1,0 +1,235 @@
+"""Render jobs: plan a config's splits, render what is missing through one pool, add interventions.
+
+`ensure` is what the CLI calls before a stage that reads data: it renders whatever of a
+dataset (and of the intervention splits asked for) is missing, locally or on Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, fingerprint, package_versions, read_manifest, read_split, write_manifest
+from two4two.dataset.writer import SplitWriter, prepare_output
+from two4two.errors import Two4TwoError
+from two4two.parameters import SceneParameters, iter_jsonl
+
+
+@dataclass
+class RenderJob:
+    """Planned splits (name → parameters), what they mean, where they go and how to render them."""
+
+    root: Path
+    splits: dict[str, list[SceneParameters]]
+    split_info: dict[str, dict]
+    identity: dict
+    name: str
+    settings: Any  # RenderSettings, also recorded in `identity`
+
+
+def run_render_job(
+    job: RenderJob,
+    workers: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    backend: str = "local",
+    **pool_options,
+) -> dict:
+    """Render every missing sample of every split through one pool; returns the manifest.
+
+    `backend` ("local" or "ray", with `address=` for a cluster) is not part of the
+    dataset's identity: a render started on one backend resumes on the other.
+    """
+    from two4two.render import check_backend, validate_all
+
+    check_backend(backend, pool_options.get("address"))
+    for split, params in job.splits.items():
+        try:
+            validate_all(params)
+        except Two4TwoError as exc:
+            raise Two4TwoError(f"split {split}: {exc}") from None
+    existing = prepare_output(job.root, job.identity, resume, overwrite)
+    if existing is not None and existing.get("status") == "complete":
+        print(f"{job.root}: already complete ({sum(existing['counts'].values())} samples); nothing to do")
+        return existing
+    job.root.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "name": job.name,
+        "fingerprint": fingerprint(job.identity),
+        **job.identity,
+        "versions": package_versions(),
+        # Splits added later (add_intervention_splits) stay recorded when a render resumes.
+        "splits": {**(existing or {}).get("splits", {}), **job.split_info},
+        "counts": {**(existing or {}).get("counts", {}), **{s: 0 for s in job.splits}},
+        "status": "incomplete",
+    }
+    write_manifest(job.root, manifest)
+
+    writers = render_splits(job.root, job.splits, job.settings, workers, progress, job.name, manifest, backend, **pool_options)
+    manifest["counts"].update({s: w.next_index for s, w in writers.items()})
+    manifest["status"] = "complete" if all(w.complete for w in writers.values()) else "incomplete"
+    write_manifest(job.root, manifest)
+    return manifest
+
+
+def render_splits(
+    root: Path,
+    splits: dict[str, list[SceneParameters]],
+    settings,
+    workers: int | None = None,
+    progress: bool = True,
+    name: str = "",
+    manifest: dict | None = None,
+    backend: str = "local",
+    **pool_options,
+) -> dict[str, "SplitWriter"]:
+    """Render what is missing of each split into root/SPLIT through one pool of `backend`."""
+    from tqdm import tqdm
+
+    from two4two.render import open_pool
+
+    writers = {s: SplitWriter(root / s, params) for s, params in splits.items()}
+    # One flat work list over all splits keeps the pool busy across split boundaries.
+    flat: list[SceneParameters] = []
+    owner: list[tuple[str, int]] = []
+    for s, w in writers.items():
+        for i in w.remaining:
+            flat.append(splits[s][i])
+            owner.append((s, i))
+    try:
+        if flat:
+            with open_pool(backend, workers, settings, **pool_options) as pool, tqdm(
+                total=len(flat), unit="img", disable=not progress, smoothing=0.05, desc=f"render {name}".strip()
+            ) as bar:
+                for result in pool.imap(flat):
+                    split, index = owner[result.index]
+                    writers[split].write(index, result.image, result.mask)
+                    bar.update(1)
+                if manifest is not None:
+                    manifest["worker_rss_mb"] = {str(k): round(v, 1) for k, v in pool.worker_rss_mb.items()}
+    finally:
+        for w in writers.values():
+            w.close()
+    return writers
+
+
+def add_intervention_splits(
+    root: str | Path, split: str, attributes: Sequence[str], workers: int | None = None, progress: bool = True,
+    backend: str = "local", **pool_options,
+) -> list[str]:
+    """Render the missing `split`_intervened_`attribute` splits of an existing dataset.
+
+    Interventions are drawn by the dataset's own config (`DatasetConfig.sample_intervention`:
+    its sampler, its seed rule), exactly as if the config had listed them, and rendered
+    with its render settings through the chosen backend.
+    """
+    from two4two.config import INTERVENTION_SEPARATOR, parse_config
+    from two4two.render import RenderSettings, check_backend
+    from two4two.sampling import SceneBatch
+
+    root = Path(root)
+    manifest = read_manifest(root)
+    if manifest is None or "config" not in manifest:
+        raise DatasetError(f"{root}: not a dataset rendered from a config; cannot draw interventions for it")
+    config = parse_config(manifest["config"], f"{root}/{MANIFEST}")
+    if manifest.get("splits", {}).get(split, {}).get("intervention_of"):
+        raise DatasetError(f"{split}: is itself an intervention split")
+    if split not in config.splits:
+        raise DatasetError(f"{root}: no split {split!r} in its config; it has {', '.join(config.splits)}")
+    originals = read_split(root, split)
+    batch = SceneBatch.from_params(originals)
+    wanted = {f"{split}{INTERVENTION_SEPARATOR}{a}": a for a in attributes}
+    missing = {name: config.sample_intervention(split, attribute, batch).to_list()
+               for name, attribute in wanted.items() if manifest["counts"].get(name) != len(originals)}
+    if missing:
+        check_backend(backend, pool_options.get("address"))
+        settings = RenderSettings(**manifest["render_settings"])
+        writers = render_splits(root, missing, settings, workers, progress, f"interventions of {split}", None, backend, **pool_options)
+        for name, w in writers.items():
+            manifest["splits"][name] = {"n": len(originals), "intervention_of": split, "attribute": wanted[name]}
+            manifest["counts"][name] = w.next_index
+        write_manifest(root, manifest)
+    return list(wanted)
+
+
+def ensure(
+    source,
+    interventions: dict[str, Sequence[str]] | None = None,
+    output_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    backend: str = "local",
+    **pool_options,
+) -> Path:
+    """Render whatever a later stage needs and is missing; return the dataset's root.
+
+    `source` is a dataset config (a DatasetConfig or its YAML path), rendered into
+    `output_dir` (default: the config's), or a rendered dataset directory. Unfinished
+    splits are completed (as `render --resume` would), then each split's listed
+    `interventions` ({split: [attribute, ...]}) that are not there yet are drawn by the
+    config's own seed rule and rendered. The library's stages (training, importance,
+    explanations, study export) only read finished data; the CLI calls this first.
+    """
+    from two4two.config import DatasetConfig, load_config
+
+    if isinstance(source, DatasetConfig) or Path(source).suffix in (".yaml", ".yml"):
+        config = source if isinstance(source, DatasetConfig) else load_config(source)
+        job = plan_config(config, Path(output_dir) if output_dir else None)
+        run_render_job(job, workers, resume=True, progress=progress, backend=backend, **pool_options)  # refuses another config's data
+        root = job.root
+    else:
+        root = Path(source)
+        manifest = read_manifest(root)
+        if manifest is None:
+            raise DatasetError(f"{root}: not a rendered dataset (no {MANIFEST}); render its config first")
+        if manifest.get("status") != "complete":
+            raise DatasetError(f"{root}: incomplete; finish it with two4two render CONFIG --resume")
+    for split, attributes in (interventions or {}).items():
+        if attributes:
+            add_intervention_splits(root, split, attributes, workers, progress, backend, **pool_options)
+    return root
+
+
+def plan_config(config, output_dir: Path | None = None) -> RenderJob:
+    """Every split of a config, with its intervention splits, as parameters to render."""
+    settings = config.render_settings()
+    splits: dict[str, list[SceneParameters]] = {}
+    info: dict[str, dict] = {}
+    for name, split in config.splits.items():
+        originals = config.sample_split(name)
+        splits[name] = originals.to_list()
+        info[name] = {"n": split.n, "intervention_of": None}
+        for attribute, inter_name in zip(split.interventions, split.intervention_split_names()):
+            splits[inter_name] = config.sample_intervention(name, attribute, originals).to_list() if split.n else []
+            info[inter_name] = {"n": split.n, "intervention_of": name, "attribute": attribute}
+    identity = {
+        "config": config.raw,
+        "seed": config.seed,
+        "render_settings": settings.to_dict(),
+        "format": FORMAT_VERSION,
+    }
+    return RenderJob(Path(output_dir or config.output_dir), splits, info, identity, config.name, settings)
+
+
+def plan_params_file(path: Path, output_dir: Path, split: str | None = None, settings=None) -> RenderJob:
+    """Render exactly the parameters of a JSON Lines file, as one split."""
+    from two4two.render import RenderSettings
+
+    settings = settings or RenderSettings()
+    params = list(iter_jsonl(path))
+    split = split or "params"
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    identity = {
+        "params_file_sha256": digest,
+        "render_settings": settings.to_dict(),
+        "format": FORMAT_VERSION,
+    }
+    info = {split: {"n": len(params), "intervention_of": None, "source": str(path)}}
+    return RenderJob(Path(output_dir), {split: params}, info, identity, Path(path).stem, settings)
+
+
+# ---- reading -------------------------------------------------------------------
