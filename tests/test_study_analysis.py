@@ -18,7 +18,6 @@ from two4two.study.analysis import (
     ATTRIBUTES,
     COLUMNS,
     DEFAULT_RULES,
-    PAPER_ACCURACY,
     ExclusionRule,
     Response,
     analyze,
@@ -26,11 +25,12 @@ from two4two.study.analysis import (
     parse_responses,
     parse_rules,
     read_responses,
-    responses_csv,
     simulate_responses,
     write_outputs,
 )
 from two4two.study.questions import BY_NAME
+from two4two.study.responses import responses_csv
+from two4two.study.simulate import PAPER_ACCURACY
 
 HEADER = ",".join(COLUMNS)
 

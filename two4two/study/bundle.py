@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from two4two.errors import BundleError
 from two4two.io import atomic_write_json
-from two4two.study.analysis import ANSWERS, ATTRIBUTES
+from two4two.study.responses import ANSWERS, ATTRIBUTES
 
 FORMAT = "two4two-study-bundle"
 VERSION = 1

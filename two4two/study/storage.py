@@ -351,7 +351,7 @@ def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tupl
     import io
 
     from two4two.io import atomic_write_files
-    from two4two.study.analysis import responses_csv
+    from two4two.study.responses import responses_csv
 
     db = Path(db)
     if not db.is_file():

@@ -1,0 +1,185 @@
+"""The responses file: its schema, reading it strictly, writing it, and the study's design checks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from two4two.errors import ResponsesError
+from two4two.io import atomic_write_files
+from two4two.study.questions import QUESTION_NAMES
+
+ATTRIBUTES = QUESTION_NAMES  # what each response answers, in the study's order
+ANSWERS = ("relevant", "irrelevant")
+COLUMNS = (
+    "participant_id",
+    "condition",
+    "attribute",
+    "answer",
+    "expected",
+    "seconds",
+    "comprehension_failures",
+    "justification",
+)
+NUMERIC_COLUMNS = ("seconds", "comprehension_failures")
+ALTERNATIVES = ("two-sided", "greater", "less")
+
+
+@dataclass(frozen=True)
+class Response:
+    participant_id: str
+    condition: str
+    attribute: str
+    answer: str
+    expected: str
+    seconds: float
+    comprehension_failures: int
+    justification: str = ""
+    line: int = 0  # line of the responses file the row starts on (0: not from a file)
+
+    @property
+    def correct(self) -> bool:
+        return self.answer == self.expected
+
+
+# ---------------------------------------------------------------- reading responses
+
+
+def read_responses(path: str | Path) -> list[Response]:
+    """Read and validate a responses CSV; any problem raises ResponsesError naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResponsesError(f"{path}: no such responses file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ResponsesError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_responses(text, str(path))
+
+
+def parse_responses(text: str, source: str = "<responses>") -> list[Response]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[Response] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ResponsesError(f"{source}: empty file; expected the header {','.join(COLUMNS)}")
+        header = [name.strip() for name in header]
+        missing = [c for c in COLUMNS if c not in header]
+        unknown = [h for h in header if h not in COLUMNS]
+        doubled = sorted({h for h in header if header.count(h) > 1})
+        if missing or unknown or doubled:
+            problems = []
+            if missing:
+                problems.append(f"missing column(s) {', '.join(missing)}")
+            if unknown:
+                problems.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
+            if doubled:
+                problems.append(f"column(s) {', '.join(doubled)} appear twice")
+            raise ResponsesError(f"{source}, line 1: {'; '.join(problems)}; the header must be {','.join(COLUMNS)}")
+        index = {name: header.index(name) for name in COLUMNS}
+        start = reader.line_num + 1
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if not any(f.strip() for f in fields):
+                continue  # blank line
+            if len(fields) != len(header):
+                raise ResponsesError(f"{source}, line {line}: {len(fields)} fields, but the header has {len(header)}")
+            rows.append(_parse_row({name: fields[i] for name, i in index.items()}, source, line))
+    except csv.Error as exc:
+        raise ResponsesError(f"{source}, line {reader.line_num}: not valid CSV ({exc})") from None
+    if not rows:
+        raise ResponsesError(f"{source}: no responses after the header")
+    check_design(rows, source)
+    return rows
+
+
+def _parse_row(rec: dict[str, str], source: str, line: int) -> Response:
+    def bad(column: str, value: str, allowed: str) -> ResponsesError:
+        return ResponsesError(f"{source}, line {line}: {column} {value!r} is not allowed; expected {allowed}")
+
+    values: dict[str, Any] = {}
+    for column in ("participant_id", "condition"):
+        values[column] = rec[column].strip()
+        if not values[column]:
+            raise bad(column, rec[column], "a non-empty name")
+    values["attribute"] = rec["attribute"].strip()
+    if values["attribute"] not in ATTRIBUTES:
+        raise bad("attribute", rec["attribute"], f"one of {', '.join(ATTRIBUTES)}")
+    for column in ("answer", "expected"):
+        values[column] = rec[column].strip()
+        if values[column] not in ANSWERS:
+            raise bad(column, rec[column], f"one of {', '.join(ANSWERS)}")
+    try:
+        seconds = float(rec["seconds"])
+    except ValueError:
+        raise bad("seconds", rec["seconds"], "a number of seconds ≥ 0") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise bad("seconds", rec["seconds"], "a number of seconds ≥ 0")
+    try:
+        failures = int(rec["comprehension_failures"].strip())
+    except ValueError:
+        raise bad("comprehension_failures", rec["comprehension_failures"], "an integer ≥ 0") from None
+    if failures < 0:
+        raise bad("comprehension_failures", rec["comprehension_failures"], "an integer ≥ 0")
+    return Response(
+        seconds=seconds, comprehension_failures=failures, justification=rec["justification"], line=line, **values
+    )
+
+
+def check_design(rows: Sequence[Response], source: str = "<responses>") -> None:
+    """One condition and one comprehension count per participant, every attribute answered exactly once."""
+    for pid, own in _by_participant(rows).items():
+        first = own[0]
+        for r in own[1:]:
+            if r.condition != first.condition:
+                raise ResponsesError(
+                    f"{source}: participant {pid!r} appears in two conditions ({first.condition!r} on line "
+                    f"{first.line}, {r.condition!r} on line {r.line}); each participant sees one condition"
+                )
+            if r.comprehension_failures != first.comprehension_failures:
+                raise ResponsesError(
+                    f"{source}: participant {pid!r} has comprehension_failures {first.comprehension_failures} on "
+                    f"line {first.line} but {r.comprehension_failures} on line {r.line}; it is one number per participant"
+                )
+        seen: dict[str, int] = {}
+        for r in own:
+            if r.attribute in seen:
+                raise ResponsesError(
+                    f"{source}: participant {pid!r} answers {r.attribute} twice (lines {seen[r.attribute]} and "
+                    f"{r.line}); each participant answers each attribute once"
+                )
+            seen[r.attribute] = r.line
+        missing = [a for a in ATTRIBUTES if a not in seen]
+        if missing:
+            raise ResponsesError(
+                f"{source}: participant {pid!r} has no answer for {', '.join(missing)}; "
+                f"each participant answers all of {', '.join(ATTRIBUTES)}"
+            )
+
+
+def _by_participant(rows: Iterable[Response]) -> dict[str, list[Response]]:
+    out: dict[str, list[Response]] = {}
+    for r in rows:
+        out.setdefault(r.participant_id, []).append(r)
+    return out
+
+
+def responses_csv(responses: Iterable[Response]) -> str:
+    """The responses as the CSV text read_responses reads (the study app writes the same)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for r in responses:
+        writer.writerow([getattr(r, c) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_responses(path: str | Path, responses: Iterable[Response]) -> Path:
+    path = Path(path)
+    atomic_write_files({path: responses_csv(responses).encode()})
+    return path
