@@ -48,7 +48,7 @@ import numpy as np
 
 from blender_scripts.exr import read_exr_uncompressed
 from two4two.animal import BLOCK_NAMES, CUBE_FACES, animal_geometry
-from two4two.render.contract import LOOKS
+from two4two.render.contract import LOOKS, check_payload
 
 LABELS = {0: "Background", **{i + 1: name for i, name in enumerate(BLOCK_NAMES)}}  # object names
 ORIGINAL_LIGHT_WATTS = 20_000.0
@@ -190,8 +190,9 @@ class AnimalScene:
 
     # ------------------------------------------------------------------ per sample
     def update(self, params: dict) -> None:
-        """Apply a parameter dict: corners, bevel width, plane position and colours only."""
-        geo = animal_geometry(**{k: params[k] for k in _GEOMETRY_KEYS if k in params})
+        """Apply a worker payload (`two4two.render.worker_payload`): corners, bevel width, plane position, colours."""
+        check_payload(params)
+        geo = animal_geometry(**{k: params[k] for k in _GEOMETRY_KEYS})
         for mesh, corners in zip(self.meshes, geo.corners):
             mesh.vertices.foreach_set("co", corners.astype(np.float32).ravel())
             mesh.update()
@@ -199,17 +200,15 @@ class AnimalScene:
             if abs(bevel.width - geo.bevel_width) > 1e-9:
                 bevel.width = geo.bevel_width
         self.plane.location = (geo.plane_x, 0.0, 0.0)
-        obj = params.get("obj_color_rgb", (0.5, 0.5, 0.5))[:3]
-        bg = params.get("bg_color_rgb", (0.8, 0.8, 0.8))[:3]
-        stand_in = params.get("stand_in_rgb", (0.8654, 0.8654, 0.8654))[:3]
+        obj, bg, stand_in = params["obj_color_rgb"][:3], params["bg_color_rgb"][:3], params["stand_in_rgb"][:3]
         if self.look == "saturated":
             obj, bg, stand_in = srgb_to_linear(obj), srgb_to_linear(bg), srgb_to_linear(stand_in)
         self._animal_color.default_value = (*map(float, obj), 1.0)
         self._plane_color.default_value = (*map(float, bg), 1.0)
         for socket in self._stand_ins:
             socket.default_value = (*map(float, stand_in), 1.0)
-        res = params.get("resolution")
-        if res is not None and (int(res[0]), int(res[1])) != self.resolution:
+        res = params["resolution"]
+        if (int(res[0]), int(res[1])) != self.resolution:
             self.resolution = (int(res[0]), int(res[1]))
         r = self.scene.render
         if (r.resolution_x, r.resolution_y) != self.resolution:
@@ -240,7 +239,7 @@ class AnimalScene:
 
             rgb = denoise_by_label(rgb, mask, self.last_coverage)
         image = self.to_display(rgb)
-        if params.get("fliplr", False):
+        if params["fliplr"]:
             image, mask = image[:, ::-1], mask[:, ::-1]
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 

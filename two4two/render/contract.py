@@ -81,6 +81,19 @@ def default_threads(workers: int) -> int:
     return max(1, available_cpus() // workers)
 
 
+# What a worker receives per sample: every scene parameter and the colours resolved to sRGB.
+PAYLOAD_KEYS = (*FIELD_NAMES, "obj_color_rgb", "bg_color_rgb", "stand_in_rgb")
+
+
+def check_payload(payload: dict) -> None:
+    """Raise ValueError naming any missing or unknown key (a misspelled key must not be ignored)."""
+    unknown = sorted(set(payload) - set(PAYLOAD_KEYS))
+    missing = [k for k in PAYLOAD_KEYS if k not in payload]
+    if unknown or missing:
+        problems = ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + ([f"missing {', '.join(missing)}"] if missing else [])
+        raise ValueError(f"render payload: {'; '.join(problems)}; expected exactly: {', '.join(PAYLOAD_KEYS)}")
+
+
 def worker_payload(params: SceneParameters) -> dict:
     """What a worker needs: the parameters plus their colours resolved to sRGB."""
     payload = params.to_dict()
