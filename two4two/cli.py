@@ -77,7 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_importance(args: argparse.Namespace) -> None:
     from two4two.importance import Importance, available_interventions
-    from two4two.models.training import load_classifier, training_split_of
+    from two4two.models.training import checkpoint_dir, load_classifier, training_split_of
     from two4two.parameters import MEASURED_ATTRIBUTES
     from two4two.split import Split
 
@@ -90,7 +90,7 @@ def _cmd_importance(args: argparse.Namespace) -> None:
         root = ensure(data, **_pool_args(args)) if data.suffix in (".yaml", ".yml") else data
         attributes = args.attributes or available_interventions(root, args.split) or list(MEASURED_ATTRIBUTES)
         data = ensure(root, {args.split: attributes}, **_pool_args(args))
-    model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
+    model_dir = checkpoint_dir(args.model)
     out_dir = Path(args.output) if args.output else model_dir / "importance"
     models = [(model_dir.name or "model", model, "importance")]
     if args.baseline_random:
@@ -202,14 +202,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 def _cmd_explain_audit(args: argparse.Namespace) -> None:
     from two4two.explain.audit import CounterfactualAudit
     from two4two.explain.counterfactual import require_invertible
-    from two4two.models.training import load_classifier, load_observer
+    from two4two.models.training import checkpoint_dir, load_classifier, load_observer
     from two4two.split import Split
 
     inn = require_invertible(load_classifier(args.inn), f"inn {args.inn}")
     audit = CounterfactualAudit(inn, load_observer(args.observer), images=args.images, steps=args.steps, coverage=args.coverage)
     result = audit.evaluate(Split(args.data, args.split), seed=args.seed)
     print(result.format_table())
-    out = Path(args.output) if args.output else (Path(args.inn) if Path(args.inn).is_dir() else Path(args.inn).parent) / "audit"
+    out = Path(args.output) if args.output else checkpoint_dir(args.inn) / "audit"
     paths = result.write(out)
     print("written: " + ", ".join(str(p) for p in paths.values()))
 

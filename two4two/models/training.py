@@ -237,7 +237,7 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
         return bce(model(x), y), {}
 
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = config.output_dir / "model.pt"
+    checkpoint_path = config.output_dir / CHECKPOINT
     state_path = config.output_dir / "last.pt"
     history = []
     best = -math.inf  # scores may be negative (the observer's is −MSE)
@@ -340,12 +340,24 @@ def load_observer(path: str | Path, device=None):
     return load_model(path, "observer", device)
 
 
+CHECKPOINT = "model.pt"  # in a training's output_dir: the best validation epoch
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint given as its file or as the training's output directory."""
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The training's output directory of a checkpoint given either way (outputs go beside it)."""
+    return checkpoint_file(path).parent
+
+
 def load_model(path: str | Path, kind: str, device=None):
     import torch
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise Two4TwoError(f"model: {path}: no such checkpoint")
     try:
@@ -364,8 +376,7 @@ def random_init_like(path: str | Path):
     """A freshly initialised model of a checkpoint's architecture (the untrained baseline)."""
     import torch
 
-    path = Path(path) / "model.pt" if Path(path).is_dir() else Path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(checkpoint_file(path), map_location="cpu", weights_only=False)
     return build_model(checkpoint["arch"], **checkpoint["model_args"]).eval()
 
 
@@ -375,8 +386,7 @@ def training_split_of(path: str | Path):
 
     from two4two.dataset import read_split
 
-    path = Path(path) / "model.pt" if Path(path).is_dir() else Path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(checkpoint_file(path), map_location="cpu", weights_only=False)
     root = Path(checkpoint.get("dataset", ""))
     split = checkpoint.get("training", {}).get("train_split", "train")
     return read_split(root, split) if (root / split / "parameters.jsonl").exists() else None
