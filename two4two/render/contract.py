@@ -115,6 +115,19 @@ def validate_all(params: Sequence[SceneParameters]) -> None:
             raise ParameterError(f"sample {i} (id {p.id}): {exc}") from None
 
 
+class Pool:
+    """What both pools are: a context manager whose `imap(params, indices)` streams RenderResults."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
 class Attempts:
     """The queue of one `imap` call and its failure counts, shared by both pools.
 

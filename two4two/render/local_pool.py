@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 
 from two4two.errors import ParameterError
 from two4two.parameters import SceneParameters
-from two4two.render.contract import Attempts, RenderResult, RenderSettings, default_threads, default_workers, validate_all, worker_payload
+from two4two.render.contract import Attempts, Pool, RenderResult, RenderSettings, default_threads, default_workers, validate_all, worker_payload
 
 
 class _Worker:
@@ -41,7 +41,7 @@ class _Worker:
         self.conn.close()
 
 
-class RenderPool:
+class RenderPool(Pool):
     """N persistent Blender workers. Use as a context manager; `imap` streams results."""
 
     def __init__(
@@ -77,12 +77,6 @@ class RenderPool:
         self.worker_rss_mb: dict[int, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------
-
-    def __enter__(self) -> "RenderPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         for w in self._workers:

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 from two4two.errors import ParameterError
 from two4two.parameters import SceneParameters
-from two4two.render.contract import Attempts, RenderError, RenderResult, RenderSettings, available_cpus, validate_all, worker_payload
+from two4two.render.contract import Attempts, Pool, RenderError, RenderResult, RenderSettings, available_cpus, validate_all, worker_payload
 
 
 def import_ray():
@@ -78,7 +78,7 @@ class _Actor:
     in_flight: collections.deque = field(default_factory=collections.deque)
 
 
-class RayRenderPool:
+class RayRenderPool(Pool):
     """Blender workers as Ray actors. Use as a context manager; `imap` streams results.
 
     `address`: None starts a local Ray instance (stopped again on close); "auto" or
@@ -122,12 +122,6 @@ class RayRenderPool:
         self.worker_rss_mb: dict[str, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------
-
-    def __enter__(self) -> "RayRenderPool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         for a in self._actors:
