@@ -206,7 +206,8 @@ def _cmd_explain_audit(args: argparse.Namespace) -> None:
     from two4two.split import Split
 
     inn = require_invertible(load_classifier(args.inn), f"inn {args.inn}")
-    audit = CounterfactualAudit(inn, load_observer(args.observer), images=args.images, steps=args.steps, coverage=args.coverage)
+    audit = CounterfactualAudit(inn, load_observer(args.observer), images=args.images, steps=args.steps, coverage=args.coverage,
+                                progress=True)
     result = audit.evaluate(Split(args.data, args.split), seed=args.seed)
     print(result.format_table())
     out = Path(args.output) if args.output else checkpoint_dir(args.inn) / "audit"

@@ -102,7 +102,7 @@ class CounterfactualAudit:
     name = "audit"
 
     def __init__(self, inn, observer, images: int = 100, steps: int = 11, coverage: float = 0.99,
-                 batch_size: int = 16, progress: bool = True):
+                 batch_size: int = 16, progress: bool = False):
         from two4two.explain.counterfactual import require_invertible
 
         require_invertible(inn, "inn")
