@@ -164,7 +164,7 @@ class ConceptExplanation:
         lines.append(f"{len(self.fit.components)} components explain {self.fit.explained_variance:.3f} of the variance of {self.layer}")
         return "\n".join(lines)
 
-    def save(self, path: str | Path, dpi: int = 110, title: str | None = None, show_r: bool = True) -> dict[str, Path]:
+    def save(self, path: str | Path, title: str | None = None, dpi: int = 110, show_r: bool = True) -> dict[str, Path]:
         """The figure (two rows per concept: positive pole, negative pole) and a JSON sidecar.
 
         `title` and `show_r=False` give participants a figure without the technical labels.
