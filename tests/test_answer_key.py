@@ -5,24 +5,21 @@ import zlib
 import numpy as np
 import pytest
 
-from two4two.config import parse_config
-from two4two.dataset import plan_config
 from two4two.errors import ConfigError
 from two4two.importance import Importance
-from two4two.parameters import MEASURED_ATTRIBUTES, write_jsonl
+from two4two.parameters import MEASURED_ATTRIBUTES
 from two4two.split import Split
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.questions import QUESTION_NAMES
 
+pytest.importorskip("statsmodels", reason="importance fits with statsmodels: pip install -e '.[models]'")
+
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(tmp_path_factory, parameter_dataset):
     """Parameters only (test doubles read them): study2022 with every attribute intervened."""
     root = tmp_path_factory.mktemp("key")
-    config = parse_config({"sampler": "study2022", "seed": 4,
-                           "splits": {"train": {"n": 500}, "test": {"n": 400, "interventions": list(MEASURED_ATTRIBUTES)}}})
-    for name, params in plan_config(config).splits.items():
-        write_jsonl(root / name / "parameters.jsonl", params)
+    parameter_dataset(root, MEASURED_ATTRIBUTES, n_test=400, n_train=500, seed=4)
     return root
 
 
@@ -46,6 +43,7 @@ def key_of(model, dataset, **rule):
     return derive_answer_key(Importance(model, n_resamples=300).evaluate(Split(dataset, "test")), AnswerKeyRule(**rule))
 
 
+@pytest.mark.slow  # two models over ten intervention splits, 300 bootstrap resamples each
 def test_an_attribute_the_model_uses_is_relevant_and_one_it_ignores_is_not(dataset):
     uses_colour = key_of(Double(arm_position=8.0, obj_color=4.0), dataset)
     assert uses_colour.answers == {"legs": "relevant", "colour": "relevant", "background": "irrelevant",

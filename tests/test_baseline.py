@@ -13,10 +13,12 @@ def test_columns_are_exactly_the_quintiles_of_synthetic_logits():
     column = logit_columns(logits)
     assert np.bincount(column).tolist() == [200] * 5
     edges = np.quantile(logits, [0.2, 0.4, 0.6, 0.8])
+    # Every column, the outer two included, lies between its edges (open on the outer side), so
+    # column c ends at or below edge c and column c + 1 starts at or above it.
+    bounds = [-np.inf, *edges, np.inf]
     for c in range(5):
         values = logits[column == c]
-        if c < 4:
-            assert values.max() <= edges[c] <= logits[column == c + 1].min()
+        assert bounds[c] <= values.min() and values.max() <= bounds[c + 1], c
     # 20 % of the values below the first edge, by rank; the lowest logit is very certain Peeky.
     assert column[np.argmin(logits)] == 0 and column[np.argmax(logits)] == 4
 
@@ -45,5 +47,13 @@ def test_too_many_rows_or_columns_are_named():
         logit_columns(np.arange(3.0))
 
 
-def test_default_labels_run_from_peeky_to_stretchy():
-    assert QUINTILE_LABELS[0] == "very certain Peeky" and QUINTILE_LABELS[2] == "unsure" and QUINTILE_LABELS[-1] == "very certain Stretchy"
+def test_default_labels_name_each_default_column_from_peeky_to_stretchy_symmetrically():
+    # One label per column logit_columns makes by default, ...
+    assert len(QUINTILE_LABELS) == np.bincount(logit_columns(np.arange(100.0))).size == 5
+    # ... running from Peeky (the lowest logits, column 0) to Stretchy, mirrored about the unsure
+    # middle: column c and column 4 − c say the same of the other class.
+    assert all("Peeky" in label for label in QUINTILE_LABELS[:2]) and all("Stretchy" in label for label in QUINTILE_LABELS[3:])
+    assert not {"Peeky", "Stretchy"} & set(QUINTILE_LABELS[2].split())
+    for c in range(5):
+        assert QUINTILE_LABELS[c].replace("Peeky", "Stretchy") == QUINTILE_LABELS[4 - c].replace("Peeky", "Stretchy")
+    assert len(set(QUINTILE_LABELS)) == 5

@@ -26,6 +26,7 @@ def test_sample_a_named_split(tmp_path):
     assert len(read_jsonl(out)) == 40
 
 
+@pytest.mark.slow  # three bias reports with their joint-distribution figures
 def test_describe_a_config_a_params_file_and_a_dataset_dir(tmp_path, capsys):
     plot = tmp_path / "plot.png"
     assert main(["describe", str(CONFIGS / "study2022.yaml"), "--n", "5000", "-o", str(plot)]) == 0
@@ -59,6 +60,7 @@ def run_cli(*args, cwd=None):
         (["describe", "notes.txt"], "expected a config (.yaml)"),
     ],
 )
+@pytest.mark.slow  # each case starts a fresh Python for the CLI
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
@@ -66,6 +68,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert message in result.stderr
 
 
+@pytest.mark.slow  # starts a fresh Python for the CLI
 def test_bad_config_value_exits_with_the_key_path(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("sampler: study2022\nseed: 1\nsplits:\n  train: {n: 5}\nsampler_args:\n  bg_color: 2.0\n")

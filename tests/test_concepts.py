@@ -3,12 +3,15 @@
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import pearsonr
 
-from two4two.errors import Two4TwoError
-from two4two.explain.concepts import concept_layer, fit_concepts, highlight
-from two4two.models.classifier import build_classifier
+torch = pytest.importorskip("torch", reason="concept explanations need torch: pip install -e '.[models]'")
+
+from two4two.errors import Two4TwoError  # noqa: E402
+from two4two.explain.concepts import concept_layer, fit_concepts, highlight  # noqa: E402
+from two4two.models.classifier import build_classifier  # noqa: E402
+
+pytestmark = pytest.mark.torch
 
 
 def planted(n=300, channels=16, size=4, rank=3, logit_component=2, logit_sign=-1.0, noise=0.01, seed=0):
@@ -70,6 +73,7 @@ def test_bad_factorisation_settings_name_the_field():
         fit_concepts(acts[:, :, 0], logits)
 
 
+@pytest.mark.slow  # builds a ResNet-18 and a 64 px INN
 def test_the_concept_layers_are_8x8_at_64_px():
     x = torch.rand(2, 3, 64, 64)
     cnn = build_classifier("small_cnn", width=8).eval()

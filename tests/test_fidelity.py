@@ -65,7 +65,7 @@ def test_the_plane_stays_ten_units_behind_the_rearmost_corner():
 
 @pytest.fixture(scope="module")
 def renders():
-    pytest.importorskip("bpy")
+    pytest.importorskip("bpy", reason="renders with Blender: pip install -e '.[render]'")
     from blender_scripts.scene import AnimalScene
     from two4two.render import RenderSettings, worker_payload
 
@@ -78,6 +78,8 @@ def renders():
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_every_reference_image_has_the_originals_silhouette_and_blocks(renders):
     ious = [m["iou"] for _, m in renders]
     assert len(renders) == 59
@@ -87,6 +89,8 @@ def test_every_reference_image_has_the_originals_silhouette_and_blocks(renders):
     assert np.mean(ious) >= 0.97
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_every_reference_image_has_the_originals_colours(renders):
     for ref, m in renders:
         assert m["background_mad"] <= 4.0, (ref.id, m)

@@ -3,24 +3,16 @@
 import numpy as np
 import pytest
 
-from two4two.config import parse_config
-from two4two.dataset import DatasetError, plan_config, read_split
+from two4two.dataset import DatasetError, read_split
 from two4two.importance import Importance, summarise_pairs
 from two4two.parameters import ATTRIBUTES, write_jsonl
 from two4two.split import Split
 
+pytest.importorskip("statsmodels", reason="importance fits with statsmodels: pip install -e '.[models]'")
+
+# The test split's interventions of the datasets here: parameters only, no images (the
+# conftest's parameter_dataset: 2000 train and by default 400 test samples).
 ATTRS = ["arm_position", "obj_color", "bg_color", "obj_rotation_yaw"]
-
-
-def write_parameter_only_dataset(root, n=400, seed=1):
-    """The parameters.jsonl files of a dataset with test interventions (no images needed)."""
-    config = parse_config(
-        {"sampler": "study2022", "seed": seed, "splits": {"train": {"n": 2000}, "test": {"n": n, "interventions": ATTRS}}}
-    )
-    job = plan_config(config)
-    for name, params in job.splits.items():
-        write_jsonl(root / name / "parameters.jsonl", params)
-    return job
 
 
 class ColourOracle:
@@ -32,8 +24,8 @@ class ColourOracle:
         return np.array([4.0 * (p.obj_color - 0.5) for p in params])
 
 
-def test_a_linear_colour_model_has_r2_one_for_colour_and_zero_elsewhere(tmp_path):
-    job = write_parameter_only_dataset(tmp_path)
+def test_a_linear_colour_model_has_r2_one_for_colour_and_zero_elsewhere(tmp_path, parameter_dataset):
+    job = parameter_dataset(tmp_path, ATTRS)
     result = Importance(ColourOracle(), n_resamples=200).evaluate(Split(tmp_path, "test"))
     rows = {r.attribute: r for r in result.rows}
     # Every intervention split present is measured, in the paper's order.
@@ -58,8 +50,8 @@ def test_a_linear_colour_model_has_r2_one_for_colour_and_zero_elsewhere(tmp_path
     assert rows["obj_color"].data_mi_given_legs > rows["bg_color"].data_mi_given_legs + 0.02
 
 
-def test_noisy_reliance_on_two_attributes_gives_partial_r2(tmp_path):
-    write_parameter_only_dataset(tmp_path, n=600)
+def test_noisy_reliance_on_two_attributes_gives_partial_r2(tmp_path, parameter_dataset):
+    parameter_dataset(tmp_path, ATTRS, n_test=600)
 
     class Mixed:
         reads_parameters = True
@@ -89,8 +81,8 @@ def test_yaw_difference_wraps_around_the_circle():
     np.testing.assert_allclose(ATTRIBUTES["obj_color"].delta(new, old), new - old)
 
 
-def test_missing_interventions_and_mismatched_ids_are_clear_errors(tmp_path):
-    job = write_parameter_only_dataset(tmp_path)
+def test_missing_interventions_and_mismatched_ids_are_clear_errors(tmp_path, parameter_dataset):
+    job = parameter_dataset(tmp_path, ATTRS)
     with pytest.raises(DatasetError, match=r"no intervention split for spherical of 'test'.*--create-interventions"):
         Importance(ColourOracle(), ["spherical"]).evaluate(Split(tmp_path, "test"))
     with pytest.raises(DatasetError, match="no split 'validation'"):
@@ -101,4 +93,7 @@ def test_missing_interventions_and_mismatched_ids_are_clear_errors(tmp_path):
     write_jsonl(tmp_path / "test_intervened_bg_color" / "parameters.jsonl", bad)
     with pytest.raises(DatasetError, match=r"points to original '0000000000000000', which is not in 'test'"):
         Importance(ColourOracle(), ["bg_color"]).evaluate(Split(tmp_path, "test"))
-    assert job  # the plan itself was fine
+    # The plan itself was fine: every intervention split of 'test' was planned and points back to it.
+    assert list(job.splits) == ["train", "test", *(f"test_intervened_{a}" for a in ATTRS)]
+    assert job.split_info["test_intervened_bg_color"] == {"n": 400, "intervention_of": "test", "attribute": "bg_color"}
+    assert {p.original_id for p in job.splits["test_intervened_bg_color"]} == {p.id for p in job.splits["test"]}

@@ -4,12 +4,16 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from two4two.explain.counterfactual import counterfactuals, require_invertible, spanning_quantiles, target_logits
-from two4two.errors import Two4TwoError
-from two4two.models.classifier import build_classifier
-from two4two.models.inn import InvertibleClassifier
+torch = pytest.importorskip("torch", reason="the INN needs torch: pip install -e '.[models]'")
+pytest.importorskip("normflows", reason="the INN's flow layers need normflows: pip install -e '.[models]'")
+
+from two4two.explain.counterfactual import counterfactuals, require_invertible, spanning_quantiles, target_logits  # noqa: E402
+from two4two.errors import Two4TwoError  # noqa: E402
+from two4two.models.classifier import build_classifier  # noqa: E402
+from two4two.models.inn import InvertibleClassifier  # noqa: E402
+
+pytestmark = pytest.mark.torch
 
 
 def randomised_flow(dtype=torch.float64, seed=0, **kwargs) -> InvertibleClassifier:

@@ -4,13 +4,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from two4two.cli import main
-from two4two.errors import ConfigError, Two4TwoError
-from two4two.explain.audit import AuditResult, interpolation_ranges, to_unit_scale
-from two4two.models.observer import LINEAR, OBSERVED, OUTPUTS, Observer, decode_yaw, encode_yaw, sampling_ranges, scaled_errors
-from two4two.models.training import load_classifier, load_observer, parse_model_config
+torch = pytest.importorskip("torch", reason="the observer needs torch: pip install -e '.[models]'")
+
+from two4two.cli import main  # noqa: E402
+from two4two.errors import ConfigError, Two4TwoError  # noqa: E402
+from two4two.explain.audit import AuditResult, interpolation_ranges, to_unit_scale  # noqa: E402
+from two4two.models.observer import LINEAR, OBSERVED, OUTPUTS, Observer, decode_yaw, encode_yaw, sampling_ranges, scaled_errors  # noqa: E402
+from two4two.models.training import load_classifier, load_observer, parse_model_config  # noqa: E402
+
+# Every test needs torch; those of the trained observer are slow and need Blender too (the
+# `observer_dir` fixture renders its dataset from the dataset_config, then trains).
+pytestmark = pytest.mark.torch
 
 # Unbiased, with every attribute spread over a visible range and the pose kept to a quarter
 # turn of yaw, so that 1 600 images teach a MobileNetV2 every attribute in a few CI minutes
@@ -69,6 +74,8 @@ def observer_mse(observer, images, params) -> dict[str, float]:
     return {a: float(np.mean(scaled_errors(a, read[a], np.array([getattr(p, a) for p in params], float)) ** 2)) for a in OBSERVED}
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_training_on_tiny_data_beats_the_mean_predictor(observer_dir):
     from two4two.dataset import load_split_arrays
 
@@ -88,6 +95,8 @@ def test_training_on_tiny_data_beats_the_mean_predictor(observer_dir):
     assert all(ratios[a] < 0.95 for a in OBSERVED if a != "spherical"), ratios
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_training_keeps_the_best_validation_record(observer_dir):
     from two4two.dataset import load_split_arrays
 
@@ -124,6 +133,8 @@ def test_balanced_loss_weighs_each_output_by_its_inverse_variance():
     assert np.array_equal(unbalanced.output_weight.numpy(), np.ones(len(OUTPUTS) - 1))
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_predict_attributes_speaks_in_attribute_units(observer_dir):
     from two4two.dataset import load_split_arrays
 
@@ -137,12 +148,16 @@ def test_predict_attributes_speaks_in_attribute_units(observer_dir):
     assert np.allclose(observer.predict_attributes(tensor)["position_x"], read["position_x"], atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_observe_command_prints_every_attribute(observer_dir, capsys):
     assert main(["explain", "observe", "--observer", str(observer_dir / "observer"), "--data", str(observer_dir / "data")]) == 0
     out = capsys.readouterr().out
     assert "label accuracy" in out and "legs' position" in out and "rotation yaw" in out
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_an_observer_is_not_a_classifier(observer_dir):
     with pytest.raises(Two4TwoError, match="not a two4two classifier checkpoint \\(it is a observer\\)"):
         load_classifier(observer_dir / "observer")
@@ -203,6 +218,8 @@ output_dir: {out}
 """
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_audit_reads_the_counterfactuals_with_the_observer(observer_dir, tmp_path, capsys):
     import csv
 

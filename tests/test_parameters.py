@@ -2,11 +2,13 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from two4two.errors import ParameterError
-from two4two.parameters import (
+pytest.importorskip("hypothesis", reason="the property tests need hypothesis: pip install -e '.[dev]'")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from two4two.errors import ParameterError  # noqa: E402
+from two4two.parameters import (  # noqa: E402
     BOOLEAN_ATTRIBUTES,
     CONTINUOUS_RANGES,
     FIELD_NAMES,

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -13,16 +12,13 @@ from two4two.cli import main
 from two4two.config import load_config
 from two4two.dataset import plan_config, read_split, run_render_job
 from two4two.errors import ParameterError
-from two4two.render import RenderError, RenderSettings, open_pool
+from two4two.render import RenderError, open_pool
 from two4two.sampling import Sampler
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", reason="the Ray backend needs Ray: pip install -e '.[cluster]'")
 
 from two4two.render.ray_pool import RayRenderPool  # noqa: E402
 
-from test_render_cli import tree, write_config  # noqa: E402
-
-FAST = RenderSettings(samples=2, denoise=False, subdivision_levels=1)
 N = 80  # train samples: enough that an interruption lands mid-run
 
 
@@ -45,47 +41,48 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, tiny_render_config):
     """The config rendered by the local pool: what every other run must reproduce byte for byte."""
     tmp = tmp_path_factory.mktemp("reference")
-    config = write_config(tmp, n=N)
+    config = tiny_render_config(tmp, n=N)
     out = tmp / "local"
     assert main(["render", str(config), "-o", str(out), "--workers", "1"]) == 0
     return config, out
 
 
-def test_ray_output_is_byte_identical_to_the_local_pool(local_ray, reference, tmp_path):
+@pytest.mark.slow  # starts Ray and renders
+@pytest.mark.blender
+def test_ray_output_is_byte_identical_to_the_local_pool(local_ray, reference, tmp_path, dataset_files):
     config, local = reference
     job = plan_config(load_config(config), tmp_path / "ray")
     manifest = run_render_job(job, backend="ray", progress=False)
     assert manifest["status"] == "complete"
-    assert tree(tmp_path / "ray") == tree(local)
+    assert dataset_files(tmp_path / "ray") == dataset_files(local)
     local_manifest = json.loads((local / "manifest.json").read_text())
     assert manifest["fingerprint"] == local_manifest["fingerprint"]  # the backend is not part of the identity
     assert manifest["counts"] == local_manifest["counts"]
 
 
-def test_resume_local_then_ray_after_kill_9(local_ray, reference, tmp_path):
+@pytest.mark.slow  # starts Ray and renders
+@pytest.mark.blender
+def test_resume_local_then_ray_after_kill_9(local_ray, reference, tmp_path, dataset_files, kill_render_mid_run):
     config, local = reference
     out = tmp_path / "ds"
     cmd = [sys.executable, "-m", "two4two.cli", "render", str(config), "-o", str(out), "--workers", "1"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     jsonl = out / "train" / "parameters.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (jsonl.exists() and jsonl.read_text().count("\n") >= 3):
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the local CLI and its Blender workers, mid-run
-    proc.wait()
+    kill_render_mid_run(cmd, jsonl, at_least=3)  # the local CLI and its Blender workers, mid-run
     done = jsonl.read_text().count("\n")
     assert 3 <= done < N, "the kill should land mid-run"
     # The CLI on the Ray backend, starting its own local Ray instance.
     result = subprocess.run([*cmd, "--resume", "--backend", "ray"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert tree(out) == tree(local)
+    assert dataset_files(out) == dataset_files(local)
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
 
 
-def test_resume_ray_then_local_after_an_interrupt(local_ray, reference, tmp_path, monkeypatch):
+@pytest.mark.slow  # starts Ray and renders
+@pytest.mark.blender
+def test_resume_ray_then_local_after_an_interrupt(local_ray, reference, tmp_path, monkeypatch, dataset_files):
     config, local = reference
     out = tmp_path / "ds"
     from two4two import dataset
@@ -105,16 +102,22 @@ def test_resume_ray_then_local_after_an_interrupt(local_ray, reference, tmp_path
     assert 0 < partial <= 10
     assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
     assert main(["render", str(config), "-o", str(out), "--workers", "1", "--resume"]) == 0
-    assert tree(out) == tree(local)
+    assert dataset_files(out) == dataset_files(local)
 
 
-def test_a_killed_actor_is_replaced_and_nothing_is_lost(local_ray):
+@pytest.mark.slow  # starts Ray and renders
+@pytest.mark.blender
+def test_a_killed_actor_is_replaced_and_nothing_is_lost(local_ray, fast_render_settings):
     params = Sampler(resolution=(32, 32)).sample(30, 1).to_list()
     seen, killed = [], None
-    with RayRenderPool(2, FAST, batch_size=2) as pool:
+    with RayRenderPool(2, fast_render_settings, batch_size=2) as pool:
+        # Both actors rendering from the first batch on. No pacing of the consumer is needed: the
+        # pool hands out work only while it is iterated, at most prefetch (2) batches of 2 per
+        # actor ahead, so at the 4th result at most 12 of the 30 samples have left the queue and
+        # the kill always lands mid-run, on an actor with work in flight.
+        pool.wait_ready(timeout=300)
         for result in pool.imap(params):
             seen.append(result.index)
-            time.sleep(0.05)  # a slow consumer: the actors cannot race to the end before the kill
             if len(seen) == 4:
                 killed = pool.worker_pids()[0]
                 os.kill(killed, signal.SIGKILL)
@@ -123,10 +126,12 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost(local_ray):
     assert sorted(seen) == list(range(len(params)))  # every sample exactly once
 
 
-def test_every_result_names_its_node_and_actor_memory_is_reported(local_ray):
+@pytest.mark.slow  # starts Ray and renders
+@pytest.mark.blender
+def test_every_result_names_its_node_and_actor_memory_is_reported(local_ray, fast_render_settings):
     params = Sampler(resolution=(32, 32)).sample(6, 2).to_list()
     node = ray.get_runtime_context().get_node_id()
-    with RayRenderPool(1, FAST) as pool:
+    with RayRenderPool(1, fast_render_settings) as pool:
         results = list(pool.imap(params))
         assert list(pool.actor_nodes()) == pool.worker_pids() and os.getpid() not in pool.worker_pids()
         (rss,) = pool.worker_rss_mb.values()
@@ -134,8 +139,8 @@ def test_every_result_names_its_node_and_actor_memory_is_reported(local_ray):
     assert 50 < rss < 4000  # MB: Blender's scene in a Ray worker
 
 
-def test_user_errors_name_the_option(tmp_path, capsys, monkeypatch):
-    config = write_config(tmp_path, n=2)
+def test_user_errors_name_the_option(tmp_path, capsys, monkeypatch, tiny_render_config, fast_render_settings):
+    config = tiny_render_config(tmp_path, n=2)
     assert main(["render", str(config), "-o", str(tmp_path / "a"), "--address", "127.0.0.1:1"]) == 2
     assert "address: only used with backend 'ray'" in capsys.readouterr().err
     assert main(["render", str(config), "-o", str(tmp_path / "b"), "--backend", "ray", "--address", "127.0.0.1:1"]) == 2
@@ -144,7 +149,7 @@ def test_user_errors_name_the_option(tmp_path, capsys, monkeypatch):
     with pytest.raises(ParameterError, match="backend: expected one of local, ray, got 'slurm'"):
         open_pool("slurm")
     with pytest.raises(ParameterError, match="threads: expected at least 1 with backend 'ray'"):
-        RayRenderPool(1, FAST, threads=0)
+        RayRenderPool(1, fast_render_settings, threads=0)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(RenderError, match=r"pip install 'two4two\[cluster\]'"):
         open_pool("ray")

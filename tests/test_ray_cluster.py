@@ -12,18 +12,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from two4two.dataset import SplitWriter
-from two4two.render import RenderSettings
 from two4two.sampling import Sampler
 
-ray = pytest.importorskip("ray")
+ray = pytest.importorskip("ray", reason="the Ray backend needs Ray: pip install -e '.[cluster]'")
 
 from two4two.render.ray_pool import RayRenderPool  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.blender]  # starts a two-node Ray cluster and renders
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -61,8 +61,18 @@ def cmdline_pids(needle: str) -> list[int]:
     return pids
 
 
+def kill_session(sid: int) -> bool:
+    """SIGKILL every process of the session; True once none is left (children may still be spawning)."""
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return session_pids(sid) == []
+
+
 @pytest.fixture
-def cluster(monkeypatch):
+def cluster(monkeypatch, wait_until):
     """Head and worker node, one CPU each, on 127.0.0.1; yields (address, worker temp dir)."""
     tmp = tempfile.mkdtemp(prefix="t2t-ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
     # The same auth mode for head, worker and this driver (which read it when importing ray).
@@ -95,31 +105,28 @@ def cluster(monkeypatch):
         if ray.is_initialized():
             ray.shutdown()
         for sid in sessions:
-            for _ in range(3):  # processes may still be spawning children while we kill
-                for pid in session_pids(sid):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.5)
+            # Kill until the session is empty: processes may still be spawning children while we kill.
+            wait_until(lambda: kill_session(sid), timeout=30, interval=0.05)
         assert [pid for sid in sessions for pid in session_pids(sid)] == []
         assert cmdline_pids(tmp) == []
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_two_nodes_render_and_losing_one_loses_nothing(cluster, tmp_path):
+def test_two_nodes_render_and_losing_one_loses_nothing(cluster, tmp_path, fast_render_settings):
     address, worker_dir = cluster
-    settings = RenderSettings(samples=2, denoise=False, subdivision_levels=1)
+    settings = fast_render_settings
     params = Sampler(resolution=(32, 32)).sample(40, 3).to_list()
     writer = SplitWriter(tmp_path / "train", params)
     seen, nodes, killed_at = [], [], None
     with RayRenderPool(settings=settings, address=address, batch_size=2) as pool:
         assert pool.wait_ready(timeout=120) == 2  # one actor per node (one CPU each)
+        # Both actors render from the first batch on, and the pool hands out work only while it is
+        # iterated (at most prefetch 2 batches of 2 per actor ahead): both nodes' results arrive
+        # within the first few, the kill lands mid-run and the worker node still holds work.
         for result in pool.imap(params):
             writer.write(result.index, result.image, result.mask)
             seen.append(result.index)
             nodes.append(result.node)
-            time.sleep(0.2)  # a slow consumer keeps both actors' queues short
             if killed_at is None and len(set(nodes)) == 2:
                 worker_node = next(n["NodeID"] for n in ray.nodes() if worker_dir in n["ObjectStoreSocketName"])
                 (raylet,) = [p for p in cmdline_pids(worker_dir) if b"raylet/raylet" in Path(f"/proc/{p}/cmdline").read_bytes()]

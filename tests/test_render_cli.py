@@ -1,12 +1,8 @@
 """`two4two render` end to end: layout, manifest, resume after kill -9, refusing foreign data."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,41 +12,21 @@ from two4two.dataset import MASK_LABELS, Two4TwoDataset, read_split
 from two4two.parameters import write_jsonl
 from two4two.sampling import Sampler
 
-CONFIG = """\
-name: tiny
-sampler: study2022
-seed: 5
-resolution: [32, 32]
-render: {{samples: 2, denoise: false, subdivision_levels: 1}}
-splits:
-  train:
-    n: {n}
-    sampler_args: {{labeling_error: {{bernoulli: 0.5}}}}
-  test:
-    n: 4
-    interventions: [obj_color, bg_color]
-"""
-
-
-def write_config(tmp_path, n=8, name="tiny.yaml"):
-    path = tmp_path / name
-    path.write_text(CONFIG.format(n=n))
-    return path
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json" and not p.name.startswith("overview")}
+# The config (tiny_render_config) and the file comparison (dataset_files) are conftest fixtures,
+# shared with test_ray_backend.
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def rendered(tmp_path_factory, tiny_render_config):
     tmp = tmp_path_factory.mktemp("render")
-    config = write_config(tmp, n=8)
+    config = tiny_render_config(tmp, n=8)
     out = tmp / "ds"
     assert main(["render", str(config), "-o", str(out), "--workers", "1"]) == 0
     return config, out
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_layout_manifest_and_intervention_splits(rendered):
     _, out = rendered
     manifest = json.loads((out / "manifest.json").read_text())
@@ -68,44 +44,43 @@ def test_layout_manifest_and_intervention_splits(rendered):
     assert (out / "overview_train.png").is_file()
 
 
-def test_rendering_again_is_a_no_op_and_a_different_config_is_refused(rendered, tmp_path, capsys):
+@pytest.mark.slow
+@pytest.mark.blender
+def test_rendering_again_is_a_no_op_and_a_different_config_is_refused(rendered, tmp_path, capsys, tiny_render_config, dataset_files):
     config, out = rendered
-    before = tree(out)
+    before = dataset_files(out)
     assert main(["render", str(config), "-o", str(out)]) == 0
     assert "already complete" in capsys.readouterr().out
-    assert tree(out) == before
-    other = write_config(tmp_path, n=9, name="other.yaml")
+    assert dataset_files(out) == before
+    other = tiny_render_config(tmp_path, n=9, name="other.yaml")
     assert main(["render", str(other), "-o", str(out)]) == 2
     assert "holds a different dataset" in capsys.readouterr().err
-    assert tree(out) == before
+    assert dataset_files(out) == before
 
 
-def test_resume_after_killing_the_whole_cli_gives_identical_files(tmp_path):
+@pytest.mark.slow
+@pytest.mark.blender
+def test_resume_after_killing_the_whole_cli_gives_identical_files(tmp_path, tiny_render_config, dataset_files, kill_render_mid_run):
     # Enough samples that the kill lands mid-run even on an idle machine.
-    config = write_config(tmp_path, n=80)
+    config = tiny_render_config(tmp_path, n=80)
     reference = tmp_path / "reference"
     assert main(["render", str(config), "-o", str(reference), "--workers", "1"]) == 0
     out = tmp_path / "ds"
     cmd = [sys.executable, "-m", "two4two.cli", "render", str(config), "-o", str(out), "--workers", "1"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     jsonl = out / "train" / "parameters.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if jsonl.exists() and jsonl.read_text().count("\n") >= 3:
-            break
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its Blender workers, mid-run
-    proc.wait()
+    kill_render_mid_run(cmd, jsonl, at_least=3)  # the CLI and its Blender workers, mid-run
     done = jsonl.read_text().count("\n")
     assert 3 <= done < 80, "the kill should land mid-run"
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--resume" in result.stderr
     result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert tree(out) == tree(reference)
+    assert dataset_files(out) == dataset_files(reference)
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_render_params_renders_exactly_the_given_parameters(tmp_path):
     params = Sampler(resolution=(32, 32)).sample(3, 11).to_list()
     write_jsonl(tmp_path / "mine.jsonl", params)
@@ -114,6 +89,9 @@ def test_render_params_renders_exactly_the_given_parameters(tmp_path):
     assert read_split(out, "params") == params
 
 
+@pytest.mark.slow
+@pytest.mark.blender
+@pytest.mark.torch
 def test_torch_dataset_reads_images_labels_masks_and_targets(rendered):
     import torch
     _, out = rendered

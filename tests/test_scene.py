@@ -7,6 +7,8 @@ from scipy import ndimage
 from two4two.parameters import SceneParameters
 from two4two.render import worker_payload
 
+pytestmark = [pytest.mark.slow, pytest.mark.blender]
+
 RES = 64
 
 

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from two4two.bias_report import mutual_information
+from two4two.parameters import SceneParameters
 from two4two.sampling import resolve_sampler
 
 N = 200_000
@@ -118,7 +119,13 @@ def test_legs_by_class_and_truncated_normal_spreads(cols):
 
 def test_the_study_rescales_the_upper_half_of_the_colormap(sampler):
     p = sampler.sample(1, 0)[0]
-    assert p.colormap == "coolwarm" and p.colormap_upper_scale == 0.9
+    plain = SceneParameters(id="plain")  # the engine's colormap without the rescale
+    # The reddest animal the study shows is the plain colormap's 0.95 = 0.5 + 0.9 · (1 − 0.5), not
+    # its red end; colours at or below the middle and the background are mapped as without it.
+    assert p.replace(obj_color=1.0).obj_color_rgb() == plain.replace(obj_color=0.95).obj_color_rgb()
+    assert p.replace(obj_color=1.0).obj_color_rgb() != plain.replace(obj_color=1.0).obj_color_rgb()
+    assert p.replace(obj_color=0.3).obj_color_rgb() == plain.replace(obj_color=0.3).obj_color_rgb()
+    assert p.replace(bg_color=0.95).bg_color_rgb() == plain.replace(bg_color=0.95).bg_color_rgb()
 
 
 def test_an_intervened_colour_is_independent_of_the_label(sampler, cols):

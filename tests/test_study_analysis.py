@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
 
-from two4two.cli import main
-from two4two.errors import ConfigError, ResponsesError, Two4TwoError
-from two4two.study.analysis import (
+pytest.importorskip("statsmodels", reason="the study analysis needs statsmodels: pip install -e '.[study]'")
+from statsmodels.stats.contingency_tables import mcnemar  # noqa: E402
+from statsmodels.stats.multitest import multipletests  # noqa: E402
+
+from two4two.cli import main  # noqa: E402
+from two4two.errors import ConfigError, ResponsesError, Two4TwoError  # noqa: E402
+from two4two.study.analysis import (  # noqa: E402
     ATTRIBUTES,
     COLUMNS,
     DEFAULT_RULES,
@@ -28,9 +30,9 @@ from two4two.study.analysis import (
     simulate_responses,
     write_outputs,
 )
-from two4two.study.questions import BY_NAME
-from two4two.study.responses import responses_csv
-from two4two.study.simulate import PAPER_ACCURACY
+from two4two.study.questions import BY_NAME  # noqa: E402
+from two4two.study.responses import responses_csv  # noqa: E402
+from two4two.study.simulate import PAPER_ACCURACY  # noqa: E402
 
 HEADER = ",".join(COLUMNS)
 
@@ -312,6 +314,7 @@ def test_cli_bad_rules_leaves_existing_output_untouched(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
 
 
+@pytest.mark.slow  # simulates 36 participants, analyses them and draws the figure
 def test_cli_simulate_then_analyze(tmp_path, capsys):
     responses = tmp_path / "sim.csv"
     assert main(["study", "simulate", "--per-condition", "12", "--seed", "3", "-o", str(responses)]) == 0

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-for _module in ("flask", "waitress", "httpx"):
+for _module in ("flask", "waitress", "httpx", "statsmodels"):
     pytest.importorskip(_module, reason=f"the study app needs {_module}: pip install -e '.[dev,study]'")
 import httpx  # noqa: E402
 
@@ -99,6 +99,7 @@ def p_condition(info) -> str:
 # ---------------------------------------------------------------- the whole flow and the export
 
 
+@pytest.mark.slow  # seven whole studies over HTTP, the export and its analysis
 def test_participants_complete_and_the_export_is_what_analyze_reads(study, capsys):
     sent = {}
     plan = [  # (comprehension failures, seconds per question page)
@@ -341,6 +342,7 @@ def test_a_database_belongs_to_one_bundle(study, capsys):
         Storage(study.tmp / "junk.sqlite", parse_manifest(manifest()))
 
 
+@pytest.mark.slow  # 50 participants at once: about 10 s
 def test_fifty_concurrent_participants_are_stored_exactly_once(study):
     """The bounded load test: 50 participants at once; each answer is in the export exactly once."""
     n = 50

@@ -41,6 +41,8 @@ from two4two.study.analysis import DEFAULT_RULES, apply_exclusions, read_respons
 from two4two.study.app import create_app  # noqa: E402
 from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle  # noqa: E402
 
+pytestmark = pytest.mark.slow  # drives Chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TWO4TWO_ARTIFACTS", ROOT / "test-artifacts")) / "study_browser"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]

@@ -4,14 +4,19 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from two4two.cli import main
-from two4two.errors import ConfigError, Two4TwoError
-from two4two.importance import Importance
-from two4two.models.classifier import build_classifier
-from two4two.models.training import load_classifier, load_train_config, parse_model_config, predict_logits
-from two4two.split import Split
+torch = pytest.importorskip("torch", reason="training needs torch: pip install -e '.[models]'")
+
+from two4two.cli import main  # noqa: E402
+from two4two.errors import ConfigError, Two4TwoError  # noqa: E402
+from two4two.importance import Importance  # noqa: E402
+from two4two.models.classifier import build_classifier  # noqa: E402
+from two4two.models.training import load_classifier, load_train_config, parse_model_config, predict_logits  # noqa: E402
+from two4two.split import Split  # noqa: E402
+
+# Every test needs torch; those of a trained model are slow and need Blender too: the `trained`
+# fixture renders its dataset from the dataset_config before training, `trained_inn` trains an INN.
+pytestmark = pytest.mark.torch
 
 DATASET = """\
 name: tiny_colour
@@ -63,6 +68,8 @@ def trained(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
     history = json.loads((trained / "model" / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, 9))
@@ -73,6 +80,8 @@ def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
     assert checkpoint["validation"]["accuracy"] == max(h["val_accuracy"] for h in history)
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
     from two4two.dataset import load_split_arrays
 
@@ -84,6 +93,8 @@ def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
     assert accuracy == pytest.approx(checkpoint["validation"]["accuracy"])
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsys):
     out = trained / "importance"
     assert main(["importance", "--model", str(trained / "model"), "--data", str(trained / "data"),
@@ -98,22 +109,33 @@ def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsy
     assert float(rows["obj_color"]["r_squared"]) > float(rows["bg_color"]["r_squared"])
 
 
-def test_missing_intervention_splits_are_rendered_on_request(trained):
+@pytest.mark.slow
+@pytest.mark.blender
+def test_missing_intervention_splits_are_rendered_on_request(trained, tmp_path):
+    import shutil
+
     from two4two.dataset import ensure, read_manifest, read_split
 
+    # Its own copy: the shared dataset keeps exactly the splits the other tests were written for,
+    # whichever order they run in.
+    data = tmp_path / "data"
+    shutil.copytree(trained / "data", data)
     model = load_classifier(trained / "model")
-    ensure(trained / "data", {"test": ["spherical"]}, workers=1, progress=False)
-    result = Importance(model, ["spherical"], n_resamples=50).evaluate(Split(trained / "data", "test"))
+    ensure(data, {"test": ["spherical"]}, workers=1, progress=False)
+    result = Importance(model, ["spherical"], n_resamples=50).evaluate(Split(data, "test"))
     assert [r.attribute for r in result.rows] == ["spherical"] and result.rows[0].n == 64
-    manifest = read_manifest(trained / "data")
+    manifest = read_manifest(data)
     assert manifest["splits"]["test_intervened_spherical"] == {"n": 64, "intervention_of": "test", "attribute": "spherical"}
     assert manifest["counts"]["test_intervened_spherical"] == 64
-    originals = {p.id: p for p in read_split(trained / "data", "test")}
-    for p in read_split(trained / "data", "test_intervened_spherical"):
+    assert "test_intervened_spherical" not in read_manifest(trained / "data")["splits"]  # the shared one is untouched
+    originals = {p.id: p for p in read_split(data, "test")}
+    for p in read_split(data, "test_intervened_spherical"):
         o = originals[p.original_id]
         assert p.spherical != o.spherical and p.obj_color == o.obj_color and p.arm_position == o.arm_position
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_a_model_and_a_config_give_the_table_in_one_command(trained, tmp_path, capsys):
     config = tmp_path / "only_config.yaml"
     config.write_text(
@@ -128,6 +150,8 @@ def test_a_model_and_a_config_give_the_table_in_one_command(trained, tmp_path, c
     assert (tmp_path / "out" / "importance.csv").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_an_nn_module_and_a_plain_callable_measure_the_same(trained):
     model = load_classifier(trained / "model")
     a = Importance(model, n_resamples=50).evaluate(Split(trained / "data", "test"))
@@ -161,6 +185,8 @@ def trained_inn(trained):
     return trained / "inn"
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_the_inn_trains_on_likelihood_and_labels(trained_inn):
     history = json.loads((trained_inn / "history.json").read_text())
     assert history[-1]["val_bits_per_dim"] < history[0]["val_bits_per_dim"] < 8  # better than uniform noise
@@ -168,6 +194,8 @@ def test_the_inn_trains_on_likelihood_and_labels(trained_inn):
     assert max(h["val_accuracy"] for h in history) > 0.85  # the colour shortcut is linear in φ too
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_the_inn_is_just_another_classifier_to_importance(trained_inn):
     result = Importance(load_classifier(trained_inn), n_resamples=50).evaluate(Split(trained_inn.parent / "data", "test"))
     rows = {r.attribute: r for r in result.rows}
@@ -175,6 +203,8 @@ def test_the_inn_is_just_another_classifier_to_importance(trained_inn):
     assert rows["obj_color"].r_squared.value > 0.3 > rows["bg_color"].r_squared.value
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_counterfactual_grid_from_the_command_line(trained_inn, tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert main(["explain", "counterfactuals", "--model", str(trained_inn), "--data", str(trained_inn.parent / "data"),
@@ -192,6 +222,8 @@ def test_counterfactual_grid_from_the_command_line(trained_inn, tmp_path, capsys
     assert np.abs(achieved - targets).max() < 0.25 * (targets[-1] - targets[0])
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_counterfactuals_of_a_plain_cnn_are_a_clear_error(trained, tmp_path, capsys):
     assert main(["explain", "counterfactuals", "--model", str(trained / "model"), "--data", str(trained / "data"),
                  "-o", str(tmp_path / "g.png")]) == 2
@@ -211,6 +243,8 @@ def test_every_architecture_gives_one_logit_per_image(arch):
 
 
 @pytest.mark.parametrize("which", ["small_cnn", "inn"])
+@pytest.mark.slow
+@pytest.mark.blender
 def test_concepts_from_the_command_line(trained, trained_inn, which, tmp_path, capsys):
     model = trained / "model" if which == "small_cnn" else trained_inn
     out = tmp_path / "concepts.png"
@@ -237,6 +271,8 @@ def test_concepts_from_the_command_line(trained, trained_inn, which, tmp_path, c
     assert mean_logit(top["positive"]["ids"]) > mean_logit(top["negative"]["ids"])
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_concepts_need_enough_images(trained, tmp_path, capsys):
     assert main(["explain", "concepts", "--model", str(trained / "model"), "--data", str(trained / "data"),
                  "--images", "1000", "-o", str(tmp_path / "c.png")]) == 2
@@ -244,6 +280,8 @@ def test_concepts_need_enough_images(trained, tmp_path, capsys):
     assert not (tmp_path / "c.png").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_baseline_grid_from_the_command_line(trained, tmp_path, capsys):
     out = tmp_path / "baseline.png"
     assert main(["explain", "baseline", "--model", str(trained / "model"), "--data", str(trained / "data"),
@@ -264,6 +302,8 @@ def test_baseline_grid_from_the_command_line(trained, tmp_path, capsys):
     assert again == pytest.approx(logits[0], abs=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, capsys):
     import shutil
 
@@ -298,6 +338,8 @@ def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, caps
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
     (tmp_path / "study.yaml").write_text(f"name: s\nmodel: {trained / 'model'}\ndata: {trained / 'data'}\n")
     assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(tmp_path / "b")]) == 2
@@ -305,6 +347,8 @@ def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.blender
 def test_an_interrupted_training_resumes_where_it_stopped(trained, tmp_path):
     """Two epochs, then the rest with --resume: the same history and weights as one run of four."""
     def config(out, epochs):
