@@ -47,11 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    # The tests' tensors are tiny: one torch thread is faster than several, and on a busy machine
-    # several spinning threads make a 0.1 s test take 10 s. (Render workers set their own threads.)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
     # Collection imported torch, Ray, scipy and more: hundreds of thousands of long-lived objects. Freeze
     # them out of the cyclic garbage collector's reach, so that a gc.collect() during a test (as
     # statsmodels' Holm correction does on every call) scans only what the tests create, not
