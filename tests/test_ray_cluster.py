@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -120,13 +121,13 @@ def test_two_nodes_render_and_losing_one_loses_nothing(cluster, tmp_path, fast_r
     seen, nodes, killed_at = [], [], None
     with RayRenderPool(settings=settings, address=address, batch_size=2) as pool:
         assert pool.wait_ready(timeout=120) == 2  # one actor per node (one CPU each)
-        # Both actors render from the first batch on, and the pool hands out work only while it is
-        # iterated (at most prefetch 2 batches of 2 per actor ahead): both nodes' results arrive
-        # within the first few, the kill lands mid-run and the worker node still holds work.
         for result in pool.imap(params):
             writer.write(result.index, result.image, result.mask)
             seen.append(result.index)
             nodes.append(result.node)
+            # Not synchronisation: a slow consumer (as a writer on a busy disk) keeps both actors'
+            # queues short, so the worker node still holds work when it is killed.
+            time.sleep(0.2)
             if killed_at is None and len(set(nodes)) == 2:
                 worker_node = next(n["NodeID"] for n in ray.nodes() if worker_dir in n["ObjectStoreSocketName"])
                 (raylet,) = [p for p in cmdline_pids(worker_dir) if b"raylet/raylet" in Path(f"/proc/{p}/cmdline").read_bytes()]
