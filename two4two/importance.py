@@ -276,12 +276,7 @@ class Importance:
 
         root, originals = split.root, split.params
         attributes = list(self.attributes) if self.attributes else (available_interventions(root, split.name) or list(MEASURED_ATTRIBUTES))
-        missing = [a for a in attributes if not (root / f"{split.name}{INTERVENTION_SEPARATOR}{a}" / "parameters.jsonl").exists()]
-        if missing:
-            raise DatasetError(
-                f"{root}: no intervention split for {', '.join(missing)} of {split.name!r}; render them with "
-                f"two4two importance --create-interventions (or list them under splits.{split.name}.interventions in the config)"
-            )
+        split.require_interventions(attributes)
         logits = split.logits(self.model)
         accuracy = float(((logits > 0) == split.true_labels).mean())
         index = {p.id: i for i, p in enumerate(originals)}

@@ -62,14 +62,21 @@ class Split:
         self._logits[id(model)] = (model, logits)  # the model is kept, so its id is not reused
         return logits
 
+    def require_interventions(self, attributes) -> None:
+        """Raise one error naming every attribute whose intervention split of this split is not rendered."""
+        missing = [a for a in attributes if not (self.root / self._intervention_name(a) / "parameters.jsonl").exists()]
+        if missing:
+            raise DatasetError(
+                f"{self.root}: no intervention split for {', '.join(missing)} of {self.name!r}; render them with "
+                f"two4two importance --create-interventions (or list them under splits.{self.name}.interventions in the config)"
+            )
+
     def intervention(self, attribute: str) -> "Split":
         """The split of this one's originals with `attribute` intervened on (cached)."""
         if attribute not in self._interventions:
-            name = f"{self.name}{INTERVENTION_SEPARATOR}{attribute}"
-            if not (self.root / name / "parameters.jsonl").exists():
-                raise DatasetError(
-                    f"{self.root}: no intervention split for {attribute} of {self.name!r}; render it with "
-                    f"two4two importance --create-interventions (or list it under splits.{self.name}.interventions in the config)"
-                )
-            self._interventions[attribute] = Split(self.root, name, self.progress)
+            self.require_interventions([attribute])
+            self._interventions[attribute] = Split(self.root, self._intervention_name(attribute), self.progress)
         return self._interventions[attribute]
+
+    def _intervention_name(self, attribute: str) -> str:
+        return f"{self.name}{INTERVENTION_SEPARATOR}{attribute}"
