@@ -31,7 +31,8 @@ from importance import ROOT, render  # noqa: E402  (the sibling benchmark's rend
 from two4two.dataset import load_split_arrays, read_split  # noqa: E402
 from two4two.importance import Importance  # noqa: E402
 from two4two.io import atomic_write_json  # noqa: E402
-from two4two.models.training import load_classifier, load_observer, load_train_config, predict_logits, train_model, training_split_of  # noqa: E402
+from two4two.models.training import (  # noqa: E402
+    load_classifier, load_observer, load_train_config, parse_model_config, predict_logits, train_model, training_split_of)
 from two4two.parameters import ATTRIBUTES  # noqa: E402
 from two4two.split import Split  # noqa: E402
 
@@ -80,8 +81,18 @@ class Stages:
         return result
 
 
-def trained(config_path: Path) -> bool:
+def model_config(config_path: Path, seed: int | None = None):
+    """A shipped training config, or the same with another seed trained into `<output_dir>_seed<seed>`."""
     config = load_train_config(config_path)
+    if seed is None or seed == config.training.seed:
+        return config
+    raw = {**config.raw, "output_dir": f"{config.raw['output_dir']}_seed{seed}",
+           "training": {**config.raw.get("training", {}), "seed": seed}}
+    return parse_model_config(raw, f"{config_path} (seed {seed})")
+
+
+def trained(config_path: Path, seed: int | None = None) -> bool:
+    config = model_config(config_path, seed)
     history = ROOT / config.output_dir / "history.json"
     if not history.exists():
         return False
@@ -92,11 +103,11 @@ def trained(config_path: Path) -> bool:
             and len(json.loads(history.read_text())) == config.training.epochs)
 
 
-def train(config_path: Path) -> Path:
+def train(config_path: Path, seed: int | None = None) -> Path:
     """Train, continuing an interrupted run of the same config; a changed config starts afresh."""
     import torch
 
-    config = load_train_config(config_path)
+    config = model_config(config_path, seed)
     config.data, config.output_dir = ROOT / config.data, ROOT / config.output_dir
     state = config.output_dir / "last.pt"
     same = state.exists() and torch.load(state, weights_only=False)["config"] == config.raw
@@ -137,6 +148,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=("cnn", "inn", "observer"), default=("cnn", "inn", "observer"))
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--cnn-seeds", type=int, nargs="*", default=[1, 2],
+                        help="more seeds of the small CNN, for the run-to-run spread (none: skip)")
     args = parser.parse_args()
     stages = Stages(OUT / "timings.json")
     sections = ["# The paper's tables on the original's animal",
@@ -170,6 +183,10 @@ def main() -> None:
     if "observer" in args.only:
         sections += observer_tables(stages, study, args)
         print("\n".join(sections[-12:]))
+
+    if "cnn" in args.only and args.cnn_seeds:
+        sections += seed_spread(stages, study, args)
+        print("\n".join(sections[-16:]))
 
     sections += ["## Wall time per stage on this machine", "", "| stage | minutes |", "|---|---|"]
     sections += [f"| {label} | {seconds / 60:.1f} |" for label, seconds in stages.times.items()]
@@ -210,6 +227,28 @@ def observer_tables(stages: Stages, study: Path, args) -> list[str]:
             lines.append(f"| {ATTRIBUTES[a].label} | {change[a][0]:.3f} | {change[a][1]:.3f} | {PAPER_AUDIT.get(a, float('nan')):.3f} |")
         lines.append("")
     return lines
+
+
+def seed_spread(stages: Stages, study: Path, args) -> list[str]:
+    """The small CNN's R² and flip % over seeds: how much of Table 1/3 is one run's luck."""
+    config = ROOT / "configs/small_cnn_study2022_64px.yaml"
+    seeds = [load_train_config(config).training.seed, *args.cnn_seeds]
+    results = {}
+    for seed in seeds:
+        if seed == seeds[0]:  # the table's own run
+            ckpt = ROOT / model_config(config).output_dir / "model.pt"
+        else:
+            ckpt = stages.run(f"train small CNN, seed {seed}", lambda seed=seed: train(config, seed), reused=trained(config, seed))
+        model = load_classifier(ckpt)
+        result = Importance(model, n_resamples=200, model_name=f"CNN seed {seed}").evaluate(Split(study, "test"))
+        results[seed] = ({r.attribute: r for r in result.rows}, accuracy(model, study))
+    lines = [f"## Small CNN over {len(seeds)} seeds (same config and data; R², then flip % in brackets)", "",
+             "| factor | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for attribute in PAPER_IMPORTANCE:
+        cells = [f"{rows[attribute].r_squared.value:.3f} ({rows[attribute].flip_percent.value:.1f})" for rows, _ in results.values()]
+        lines.append(f"| {ATTRIBUTES[attribute].label} | " + " | ".join(cells) + " |")
+    lines.append("| test accuracy | " + " | ".join(f"{acc:.3f}" for _, acc in results.values()) + " |")
+    return lines + [""]
 
 
 def figures(stages: Stages, inn, checkpoint: Path, study: Path) -> None:

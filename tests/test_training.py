@@ -171,6 +171,8 @@ def test_bad_model_paths_and_configs_are_clear_errors(tmp_path):
         parse_model_config({"data": "d", "output_dir": "o", "model": {"arch": "vgg"}})
     with pytest.raises(ConfigError, match=r"training\.epochs: expected a non-negative int"):
         parse_model_config({"data": "d", "output_dir": "o", "training": {"epochs": "ten"}})
+    with pytest.raises(ConfigError, match=r"training\.ema_decay: expected a number in \[0, 1\), got 1\.0"):
+        parse_model_config({"data": "d", "output_dir": "o", "training": {"ema_decay": 1}})
     with pytest.raises(ConfigError, match=r"training\.epoch: unknown key"):
         parse_model_config({"data": "d", "output_dir": "o", "training": {"epoch": 3}})
     (tmp_path / "m.yaml").write_text("kind: dataset\n")
@@ -350,10 +352,11 @@ def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.blender
 def test_an_interrupted_training_resumes_where_it_stopped(trained, tmp_path):
-    """Two epochs, then the rest with --resume: the same history and weights as one run of four."""
+    """Two epochs, then the rest with --resume: the same history and weights as one run of four,
+    the moving average of the weights included."""
     def config(out, epochs):
         text = MODEL.format(data=trained / "data", dataset=trained / "data.yaml", out=out)
-        return text.replace("epochs: 8", f"epochs: {epochs}")
+        return text.replace("epochs: 8", f"epochs: {epochs}, ema_decay: 0.9")
 
     (tmp_path / "whole.yaml").write_text(config(tmp_path / "whole", 4))
     assert main(["train", str(tmp_path / "whole.yaml")]) == 0
@@ -388,6 +391,14 @@ def test_an_interrupted_training_resumes_where_it_stopped(trained, tmp_path):
     w1 = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["state_dict"]
     w2 = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["state_dict"]
     assert all(torch.allclose(w1[k].float(), w2[k].float(), atol=1e-5) for k in w1)
+    e1 = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["averaged"]
+    e2 = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["averaged"]
+    assert all(torch.allclose(e1[k].float(), e2[k].float(), atol=1e-5) for k in e1)
+    # What is validated and kept is the average, not the last step's weights.
+    kept = torch.load(tmp_path / "cut" / "model.pt", weights_only=False)
+    if kept["epoch"] == 4:
+        assert all(torch.equal(kept["state_dict"][k], e2["module." + k]) for k in kept["state_dict"])
+    assert not all(torch.allclose(kept["state_dict"][k].float(), w2[k].float(), atol=1e-3) for k in w2)
     # A resume of a finished training trains nothing more.
     assert main(["train", str(tmp_path / "cut.yaml"), "--resume"]) == 0
     assert len(json.loads((tmp_path / "cut" / "history.json").read_text())) == 4

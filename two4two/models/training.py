@@ -41,6 +41,7 @@ TRAINING_KEYS = {
     "grad_clip": float,
     "augment_fliplr": bool,
     "channels_last": bool,
+    "ema_decay": float,
 }
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
 KINDS = {"classifier": None, "observer": ("observer",)}  # kind → allowed archs (None: every classifier)
@@ -60,6 +61,7 @@ class TrainingSettings:
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
     augment_fliplr: bool = False  # mirror a random half of each batch: the animals are mirror-symmetric, the class stays
     channels_last: bool = False  # NHWC memory format: on this CPU it speeds the INN up (benchmarks/training_speed.py), not the others
+    ema_decay: float = 0.0  # >0: validate and keep an exponential moving average of the weights (and BN statistics), not the last step's
 
 
 @dataclass
@@ -122,6 +124,8 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         if not ok or (expected in (int, float) and value < 0):
             raise ConfigError(f"{source}: training.{key}: expected a non-negative {expected.__name__}, got {value!r}")
         settings[key] = value
+    if settings.get("ema_decay", 0.0) >= 1.0:
+        raise ConfigError(f"{source}: training.ema_decay: expected a number in [0, 1), got {settings['ema_decay']!r}")
     dataset_config = raw.get("dataset_config")
     return ModelConfig(
         kind=kind,
@@ -229,6 +233,12 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
         optimiser, max_lr=ts.learning_rate, total_steps=max(1, ts.epochs * steps_per_epoch)
     )
     bce = torch.nn.BCEWithLogitsLoss()
+    averaged = None
+    if ts.ema_decay:  # the weights a noisy high-learning-rate run wanders around, averaged: what is validated and kept
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ts.ema_decay), use_buffers=True)
+    kept = averaged.module if averaged is not None else model
 
     def loss_and_parts(x, y):  # a model may bring its own objective (the INN's likelihood + β·BCE)
         if hasattr(model, "training_loss"):
@@ -247,6 +257,8 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
         if state.get("config") != config.raw:
             raise Two4TwoError(f"{state_path}: was written for another config; train into another output_dir or delete it")
         model.load_state_dict(state["state_dict"])
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         rng.bit_generator.state = state["numpy_rng"]
@@ -278,6 +290,8 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
                     torch.nn.utils.clip_grad_norm_(model.parameters(), ts.grad_clip)
                 optimiser.step()
                 schedule.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 if not torch.isfinite(loss):
                     raise Two4TwoError(f"training diverged in epoch {epoch} (loss {float(loss)}); lower learning_rate or set grad_clip")
                 total_loss += float(loss.detach()) * len(idx)
@@ -286,7 +300,7 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k: f"{v:.3f}" for k, v in parts.items()})
         train_seconds = time.perf_counter() - t0
-        validation = validation_record(model, val_images, val_params, device)
+        validation = validation_record(kept, val_images, val_params, device)
         score = validation.pop("score")
         record = {"epoch": epoch, "train_loss": total_loss / len(order), "images_per_second": len(order) / train_seconds}
         record.update({f"train_{key}": value / len(order) for key, value in part_sums.items()})
@@ -302,7 +316,7 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
                     "kind": config.kind,
                     "arch": config.model["arch"],
                     "model_args": model_args,
-                    "state_dict": model.state_dict(),
+                    "state_dict": kept.state_dict(),
                     "config": config.raw,
                     "training": asdict(ts),
                     "epoch": epoch,
@@ -318,6 +332,7 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
                 "config": config.raw,
                 "epoch": epoch,
                 "state_dict": model.state_dict(),
+                "averaged": averaged.state_dict() if averaged is not None else None,
                 "optimiser": optimiser.state_dict(),
                 "schedule": schedule.state_dict(),
                 "numpy_rng": rng.bit_generator.state,
