@@ -133,13 +133,13 @@ def tiny_render_config() -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def dataset_files() -> Callable[[Path], dict[str, bytes]]:
     """`dataset_files(root)`: every file of a rendered dataset by relative path (bytes), without the
-    manifest and the overview images, to compare two renders of the same config byte for byte."""
+    manifest, the lock file and the overview images, to compare two renders of the same config byte for byte."""
 
     def tree(root: Path) -> dict[str, bytes]:
         return {
             str(p.relative_to(root)): p.read_bytes()
             for p in sorted(Path(root).rglob("*"))
-            if p.is_file() and p.name != "manifest.json" and not p.name.startswith("overview")
+            if p.is_file() and p.name not in ("manifest.json", ".lock") and not p.name.startswith("overview")
         }
 
     return tree

@@ -32,7 +32,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     job = plan_config(config, Path(args.output) if args.output else None)
-    manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, **_pool_args(args))
+    manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, repair=args.repair, **_pool_args(args))
     _report(job.root, manifest)
     first = next(iter(job.splits))
     if manifest["counts"].get(first):
@@ -45,8 +45,18 @@ def _cmd_render_params(args: argparse.Namespace) -> None:
 
     settings = RenderSettings(samples=args.samples, denoise=args.denoise, look=args.look)
     job = plan_params_file(Path(args.params), Path(args.output), args.split, settings)
-    manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, **_pool_args(args))
+    manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, repair=args.repair, **_pool_args(args))
     _report(job.root, manifest)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from two4two.dataset.verify import verify
+
+    report = verify(args.dataset, workers=args.workers)
+    print(report.format(limit=args.limit))
+    if not report.ok:
+        print(f"repair: two4two render CONFIG -o {args.dataset} --resume --repair", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def _pool_args(args: argparse.Namespace) -> dict:
@@ -318,9 +328,12 @@ def _cmd_study_serve(args: argparse.Namespace) -> None:
 
     bundle = load_bundle(args.bundle)
     Storage(args.db, bundle).close()  # refuse another bundle's database before printing the address
-    print(f"study {bundle.title!r} ({', '.join(bundle.condition_names)}): http://{args.host}:{args.port}/  responses: {args.db}")
-    print("stop with Ctrl+C; then: two4two study export-responses --db DB --bundle BUNDLE -o responses.csv")
-    serve(bundle, args.db, host=args.host, port=args.port, threads=args.threads)
+
+    def ready() -> None:  # the database's lock is held: this server is the only one
+        print(f"study {bundle.title!r} ({', '.join(bundle.condition_names)}): http://{args.host}:{args.port}/  responses: {args.db}")
+        print("stop with Ctrl+C; then: two4two study export-responses --db DB --bundle BUNDLE -o responses.csv", flush=True)
+
+    serve(bundle, args.db, host=args.host, port=args.port, threads=args.threads, ready=ready)
     print(f"stopped; the responses are in {args.db}")
 
 
@@ -365,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
         render_options(p)
         p.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
         p.add_argument("--overwrite", action="store_true", help="replace a different dataset in the output directory")
+        p.add_argument("--repair", action="store_true",
+                       help="with --resume: first re-render the samples whose files `two4two verify` finds missing or damaged")
 
     p = sub.add_parser("render", help="render every split of a config (images, masks, parameters)")
     p.add_argument("config", help="dataset config (YAML)")
@@ -384,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pale: the original's Filmic look (default); saturated: sRGB colours under the Standard view")
     pool_options(p)
     p.set_defaults(func=_cmd_render_params)
+
+    p = sub.add_parser("verify", help="check every file of a dataset against its recorded checksums (exit 1 on damage)")
+    p.add_argument("dataset", help="rendered dataset directory")
+    p.add_argument("--workers", type=int, help="hashing threads (default: two per core, at most 8)")
+    p.add_argument("--limit", type=int, default=50, help="paths listed per kind of damage (default 50)")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("train", help="train a model from a config (kind: classifier or observer)")
     p.add_argument("config", help="model config (YAML)")
@@ -481,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except Two4TwoError as exc:
         print(f"two4two: error: {exc}", file=sys.stderr)
         return 2
@@ -491,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("two4two: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

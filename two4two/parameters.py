@@ -225,6 +225,9 @@ class SceneParameters:
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(SceneParameters))
+# A dataset's parameters.jsonl adds the checksums of each sample's files under this key; a
+# parameters file reader skips it, so a dataset's lines can be rendered again as they are.
+CHECKSUMS_KEY = "sha256"
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[SceneParameters]:
@@ -237,7 +240,10 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[SceneParameters]:
             if not line.strip():
                 continue
             try:
-                yield SceneParameters.from_dict(json.loads(line))
+                data = json.loads(line)
+                if isinstance(data, dict):
+                    data.pop(CHECKSUMS_KEY, None)
+                yield SceneParameters.from_dict(data)
             except json.JSONDecodeError as exc:
                 raise ParameterError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
             except ParameterError as exc:

@@ -1,7 +1,10 @@
 """Render jobs: plan a config's splits, render what is missing through one pool, add interventions.
 
 `ensure` is what the CLI calls before a stage that reads data: it renders whatever of a
-dataset (and of the intervention splits asked for) is missing, locally or on Ray.
+dataset (and of the intervention splits asked for) is missing, locally or on Ray. Every
+job holds the dataset's lock while it writes (two4two.locks), so a second writer is
+refused instead of interleaving its lines with the first's; `repair=True` re-renders the
+samples whose files `verify` finds missing or damaged, byte-identical to the originals.
 """
 
 from __future__ import annotations
@@ -11,9 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, fingerprint, package_versions, read_manifest, read_split, write_manifest
-from two4two.dataset.writer import SplitWriter, prepare_output
+from two4two.dataset.layout import (
+    FORMAT_VERSION,
+    MANIFEST,
+    DatasetError,
+    fingerprint,
+    package_versions,
+    read_manifest,
+    read_split,
+    read_split_checksums,
+    sha256_hex,
+    write_manifest,
+)
+from two4two.dataset.writer import SplitWriter, png_bytes, prepare_output
 from two4two.errors import Two4TwoError
+from two4two.io import atomic_write_bytes
+from two4two.locks import LOCK_NAME, exclusive
 from two4two.parameters import SceneParameters, iter_jsonl
 
 
@@ -36,22 +52,35 @@ def run_render_job(
     overwrite: bool = False,
     progress: bool = True,
     backend: str = "local",
+    repair: bool = False,
     **pool_options,
 ) -> dict:
     """Render every missing sample of every split through one pool; returns the manifest.
 
     `backend` ("local" or "ray", with `address=` for a cluster) is not part of the
-    dataset's identity: a render started on one backend resumes on the other.
+    dataset's identity: a render started on one backend resumes on the other. `repair`
+    (with `resume`) first re-renders the finished samples whose files are missing or damaged.
     """
     from two4two.render import check_backend, validate_all
 
     check_backend(backend, pool_options.get("address"))
+    if repair and not resume:
+        raise DatasetError("--repair: only with --resume (it mends a dataset of the same config)")
     for split, params in job.splits.items():
         try:
             validate_all(params)
         except Two4TwoError as exc:
             raise Two4TwoError(f"split {split}: {exc}") from None
+    if read_manifest(job.root) is None and job.root.exists() and any(p.name != LOCK_NAME for p in job.root.iterdir()) and not overwrite:
+        prepare_output(job.root, job.identity, resume, overwrite)  # refuses, before a lock file is left in a foreign directory
+    with exclusive(job.root, "dataset"):
+        return _run_locked(job, workers, resume, overwrite, progress, backend, repair, **pool_options)
+
+
+def _run_locked(job: RenderJob, workers, resume, overwrite, progress, backend, repair, **pool_options) -> dict:
     existing = prepare_output(job.root, job.identity, resume, overwrite)
+    if repair and existing is not None:
+        repair_damaged(job, workers, progress, backend, **pool_options)
     if existing is not None and existing.get("status") == "complete":
         print(f"{job.root}: already complete ({sum(existing['counts'].values())} samples); nothing to do")
         return existing
@@ -117,6 +146,48 @@ def render_splits(
     return writers
 
 
+def repair_damaged(job: RenderJob, workers=None, progress: bool = True, backend: str = "local", **pool_options) -> int:
+    """Re-render the samples whose recorded files `verify` finds missing or damaged; returns how many.
+
+    A re-rendered file must hash to the checksum its line records (rendering is
+    deterministic), so a repair never changes what a dataset holds; leftover temporary
+    files of an interrupted write are removed. Other unexpected files are only reported.
+    """
+    from two4two.dataset.verify import verify
+    from two4two.render import open_pool
+
+    report = verify(job.root, progress=progress)
+    for path in report.unexpected:
+        if path.name.endswith(".tmp") and path.parent.name in ("images", "masks"):
+            path.unlink(missing_ok=True)
+    todo: list[tuple[str, SceneParameters]] = []
+    for split, ids in report.damaged.items():  # a sample's line is its parameters (interventions added later too)
+        todo += [(split, p) for p in read_split(job.root, split) if p.id in ids]
+    if not todo:
+        print(f"{job.root}: no damaged samples to repair")
+        return 0
+    from tqdm import tqdm
+
+    sums = {split: read_split_checksums(job.root, split) for split in report.damaged}
+    with open_pool(backend, workers, job.settings, **pool_options) as pool, tqdm(
+        total=len(todo), unit="img", disable=not progress, desc=f"repair {job.name}".strip()
+    ) as bar:
+        for result in pool.imap([p for _, p in todo]):
+            split, p = todo[result.index]
+            files = {"image": (job.root / split / "images" / f"{p.id}.png", png_bytes(result.image)),
+                     "mask": (job.root / split / "masks" / f"{p.id}.png", png_bytes(result.mask))}
+            recorded = sums[split].get(p.id, {})
+            for kind, (path, data) in files.items():
+                if kind in recorded and sha256_hex(data) != recorded[kind]:
+                    raise DatasetError(
+                        f"{path}: re-rendered, it differs from the original (the renderer or its versions changed since "
+                        "the dataset was written; see versions in manifest.json); not replaced")
+                atomic_write_bytes(path, data)
+            bar.update(1)
+    print(f"{job.root}: repaired {len(todo)} samples ({sum(len(v) for v in report.damaged.values())} damaged)")
+    return len(todo)
+
+
 def add_intervention_splits(
     root: str | Path, split: str, attributes: Sequence[str], workers: int | None = None, progress: bool = True,
     backend: str = "local", **pool_options,
@@ -148,11 +219,13 @@ def add_intervention_splits(
     if missing:
         check_backend(backend, pool_options.get("address"))
         settings = RenderSettings(**manifest["render_settings"])
-        writers = render_splits(root, missing, settings, workers, progress, f"interventions of {split}", None, backend, **pool_options)
-        for name, w in writers.items():
-            manifest["splits"][name] = {"n": len(originals), "intervention_of": split, "attribute": wanted[name]}
-            manifest["counts"][name] = w.next_index
-        write_manifest(root, manifest)
+        with exclusive(root, "dataset"):
+            manifest = read_manifest(root)  # as the lock's holder left it
+            writers = render_splits(root, missing, settings, workers, progress, f"interventions of {split}", None, backend, **pool_options)
+            for name, w in writers.items():
+                manifest["splits"][name] = {"n": len(originals), "intervention_of": split, "attribute": wanted[name]}
+                manifest["counts"][name] = w.next_index
+            write_manifest(root, manifest)
     return list(wanted)
 
 

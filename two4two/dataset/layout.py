@@ -3,12 +3,18 @@
     DIR/manifest.json                 config, seed, render settings, versions, counts, status
     DIR/SPLIT/images/ID.png           sRGB image
     DIR/SPLIT/masks/ID.png            uint8 labels 0–8 (see MASK_LABELS)
-    DIR/SPLIT/parameters.jsonl        one line per finished sample, in planned order
+    DIR/SPLIT/parameters.jsonl        one line per finished sample, in planned order, with the
+                                      SHA-256 of its two PNGs ("sha256": {"image": …, "mask": …})
+    DIR/.lock                         held by the process writing the dataset (two4two.locks)
+
+A file that does not match its recorded checksum is damaged: readers say so, naming the file,
+`two4two verify DIR` lists every such file, `two4two render CONFIG --resume --repair` re-renders them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import platform
 from importlib import metadata
@@ -21,7 +27,7 @@ from PIL import Image
 from two4two.animal import BLOCK_NAMES
 from two4two.errors import Two4TwoError
 from two4two.io import atomic_write_bytes
-from two4two.parameters import SceneParameters, iter_jsonl
+from two4two.parameters import CHECKSUMS_KEY, SceneParameters, iter_jsonl
 
 # 2: the animal of the original Two4Two renderer (rotation axes, centring, block shape, pale
 # Filmic look); format 1 rendered a different animal, so the two never mix in one dataset.
@@ -71,14 +77,55 @@ def read_split(root: str | Path, split: str) -> list[SceneParameters]:
     return list(iter_jsonl(path))
 
 
-def load_image(root: str | Path, split: str, sample_id: str) -> np.ndarray:
-    with Image.open(Path(root) / split / "images" / f"{sample_id}.png") as img:
-        return np.asarray(img.convert("RGB"))
+def read_split_checksums(root: str | Path, split: str) -> dict[str, dict[str, str]]:
+    """Each sample's recorded PNG checksums ({id: {"image": hex, "mask": hex}}); samples written
+    before two4two recorded them are absent."""
+    path = Path(root) / split / "parameters.jsonl"
+    out = {}
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if b'"sha256"' not in raw:
+                continue
+            try:
+                line = json.loads(raw)
+                out[line["id"]] = line[CHECKSUMS_KEY]
+            except (ValueError, KeyError, TypeError):
+                continue  # read_split names a bad line; this only collects checksums
+    return out
 
 
-def load_mask(root: str | Path, split: str, sample_id: str) -> np.ndarray:
-    with Image.open(Path(root) / split / "masks" / f"{sample_id}.png") as img:
-        return np.asarray(img)
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def repair_hint(root: str | Path) -> str:
+    return f"list the damage with `two4two verify {root}` and re-render it with `two4two render CONFIG -o {root} --resume --repair`"
+
+
+def read_png(path: Path, sha256: str | None = None, root: str | Path | None = None) -> Image.Image:
+    """A PNG of a dataset, decoded; a missing, corrupt or checksum-mismatched file is a DatasetError naming it."""
+    root = root if root is not None else path.parent.parent.parent
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}); {repair_hint(root)}") from None
+    if sha256 is not None and sha256_hex(data) != sha256:
+        raise DatasetError(f"{path}: damaged (its SHA-256 is not the one recorded in parameters.jsonl); {repair_hint(root)}")
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's ways of saying a file is truncated or not a PNG
+        raise DatasetError(f"{path}: damaged image ({exc}); {repair_hint(root)}") from None
+
+
+def load_image(root: str | Path, split: str, sample_id: str, sha256: str | None = None) -> np.ndarray:
+    """A sample's image (H×W×3 uint8); `sha256`: check it against the recorded checksum first."""
+    return np.asarray(read_png(Path(root) / split / "images" / f"{sample_id}.png", sha256, root).convert("RGB"))
+
+
+def load_mask(root: str | Path, split: str, sample_id: str, sha256: str | None = None) -> np.ndarray:
+    return np.asarray(read_png(Path(root) / split / "masks" / f"{sample_id}.png", sha256, root))
 
 
 def load_split_arrays(root: str | Path, split: str, progress: bool = True) -> tuple[np.ndarray, list[SceneParameters]]:
@@ -88,10 +135,11 @@ def load_split_arrays(root: str | Path, split: str, progress: bool = True) -> tu
     params = read_split(root, split)
     if not params:
         raise DatasetError(f"{root}/{split}: empty split")
+    checksums = read_split_checksums(root, split)
     first = load_image(root, split, params[0].id)
     images = np.empty((len(params), *first.shape), np.uint8)
     for i, p in enumerate(tqdm(params, desc=f"load {split}", unit="img", disable=not progress, mininterval=1)):
-        image = load_image(root, split, p.id)
+        image = load_image(root, split, p.id, checksums.get(p.id, {}).get("image"))
         if image.shape != first.shape:
             raise DatasetError(f"{root}/{split}: image {p.id} is {image.shape}, others are {first.shape}")
         images[i] = image

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from two4two.dataset.layout import DatasetError, load_image, load_mask, read_split
+from two4two.dataset.layout import DatasetError, load_image, load_mask, read_split, read_split_checksums
 
 
 class Two4TwoDataset:
@@ -15,7 +15,9 @@ class Two4TwoDataset:
 
     Each item is a dict: `image` (float C×H×W in [0, 1]), `label` (the stored label, with
     label noise if the sample has labeling_error), `true_label`, `mask` (long H×W) when
-    `with_mask`, `targets` (float tensor of the chosen `attributes`) and `id`.
+    `with_mask`, `targets` (float tensor of the chosen `attributes`) and `id`. Files are
+    checked against the checksums their lines record: a damaged file is a DatasetError that
+    names it and the repair command, not a decoder's traceback half-way through an epoch.
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class Two4TwoDataset:
         self.root = Path(root)
         self.split = split
         self.params = read_split(root, split)
+        self.checksums = read_split_checksums(root, split)
         allowed = (*CONTINUOUS_RANGES, *BOOLEAN_ATTRIBUTES)
         for a in attributes:
             if a not in allowed:
@@ -52,7 +55,8 @@ class Two4TwoDataset:
         import torch
 
         p = self.params[i]
-        image = torch.from_numpy(load_image(self.root, self.split, p.id).copy()).permute(2, 0, 1).float() / 255
+        sums = self.checksums.get(p.id, {})
+        image = torch.from_numpy(load_image(self.root, self.split, p.id, sums.get("image")).copy()).permute(2, 0, 1).float() / 255
         if self.transform is not None:
             image = self.transform(image)
         item = {
@@ -63,5 +67,5 @@ class Two4TwoDataset:
             "id": p.id,
         }
         if self.with_mask:
-            item["mask"] = torch.from_numpy(load_mask(self.root, self.split, p.id).astype(np.int64))
+            item["mask"] = torch.from_numpy(load_mask(self.root, self.split, p.id, sums.get("mask")).astype(np.int64))
         return item

@@ -1,9 +1,10 @@
 """The crash-safe split writer and the check of an output directory before writing.
 
 A sample is done only when its line is in parameters.jsonl, and the line is written
-only after both PNGs were written to temporary names and renamed into place. Lines are
-appended in the planned order, so a resumed run produces the same files as an
-uninterrupted one.
+only after both PNGs were written to temporary names and renamed into place; it records
+their SHA-256, so damage found later is damage (`two4two verify`). Lines are appended in
+the planned order, so a resumed run produces the same files as an uninterrupted one. The
+caller holds the dataset's lock (two4two.locks): one writer per dataset.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, fingerprint, read_manifest
+from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, fingerprint, read_manifest, sha256_hex
 from two4two.io import atomic_write_bytes
-from two4two.parameters import SceneParameters
+from two4two.locks import LOCK_NAME
+from two4two.parameters import CHECKSUMS_KEY, SceneParameters
 
 PNG_END = b"IEND\xaeB`\x82"
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
-
+def png_bytes(array: np.ndarray) -> bytes:
+    """An image or mask as the PNG bytes a dataset stores (deterministic: re-rendering a sample gives the same file)."""
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
@@ -54,8 +56,11 @@ class SplitWriter:
         self.images.mkdir(parents=True, exist_ok=True)
         self.masks.mkdir(parents=True, exist_ok=True)
         self.next_index = self._recover()
-        self._pending: dict[int, SceneParameters] = {}
-        self._fh = open(self.jsonl, "a", encoding="utf-8")
+        self._pending: dict[int, str] = {}
+        try:
+            self._fh = open(self.jsonl, "a", encoding="utf-8")
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.jsonl)) from None
 
     def _recover(self) -> int:
         """Count the done prefix; cut the file at the first line that is torn or lacks its files."""
@@ -72,6 +77,8 @@ class SplitWriter:
                 except ValueError:
                     break
                 expected = self.planned[done]
+                if isinstance(line, dict):
+                    line.pop(CHECKSUMS_KEY, None)
                 if line != expected.to_dict():
                     raise DatasetError(
                         f"{self.jsonl}: line {done + 1} is sample {line.get('id')!r}, but the plan has "
@@ -96,21 +103,33 @@ class SplitWriter:
 
     def write(self, index: int, image: np.ndarray, mask: np.ndarray) -> None:
         p = self.planned[index]
-        atomic_write_bytes(self.images / f"{p.id}.png", _png_bytes(image))
-        atomic_write_bytes(self.masks / f"{p.id}.png", _png_bytes(mask))
-        self._pending[index] = p
+        image_png, mask_png = png_bytes(image), png_bytes(mask)
+        atomic_write_bytes(self.images / f"{p.id}.png", image_png)
+        atomic_write_bytes(self.masks / f"{p.id}.png", mask_png)
+        line = {**p.to_dict(), CHECKSUMS_KEY: {"image": sha256_hex(image_png), "mask": sha256_hex(mask_png)}}
+        self._pending[index] = json.dumps(line, allow_nan=False) + "\n"
         lines = []
         while self.next_index in self._pending:
-            lines.append(self._pending.pop(self.next_index).to_json() + "\n")
+            lines.append(self._pending.pop(self.next_index))
             self.next_index += 1
         if lines:
-            self._fh.write("".join(lines))
-            self._fh.flush()
+            try:
+                self._fh.write("".join(lines))
+                self._fh.flush()
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(self.jsonl)) from None
 
     def close(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.jsonl)) from None
+        finally:
+            try:
+                self._fh.close()
+            except OSError:
+                pass  # the flush above already named the path
 
 
 def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) -> dict | None:
@@ -123,7 +142,7 @@ def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) ->
     old = read_manifest(root)
     fp = fingerprint(identity)
     if old is None:
-        if root.exists() and any(root.iterdir()) and not overwrite:
+        if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()) and not overwrite:
             raise DatasetError(f"{root}: exists and is not a two4two dataset; choose another -o or pass --overwrite")
         return None
     if old.get("format") != FORMAT_VERSION and not overwrite:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 from flask import Flask, abort, make_response, redirect, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from two4two.locks import exclusive
 from two4two.study.bundle import ATTRIBUTES, Bundle, BundleQuestion, Condition
 from two4two.study.storage import Participant, Storage
 
@@ -274,8 +275,10 @@ def create_app(
     return app
 
 
-def serve(bundle: Bundle, db: str | Path, host: str = "127.0.0.1", port: int = 8000, threads: int = 8) -> None:
-    """Run the app with waitress until interrupted (Ctrl+C, SIGINT).
+def serve(bundle: Bundle, db: str | Path, host: str = "127.0.0.1", port: int = 8000, threads: int = 8,
+          ready: Callable[[], None] | None = None) -> None:
+    """Run the app with waitress until interrupted (Ctrl+C, SIGINT), holding the database's lock
+    (`DB.lock`): a second server on the same database is refused. `ready` runs once the lock is held.
 
     A process inherits an ignored or blocked SIGINT from whatever started it (a test runner,
     a job control wrapper); then Ctrl+C would never stop the server, so both are undone first.
@@ -286,5 +289,8 @@ def serve(bundle: Bundle, db: str | Path, host: str = "127.0.0.1", port: int = 8
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    app = create_app(bundle, db)
-    waitress_serve(app, host=host, port=port, threads=threads, ident="two4two-study")
+    with exclusive(db, "study database", lock_path=f"{db}.lock"):  # one server per database
+        app = create_app(bundle, db)
+        if ready is not None:
+            ready()
+        waitress_serve(app, host=host, port=port, threads=threads, ident="two4two-study")
