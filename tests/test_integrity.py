@@ -271,3 +271,44 @@ def test_a_truncated_render_is_found_by_verify_and_repaired_byte_identically(tmp
     assert main(["render", str(config), "-o", str(out), "--resume", "--repair", "--workers", "1"]) == 0
     assert dataset_files(out) == original
     assert main(["verify", str(out)]) == 0
+
+
+# ---------------------------------------------------------------- the study's database
+
+
+@pytest.fixture
+def study_bundle(tmp_path):
+    pytest.importorskip("flask", reason="the study app needs flask: pip install -e '.[dev,study]'")
+    from study_fixtures import make_bundle
+
+    return make_bundle(tmp_path / "bundle")
+
+
+def test_a_second_study_server_on_one_database_is_refused_before_it_prints_an_address(study_bundle, tmp_path, capsys):
+    db = tmp_path / "responses.sqlite"
+    with exclusive(db, "study database", lock_path=f"{db}.lock"):  # the first server
+        assert main(["study", "serve", str(study_bundle), "--db", str(db), "--port", "9"]) == 2
+    out = capsys.readouterr()
+    assert "http://" not in out.out
+    assert f"study database {db}: is being written by another process (pid {os.getpid()}" in out.err
+
+
+def test_a_full_database_names_its_file_and_keeps_nothing_of_the_transaction(study_bundle, tmp_path):
+    """SQLite's own "database or disk is full" (SQLITE_FULL), reached through max_page_count."""
+    from two4two.errors import StorageError
+    from two4two.study.bundle import load_bundle
+    from two4two.study.storage import Storage
+
+    db = tmp_path / "responses.sqlite"
+    storage = Storage(db, load_bundle(study_bundle))
+    conn = storage._connect()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")
+    with pytest.raises(StorageError, match=rf"{db}: cannot write \(database or disk is full\)"):
+        with storage.write() as c:
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("small", "fits"))
+            c.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("large", "x" * 200_000))
+    with storage.read() as c:
+        keys = {row[0] for row in c.execute("SELECT key FROM meta")}
+    assert "small" not in keys and "large" not in keys and "schema" in keys
+    storage.close()

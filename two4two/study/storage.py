@@ -163,19 +163,22 @@ class Storage:
         conn = self._connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             self._discard(conn)
-            raise
+            raise StorageError(f"{self.path}: cannot write ({exc})") from None
         try:
             yield conn
+        except sqlite3.OperationalError as exc:  # a full disk, a vanished file: nothing of the transaction stays
+            self._rollback(conn)
+            raise StorageError(f"{self.path}: cannot write ({exc})") from None
         except BaseException:
             self._rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             self._rollback(conn)
-            raise
+            raise StorageError(f"{self.path}: cannot write ({exc})") from None
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         try:
