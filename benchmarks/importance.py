@@ -23,8 +23,14 @@ import torch
 from two4two.config import load_config
 from two4two.dataset import plan_config, read_manifest, run_render_job
 from two4two.importance import Importance
-from two4two.models.classifier import build_classifier
-from two4two.models.training import load_classifier, load_train_config, train_model, training_split_of
+from two4two.models.training import (
+    checkpoint_written_for,
+    load_classifier,
+    load_train_config,
+    random_init_like,
+    train_model,
+    training_split_of,
+)
 from two4two.split import Split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +66,7 @@ def train(config_path: Path, epochs: int | None) -> Path:
     if epochs is not None:
         config.training = dataclasses.replace(config.training, epochs=epochs)
     checkpoint = config.output_dir / "model.pt"
-    if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["config"] == config.raw:
+    if checkpoint.exists() and checkpoint_written_for(checkpoint, config):
         print(f"{checkpoint}: already trained with this config; reusing it")
         return checkpoint
     return train_model(config)
@@ -81,11 +87,10 @@ def main() -> None:
     study_ckpt = timed("train on study2022_64px", lambda: train(ROOT / "configs/small_cnn_study2022_64px.yaml", args.epochs), timings)
     unbiased_ckpt = timed("train on unbiased_64px", lambda: train(ROOT / "configs/small_cnn_unbiased_64px.yaml", args.epochs), timings)
 
-    checkpoint = torch.load(study_ckpt, weights_only=False)
     torch.manual_seed(0)
     models = [
         ("small CNN trained on study2022", load_classifier(study_ckpt), "study_model", study_ckpt),
-        ("random-init small CNN (baseline)", build_classifier(checkpoint["arch"], **checkpoint["model_args"]).eval(), "random_init", study_ckpt),
+        ("random-init small CNN (baseline)", random_init_like(study_ckpt), "random_init", study_ckpt),
         ("small CNN trained on unbiased data (baseline)", load_classifier(unbiased_ckpt), "unbiased_model", unbiased_ckpt),
     ]
     for name, model, stem, ckpt in models:

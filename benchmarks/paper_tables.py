@@ -32,7 +32,8 @@ from two4two.dataset import load_split_arrays, read_split  # noqa: E402
 from two4two.importance import Importance  # noqa: E402
 from two4two.io import atomic_write_json  # noqa: E402
 from two4two.models.training import (  # noqa: E402
-    load_classifier, load_observer, load_train_config, parse_model_config, predict_logits, train_model, training_split_of)
+    checkpoint_written_for, load_classifier, load_observer, load_train_config, parse_model_config, predict_logits, train_model,
+    training_split_of)
 from two4two.parameters import ATTRIBUTES  # noqa: E402
 from two4two.split import Split  # noqa: E402
 
@@ -96,21 +97,17 @@ def trained(config_path: Path, seed: int | None = None) -> bool:
     history = ROOT / config.output_dir / "history.json"
     if not history.exists():
         return False
-    import torch
-
     state = ROOT / config.output_dir / "last.pt"
-    return (state.exists() and torch.load(state, weights_only=False)["config"] == config.raw
+    return (state.exists() and checkpoint_written_for(state, config)
             and len(json.loads(history.read_text())) == config.training.epochs)
 
 
 def train(config_path: Path, seed: int | None = None) -> Path:
     """Train, continuing an interrupted run of the same config; a changed config starts afresh."""
-    import torch
-
     config = model_config(config_path, seed)
     config.data, config.output_dir = ROOT / config.data, ROOT / config.output_dir
     state = config.output_dir / "last.pt"
-    same = state.exists() and torch.load(state, weights_only=False)["config"] == config.raw
+    same = state.exists() and checkpoint_written_for(state, config)
     if state.exists() and not same:
         print(f"{config.output_dir}: trained with another config; training afresh")
     return train_model(config, resume=same)

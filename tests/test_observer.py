@@ -103,7 +103,7 @@ def test_training_keeps_the_best_validation_record(observer_dir):
     history = json.loads((observer_dir / "observer" / "history.json").read_text())
     assert history[-1]["train_mse"] < history[0]["train_mse"]
     assert all(f"val_mse_{a}" in h for h in history for a in OBSERVED)
-    checkpoint = torch.load(observer_dir / "observer" / "model.pt", weights_only=False)
+    checkpoint = torch.load(observer_dir / "observer" / "model.pt", weights_only=True)
     assert checkpoint["kind"] == "observer"
     assert checkpoint["validation"]["mean_mse"] == min(h["val_mean_mse"] for h in history)
     observer = load_observer(observer_dir / "observer")

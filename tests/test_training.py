@@ -75,7 +75,7 @@ def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
     assert [h["epoch"] for h in history] == list(range(1, 9))
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert max(h["val_accuracy"] for h in history) > 0.9  # the colour shortcut is learnt
-    checkpoint = torch.load(trained / "model" / "model.pt", weights_only=False)
+    checkpoint = torch.load(trained / "model" / "model.pt", weights_only=True)
     assert checkpoint["config"]["name"] == "tiny" and checkpoint["arch"] == "small_cnn"
     assert checkpoint["validation"]["accuracy"] == max(h["val_accuracy"] for h in history)
 
@@ -89,7 +89,7 @@ def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
     images, params = load_split_arrays(trained / "data", "validation", progress=False)
     logits = predict_logits(model, images)
     accuracy = ((logits > 0) == np.array([p.true_label for p in params])).mean()
-    checkpoint = torch.load(trained / "model" / "model.pt", weights_only=False)
+    checkpoint = torch.load(trained / "model" / "model.pt", weights_only=True)
     assert accuracy == pytest.approx(checkpoint["validation"]["accuracy"])
 
 
@@ -388,14 +388,14 @@ def test_an_interrupted_training_resumes_where_it_stopped(trained, tmp_path):
     for a, b in zip(whole, cut):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_accuracy"] == b["val_accuracy"]
-    w1 = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["state_dict"]
-    w2 = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["state_dict"]
+    w1 = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["state_dict"]
+    w2 = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["state_dict"]
     assert all(torch.allclose(w1[k].float(), w2[k].float(), atol=1e-5) for k in w1)
-    e1 = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["averaged"]
-    e2 = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["averaged"]
+    e1 = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["averaged"]
+    e2 = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["averaged"]
     assert all(torch.allclose(e1[k].float(), e2[k].float(), atol=1e-5) for k in e1)
     # What is validated and kept is the average, not the last step's weights.
-    kept = torch.load(tmp_path / "cut" / "model.pt", weights_only=False)
+    kept = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
     if kept["epoch"] == 4:
         assert all(torch.equal(kept["state_dict"][k], e2["module." + k]) for k in kept["state_dict"])
     assert not all(torch.allclose(kept["state_dict"][k].float(), w2[k].float(), atol=1e-3) for k in w2)

@@ -23,3 +23,7 @@ class BundleError(Two4TwoError, ValueError):
 
 class StorageError(Two4TwoError):
     """A study responses database cannot be used: another bundle's, or not one of ours."""
+
+
+class CheckpointError(Two4TwoError):
+    """A checkpoint cannot be used: missing, truncated, not ours, of another kind, or holding more than tensors and plain data."""

@@ -18,14 +18,16 @@ every attribute.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from two4two.errors import ConfigError, Two4TwoError
+from two4two.errors import CheckpointError, ConfigError, Two4TwoError
 from two4two.io import atomic_write_json
 
 TRAINING_KEYS = {
@@ -153,6 +155,96 @@ def _save_atomic(obj: Any, path: Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
+def _plain(value: Any) -> Any:
+    """Metadata as JSON-like Python values (numpy numbers and arrays, paths, tuples, dates made
+    plain), which torch's weights-only reader takes without allow-listing any class."""
+    if isinstance(value, dict):
+        return {k if type(k) in (str, int, float, bool) or k is None else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    for plain in (bool, int, float, str):  # subclasses (enums, numpy-like) pickle as their class
+        if isinstance(value, plain):
+            return plain(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def save_model_checkpoint(path: Path, config: ModelConfig, state_dict, epoch: int, validation: dict, resolution) -> None:
+    """The checkpoint kept of a training (`model.pt`): the weights as tensors, all else plain data,
+    so read_checkpoint loads it without running any code."""
+    _save_atomic(
+        {
+            **_plain(
+                {
+                    "kind": config.kind,
+                    "arch": config.model["arch"],
+                    "model_args": {k: v for k, v in config.model.items() if k != "arch"},
+                    "config": config.raw,
+                    "training": asdict(config.training),
+                    "epoch": epoch,
+                    "validation": validation,
+                    "resolution": list(resolution),
+                    "dataset": str(config.data),
+                }
+            ),
+            "state_dict": state_dict,
+        },
+        path,
+    )
+
+
+STATE_KEYS = ("config", "epoch", "state_dict", "averaged", "optimiser", "schedule", "numpy_rng", "torch_rng", "history", "best")
+
+
+def save_training_state(path: Path, config: ModelConfig, epoch: int, model, averaged, optimiser, schedule, rng, history, best) -> None:
+    """The whole state of a training after an epoch (`last.pt`), for `--resume`: torch's state
+    dicts and rng state as they are (tensors and numbers), numpy's generator state and the
+    history as plain data."""
+    import torch
+
+    _save_atomic(
+        {
+            **_plain({"config": config.raw, "epoch": epoch, "numpy_rng": rng.bit_generator.state, "history": history, "best": best}),
+            "state_dict": model.state_dict(),
+            "averaged": averaged.state_dict() if averaged is not None else None,
+            "optimiser": optimiser.state_dict(),
+            "schedule": schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        path,
+    )
+
+
+def restore_training_state(path: Path, config: ModelConfig, model, averaged, optimiser, schedule, rng, device=None):
+    """Puts a `last.pt` back into a training's objects (and torch's generator); returns (history,
+    best, epoch). A state of another config, or one that does not fit, is refused in one line."""
+    import torch
+
+    needed = [key for key in STATE_KEYS if key != "averaged" or averaged is not None]  # states from before ema_decay have none
+    state = read_checkpoint(path, keys=needed, device=device)
+    if state["config"] != _plain(config.raw):
+        raise CheckpointError(f"{path}: was written for another config; train into another output_dir or delete it")
+    try:
+        model.load_state_dict(state["state_dict"])
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        history, best, epoch = list(state["history"]), float(state["best"]), int(state["epoch"])
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot resume from it ({_one_line(exc)}); delete it to train afresh") from None
+    return history, best, epoch
+
+
 def accuracy_and_logits(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256, device=None):
     """Accuracy against `labels` and the logits, evaluated in batches without gradients."""
     logits = predict_logits(model, images, batch_size, device)
@@ -253,18 +345,9 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
     best = -math.inf  # scores may be negative (the observer's is −MSE)
     first_epoch = 1
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        if state.get("config") != config.raw:
-            raise Two4TwoError(f"{state_path}: was written for another config; train into another output_dir or delete it")
-        model.load_state_dict(state["state_dict"])
-        if averaged is not None:
-            averaged.load_state_dict(state["averaged"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-        print(f"resuming {config.name} after epoch {state['epoch']} of {ts.epochs}")
+        history, best, done = restore_training_state(state_path, config, model, averaged, optimiser, schedule, rng, device)
+        first_epoch = done + 1
+        print(f"resuming {config.name} after epoch {done} of {ts.epochs}")
     elif resume:
         print(f"{state_path}: not there; training from the first epoch")
     for epoch in range(first_epoch, ts.epochs + 1):
@@ -311,37 +394,9 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
         print(f"epoch {epoch}: train loss {record['train_loss']:.4f}, {shown} ({record['images_per_second']:.0f} images/s)")
         if score > best:
             best = score
-            _save_atomic(
-                {
-                    "kind": config.kind,
-                    "arch": config.model["arch"],
-                    "model_args": model_args,
-                    "state_dict": kept.state_dict(),
-                    "config": config.raw,
-                    "training": asdict(ts),
-                    "epoch": epoch,
-                    "validation": validation,
-                    "resolution": list(train_images.shape[2:0:-1]),
-                    "dataset": str(config.data),
-                },
-                checkpoint_path,
-            )
+            save_model_checkpoint(checkpoint_path, config, kept.state_dict(), epoch, validation, train_images.shape[2:0:-1])
         atomic_write_json(config.output_dir / "history.json", history)
-        _save_atomic(
-            {
-                "config": config.raw,
-                "epoch": epoch,
-                "state_dict": model.state_dict(),
-                "averaged": averaged.state_dict() if averaged is not None else None,
-                "optimiser": optimiser.state_dict(),
-                "schedule": schedule.state_dict(),
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best": best,
-            },
-            state_path,
-        )
+        save_training_state(state_path, config, epoch, model, averaged, optimiser, schedule, rng, history, best)
     return checkpoint_path
 
 
@@ -369,41 +424,104 @@ def checkpoint_dir(path: str | Path) -> Path:
     return checkpoint_file(path).parent
 
 
-def load_model(path: str | Path, kind: str, device=None):
+MODEL_KEYS = ("kind", "arch", "model_args", "state_dict")
+
+
+def _one_line(exc: object, limit: int = 300) -> str:
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_checkpoint(path: str | Path, kind: str | None = None, keys=(), device=None) -> dict:
+    """A checkpoint's dict, read by torch's weights-only unpickler (tensors and plain data only):
+    a .pt file is a pickle, and any other reader runs whatever code the file names. Every
+    problem — missing, truncated, foreign, holding objects, another kind, a missing key — is one
+    CheckpointError naming the file."""
+    import pickle
+    import warnings
+
     import torch
 
     path = checkpoint_file(path)
     if not path.is_file():
-        raise Two4TwoError(f"model: {path}: no such checkpoint")
+        raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        checkpoint = torch.load(path, map_location=device or "cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file
-        raise Two4TwoError(f"model: {path}: not a readable checkpoint ({exc})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
-        found = checkpoint.get("kind") if isinstance(checkpoint, dict) else None
-        raise Two4TwoError(f"model: {path}: not a two4two {kind} checkpoint" + (f" (it is a {found})" if found else ""))
-    model = build_model(checkpoint["arch"], **checkpoint["model_args"])
-    model.load_state_dict(checkpoint["state_dict"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on the pickle protocol of foreign files
+            checkpoint = torch.load(path, map_location=device or "cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if named:  # the unpickler refused a class or function the file asks for
+            raise CheckpointError(
+                f"{path}: holds objects other than tensors and plain data ({named.group(1)}), so it is not loaded "
+                "(reading it could run code); two4two checkpoints hold only tensors, numbers, strings, lists and dicts: "
+                "retrain it with two4two train"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint: truncated, or not written by torch.save ({_one_line(exc)})") from None
+    except Exception as exc:  # a truncated zip, an empty or foreign file
+        raise CheckpointError(f"{path}: not a readable checkpoint: truncated, or not written by torch.save ({_one_line(exc)})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a two4two checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")
+    if kind is not None and checkpoint.get("kind") != kind:
+        found = checkpoint.get("kind")
+        shown = f" (it is a {found})" if isinstance(found, str) else " (it has no 'kind')" if found is None else f" (its kind is a {type(found).__name__})"
+        raise CheckpointError(f"{path}: not a two4two {kind} checkpoint{shown}")
+    missing = [repr(key) for key in keys if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a complete checkpoint: no {', '.join(missing)} (expected {', '.join(keys)})")
+    return checkpoint
+
+
+def checkpoint_written_for(path: str | Path, config: ModelConfig) -> bool:
+    """Whether a checkpoint (model.pt or last.pt) was written by a training of this config."""
+    return read_checkpoint(path, keys=("config",))["config"] == _plain(config.raw)
+
+
+def _build_from(checkpoint: dict, path: Path, kind: str | None = None):
+    """The (untrained) model a checkpoint's arch and model_args describe; a bad one in one line."""
+    from two4two.models.classifier import ARCHITECTURES
+
+    arch, args = checkpoint["arch"], checkpoint["model_args"]
+    allowed = (KINDS.get(kind) or ARCHITECTURES) if kind else ARCHITECTURES + ("observer",)
+    if arch not in allowed:
+        raise CheckpointError(f"{path}: arch: expected one of {', '.join(allowed)}, got {_one_line(repr(arch), 80)}")
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise CheckpointError(f"{path}: model_args: expected a mapping of argument names, got {_one_line(repr(args), 80)}")
+    try:
+        return build_model(arch, **args)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: model_args {_one_line(repr(args), 120)} do not build a {arch} ({_one_line(exc)})") from None
+
+
+def load_model(path: str | Path, kind: str, device=None):
+    """A trained model of `kind` (eval mode) from a checkpoint written by train_model."""
+    path = checkpoint_file(path)
+    checkpoint = read_checkpoint(path, kind, MODEL_KEYS, device)
+    model = _build_from(checkpoint, path, kind)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: state_dict does not fit a {checkpoint['arch']} with model_args {_one_line(repr(checkpoint['model_args']), 120)} ({_one_line(exc)})") from None
     return model.to(device or "cpu").eval()
 
 
 def random_init_like(path: str | Path):
     """A freshly initialised model of a checkpoint's architecture (the untrained baseline)."""
-    import torch
-
-    checkpoint = torch.load(checkpoint_file(path), map_location="cpu", weights_only=False)
-    return build_model(checkpoint["arch"], **checkpoint["model_args"]).eval()
+    path = checkpoint_file(path)
+    return _build_from(read_checkpoint(path, keys=("arch", "model_args")), path).eval()
 
 
 def training_split_of(path: str | Path):
     """The parameters a checkpoint was trained on, if that dataset is still on disk (else None)."""
-    import torch
-
     from two4two.dataset import read_split
 
-    checkpoint = torch.load(checkpoint_file(path), map_location="cpu", weights_only=False)
-    root = Path(checkpoint.get("dataset", ""))
-    split = checkpoint.get("training", {}).get("train_split", "train")
+    checkpoint = read_checkpoint(path)
+    training = checkpoint.get("training")
+    split = training.get("train_split", "train") if isinstance(training, dict) else "train"
+    dataset = checkpoint.get("dataset")
+    if not isinstance(dataset, str) or not dataset or not isinstance(split, str):
+        return None
+    root = Path(dataset)
     return read_split(root, split) if (root / split / "parameters.jsonl").exists() else None
 
 
