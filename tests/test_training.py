@@ -161,6 +161,21 @@ def test_an_nn_module_and_a_plain_callable_measure_the_same(trained):
         assert ra.median_abs_delta_logit.value == pytest.approx(rb.median_abs_delta_logit.value)
 
 
+def test_a_second_training_into_one_output_directory_is_refused(tmp_path):
+    import os
+
+    from two4two.locks import LockedError, exclusive
+    from two4two.models.training import train_model
+
+    config = parse_model_config({"data": str(tmp_path / "data"), "output_dir": str(tmp_path / "out")})
+    with exclusive(tmp_path / "out", "training"):  # the first training
+        with pytest.raises(LockedError, match=rf"training {tmp_path / 'out'}: is being written by another process \(pid {os.getpid()}"):
+            train_model(config, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".lock"]
+    with pytest.raises(Two4TwoError, match="has no split 'train'"):  # the lock is free again: on to the data
+        train_model(config, progress=False)
+
+
 def test_bad_model_paths_and_configs_are_clear_errors(tmp_path):
     with pytest.raises(Two4TwoError, match="no such checkpoint"):
         load_classifier(tmp_path / "nothing.pt")

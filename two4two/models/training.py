@@ -29,6 +29,7 @@ import numpy as np
 
 from two4two.errors import CheckpointError, ConfigError, Two4TwoError
 from two4two.io import atomic_write_json
+from two4two.locks import exclusive
 
 TRAINING_KEYS = {
     "epochs": int,
@@ -290,8 +291,14 @@ def train_model(config: ModelConfig, progress: bool = True, resume: bool = False
     After every epoch the whole training state (weights, optimiser, schedule, random
     generators, history) goes to `last.pt`; `resume=True` continues from it, so a training
     cut off by the end of a session loses at most one epoch and ends where an uninterrupted
-    one would have.
+    one would have. The output directory's lock is held throughout: a second training
+    into it is refused, naming the first's process (two4two.locks).
     """
+    with exclusive(config.output_dir, "training"):
+        return _train_locked(config, progress, resume)
+
+
+def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
     import torch
     from tqdm import tqdm
 
