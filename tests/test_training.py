@@ -161,6 +161,28 @@ def test_an_nn_module_and_a_plain_callable_measure_the_same(trained):
         assert ra.median_abs_delta_logit.value == pytest.approx(rb.median_abs_delta_logit.value)
 
 
+def test_shift_augmentation_moves_each_image_by_at_most_the_bound_and_repeats_the_edge():
+    from two4two.models.inputs import shifted
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((200, 16, 16, 3), np.uint8)
+    images[:, 6:10, 6:10] = 255  # a white square in the middle of each image
+    out = shifted(images, 3, rng)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    offsets = set()
+    for image in out:
+        ys, xs = np.nonzero(image[..., 0])
+        assert len(ys) == 16  # the square moved whole
+        offsets.add((ys.min() - 6, xs.min() - 6))
+    assert offsets == {(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)}  # every offset, none beyond
+    rows = (np.arange(16, dtype=np.uint8) + 10)[None, :, None, None] * np.ones((50, 16, 16, 3), np.uint8)
+    moved = shifted(rows, 2, np.random.default_rng(1))
+    assert set(np.unique(moved)) <= set(range(10, 26))  # the border repeats existing rows: no black fill
+    assert (moved[:, 0] == 10).all() or (moved[:, 0] <= 12).all()  # a top row comes from at most 2 rows below
+    with pytest.raises(ConfigError, match="augment_shift: not for an observer"):
+        parse_model_config({"kind": "observer", "data": "d", "output_dir": "o", "training": {"augment_shift": 2}})
+
+
 def test_a_second_training_into_one_output_directory_is_refused(tmp_path):
     import os
 

@@ -12,3 +12,16 @@ def image_batch(images: np.ndarray, device=None) -> torch.Tensor:
     if device is not None:
         x = x.to(device)
     return x.permute(0, 3, 1, 2).float() / 255
+
+
+def shifted(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Each uint8 image (N × H × W × 3) moved by its own random offset of up to `max_shift` pixels
+    in x and y, the uncovered border filled by repeating the edge: a training augmentation that
+    keeps the class and the animal whole (it stays well inside the frame) but not the exact image."""
+    n, h, w = images.shape[:3]
+    padded = np.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode="edge")
+    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, n))
+    out = np.empty_like(images)
+    for i in range(n):
+        out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
+    return out

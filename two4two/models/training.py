@@ -43,6 +43,7 @@ TRAINING_KEYS = {
     "max_train_samples": int,
     "grad_clip": float,
     "augment_fliplr": bool,
+    "augment_shift": int,
     "channels_last": bool,
     "ema_decay": float,
 }
@@ -63,6 +64,7 @@ class TrainingSettings:
     max_train_samples: int = 0  # 0: all
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
     augment_fliplr: bool = False  # mirror a random half of each batch: the animals are mirror-symmetric, the class stays
+    augment_shift: int = 0  # move each image by up to this many pixels (edges repeated): the class stays, the memorised image does not
     channels_last: bool = False  # NHWC memory format: on this CPU it speeds the INN up (benchmarks/training_speed.py), not the others
     ema_decay: float = 0.0  # >0: validate and keep an exponential moving average of the weights (and BN statistics), not the last step's
 
@@ -127,6 +129,8 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         if not ok or (expected in (int, float) and value < 0):
             raise ConfigError(f"{source}: training.{key}: expected a non-negative {expected.__name__}, got {value!r}")
         settings[key] = value
+    if kind == "observer" and settings.get("augment_shift"):
+        raise ConfigError(f"{source}: training.augment_shift: not for an observer, which reads the animal's position back")
     if settings.get("ema_decay", 0.0) >= 1.0:
         raise ConfigError(f"{source}: training.ema_decay: expected a number in [0, 1), got {settings['ema_decay']!r}")
     dataset_config = raw.get("dataset_config")
@@ -303,7 +307,7 @@ def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
     from tqdm import tqdm
 
     from two4two.dataset import load_split_arrays
-    from two4two.models.inputs import image_batch
+    from two4two.models.inputs import image_batch, shifted
 
     ts = config.training
     for split in (ts.train_split, ts.validation_split):
@@ -366,7 +370,8 @@ def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{ts.epochs}", disable=not progress, unit="batch") as bar:
             for start in range(0, len(order), ts.batch_size):
                 idx = order[start : start + ts.batch_size]
-                x = image_batch(train_images[idx], device)
+                batch = shifted(train_images[idx], ts.augment_shift, rng) if ts.augment_shift else train_images[idx]
+                x = image_batch(batch, device)
                 if ts.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 if ts.augment_fliplr:
