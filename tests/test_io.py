@@ -39,3 +39,16 @@ def test_a_group_of_files_is_written_all_or_nothing(tmp_path):
         atomic_write_files({first: b"new csv", second: "not bytes"})
     assert first.read_bytes() == b"old csv" and second.read_bytes() == b"old md"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "responses.csv"]
+
+
+def test_written_files_get_the_mode_of_a_plain_write_not_mkstemps_private_one(tmp_path):
+    import os
+
+    from two4two.io import atomic_write_bytes, atomic_write_files
+
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")
+    atomic_write_bytes(tmp_path / "a", b"x")
+    atomic_write_files({tmp_path / "b": b"y"})
+    expected = os.stat(plain).st_mode & 0o777
+    assert os.stat(tmp_path / "a").st_mode & 0o777 == expected == os.stat(tmp_path / "b").st_mode & 0o777

@@ -16,9 +16,24 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
 
+def _process_umask() -> int:
+    """The umask, read once at import (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes its files private (0600); a renamed-into-place file gets the mode any other new
+# file of this process would have, so a dataset stays readable by whoever could read a plain write.
+FILE_MODE = 0o666 & ~_process_umask()
+
+
 def _temporary_beside(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 
