@@ -233,9 +233,10 @@ def test_an_unwritable_output_directory_is_one_line_naming_the_path(tmp_path, ca
 
 @pytest.mark.slow
 @pytest.mark.blender
-def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_completes(tmp_path, tiny_render_config):
+def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_completes(tmp_path, tiny_render_config, capsys):
     """The case found by hand: `render` and, seconds later, `render --resume` on the same directory."""
-    config = tiny_render_config(tmp_path, n=40)
+    n = 80
+    config = tiny_render_config(tmp_path, n=n)
     out = tmp_path / "ds"
     cmd = [sys.executable, "-m", "two4two.cli", "render", str(config), "-o", str(out), "--workers", "1"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -243,13 +244,15 @@ def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_complete
     deadline = time.monotonic() + 180
     while not (jsonl.exists() and jsonl.read_text().count("\n") >= 1) and time.monotonic() < deadline:
         time.sleep(0.05)
-    second = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=120)
+    # The second writer, in this process (no start-up time, so it surely comes while the first renders).
+    code = main(["render", str(config), "-o", str(out), "--workers", "1", "--resume"])
+    err = capsys.readouterr().err
     assert first.poll() is None, "the first writer should still be rendering"
-    assert second.returncode == 2
-    assert f"pid {first.pid}" in second.stderr and str(out) in second.stderr and second.stderr.count("\n") == 1
+    assert code == 2
+    assert f"pid {first.pid}" in err and str(out) in err and err.count("\n") == 1
     assert first.wait(timeout=300) == 0, first.stderr.read()
     ids = [json.loads(line)["id"] for line in jsonl.read_text().splitlines()]
-    assert len(ids) == 40 and len(set(ids)) == 40
+    assert len(ids) == n and len(set(ids)) == n
     test_ids = [json.loads(line)["id"] for line in (out / "test" / "parameters.jsonl").read_text().splitlines()]
     assert len(test_ids) == len(set(test_ids)) == 4
     assert verify(out, progress=False).ok
@@ -257,7 +260,7 @@ def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_complete
 
 @pytest.mark.slow
 @pytest.mark.blender
-def test_a_truncated_render_is_found_by_verify_and_repaired_byte_identically(tmp_path, tiny_render_config, dataset_files):
+def test_a_truncated_render_is_found_by_verify_and_repaired_byte_identically(tmp_path, tiny_render_config, dataset_files, capsys):
     config = tiny_render_config(tmp_path, n=8)
     out = tmp_path / "ds"
     assert main(["render", str(config), "-o", str(out), "--workers", "1"]) == 0
@@ -265,8 +268,11 @@ def test_a_truncated_render_is_found_by_verify_and_repaired_byte_identically(tmp
     damaged = sorted((out / "train" / "images").iterdir())[4]
     damaged.write_bytes(damaged.read_bytes()[: len(damaged.read_bytes()) // 2])
     (out / "test" / "masks" / sorted(os.listdir(out / "test" / "masks"))[1]).unlink()
-    # A plain resume of a complete dataset does not look at its files; verify does.
-    assert main(["render", str(config), "-o", str(out), "--resume"]) == 0
+    # A plain resume renders nothing, and its overview (all 8 training images) trips over the damage.
+    capsys.readouterr()
+    assert main(["render", str(config), "-o", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"two4two: error: {damaged}: damaged image") and err.endswith("--resume --repair`")
     assert main(["verify", str(out)]) == 1
     assert main(["render", str(config), "-o", str(out), "--resume", "--repair", "--workers", "1"]) == 0
     assert dataset_files(out) == original
