@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from two4two.errors import ConfigError, ParameterError
+from two4two.errors import ConfigError, ParameterError, shown
 from two4two.parameters import SAMPLED_ATTRIBUTES
 from two4two.sampling import Sampler, SceneBatch, resolve_sampler
 
@@ -127,7 +127,7 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     """Validate a loaded YAML mapping; every error names `source` and the key path."""
     _expect(isinstance(raw, dict), source, f"expected a mapping at the top level, got {type(raw).__name__}")
     for key in raw:
-        _expect(key in TOP_KEYS, f"{source}: {key}", f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+        _expect(key in TOP_KEYS, f"{source}: {shown(key)}", f"unknown key; allowed: {', '.join(TOP_KEYS)}")
     for key in ("sampler", "seed", "splits"):
         _expect(key in raw, f"{source}: {key}", "missing")
     kind = raw.get("kind", "dataset")
@@ -149,7 +149,7 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     render = raw.get("render") or {}
     _expect(isinstance(render, dict), f"{source}: render", "expected a mapping")
     for key, value in render.items():
-        where = f"{source}: render.{key}"
+        where = f"{source}: render.{shown(key)}"
         _expect(key in RENDER_KEYS, where, f"unknown key; allowed: {', '.join(RENDER_KEYS)}")
         if key == "denoise":
             _expect(isinstance(value, bool), where, f"expected true or false, got {value!r}")
@@ -166,7 +166,7 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     _expect(isinstance(splits_raw, dict) and splits_raw, f"{source}: splits", "expected a mapping of split name to {n: ...}")
     splits = {}
     for split_name, spec in splits_raw.items():
-        where = f"{source}: splits.{split_name}"
+        where = f"{source}: splits.{shown(split_name)}"
         _expect(
             isinstance(split_name, str) and split_name.isidentifier() and INTERVENTION_SEPARATOR not in split_name,
             where,
@@ -174,7 +174,7 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
         )
         _expect(isinstance(spec, dict), where, "expected a mapping with at least n")
         for key in spec:
-            _expect(key in SPLIT_KEYS, f"{where}.{key}", f"unknown key; allowed: {', '.join(SPLIT_KEYS)}")
+            _expect(key in SPLIT_KEYS, f"{where}.{shown(key)}", f"unknown key; allowed: {', '.join(SPLIT_KEYS)}")
         n = spec.get("n")
         _expect(_is_int(n) and n >= 0, f"{where}.n", f"expected a non-negative integer, got {n!r}")
         interventions = spec.get("interventions") or []

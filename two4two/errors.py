@@ -27,3 +27,8 @@ class StorageError(Two4TwoError):
 
 class CheckpointError(Two4TwoError):
     """A checkpoint cannot be used: missing, truncated, not ours, of another kind, or holding more than tensors and plain data."""
+
+
+def shown(key) -> str:
+    """A key as a message shows it: plain when it is printable text, else its repr (an error stays one line)."""
+    return key if isinstance(key, str) and key.isprintable() and key.strip() == key and key else repr(key)

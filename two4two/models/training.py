@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from two4two.errors import CheckpointError, ConfigError, Two4TwoError
+from two4two.errors import CheckpointError, ConfigError, Two4TwoError, shown
 from two4two.io import atomic_write_json
 from two4two.locks import exclusive
 
@@ -47,6 +47,7 @@ TRAINING_KEYS = {
     "channels_last": bool,
     "ema_decay": float,
 }
+POSITIVE_KEYS = ("epochs", "batch_size")  # zero of these trains nothing
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
 KINDS = {"classifier": None, "observer": ("observer",)}  # kind → allowed archs (None: every classifier)
 
@@ -99,22 +100,22 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         raise ConfigError(f"{source}: expected a mapping at the top level")
     for key in raw:
         if key not in TOP_KEYS:
-            raise ConfigError(f"{source}: {key}: unknown key; allowed: {', '.join(TOP_KEYS)}")
+            raise ConfigError(f"{source}: {shown(key)}: unknown key; allowed: {', '.join(TOP_KEYS)}")
     for key in ("data", "output_dir"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise ConfigError(f"{source}: {key}: expected a path, got {raw.get(key)!r}")
     kind = raw.get("kind", "classifier")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ConfigError(f"{source}: kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     archs = KINDS[kind] or ARCHITECTURES
     model = raw.get("model") or {"arch": archs[0]}
-    if not isinstance(model, dict) or model.get("arch", archs[0]) not in archs:
+    if not isinstance(model, dict) or not isinstance(model.get("arch", archs[0]), str) or model.get("arch", archs[0]) not in archs:
         raise ConfigError(f"{source}: model.arch: expected one of {', '.join(archs)} for kind {kind}, got {model!r}")
     model = {"arch": archs[0], **model}
     try:  # cheap, and names a bad model argument before any data is loaded
         build_model(**model)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: model: {exc}") from None
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # RuntimeError: a width too big to allocate
+        raise ConfigError(f"{source}: model: {_one_line(exc)}") from None
     training_raw = raw.get("training") or {}
     if not isinstance(training_raw, dict):
         raise ConfigError(f"{source}: training: expected a mapping")
@@ -122,21 +123,28 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
     for key, value in training_raw.items():
         expected = TRAINING_KEYS.get(key)
         if expected is None:
-            raise ConfigError(f"{source}: training.{key}: unknown key; allowed: {', '.join(TRAINING_KEYS)}")
+            raise ConfigError(f"{source}: training.{shown(key)}: unknown key; allowed: {', '.join(TRAINING_KEYS)}")
         ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
-        if not ok or (expected in (int, float) and value < 0):
+        if not ok or (expected in (int, float) and not 0 <= value < math.inf):
             raise ConfigError(f"{source}: training.{key}: expected a non-negative {expected.__name__}, got {value!r}")
+        if key in POSITIVE_KEYS and value < 1:
+            raise ConfigError(f"{source}: training.{key}: expected at least 1, got {value!r}")
         settings[key] = value
     if kind == "observer" and settings.get("augment_shift"):
         raise ConfigError(f"{source}: training.augment_shift: not for an observer, which reads the animal's position back")
     if settings.get("ema_decay", 0.0) >= 1.0:
         raise ConfigError(f"{source}: training.ema_decay: expected a number in [0, 1), got {settings['ema_decay']!r}")
     dataset_config = raw.get("dataset_config")
+    if dataset_config is not None and not isinstance(dataset_config, str):
+        raise ConfigError(f"{source}: dataset_config: expected a path to a dataset config, got {dataset_config!r}")
+    name = raw.get("name", Path(source).stem)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{source}: name: expected a non-empty string, got {name!r}")
     return ModelConfig(
         kind=kind,
-        name=raw.get("name", Path(source).stem),
+        name=name,
         data=Path(raw["data"]),
         output_dir=Path(raw["output_dir"]),
         model=model,
