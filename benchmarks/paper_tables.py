@@ -30,7 +30,7 @@ from importance import ROOT, render  # noqa: E402  (the sibling benchmark's rend
 
 from two4two.dataset import load_split_arrays, read_split  # noqa: E402
 from two4two.importance import Importance  # noqa: E402
-from two4two.io import atomic_write_json  # noqa: E402
+from two4two.io import atomic_write_json, atomic_write_text  # noqa: E402
 from two4two.models.training import (  # noqa: E402
     checkpoint_written_for, load_classifier, load_observer, load_train_config, parse_model_config, predict_logits, train_model,
     training_split_of)
@@ -164,6 +164,7 @@ def main() -> None:
         _, table = importance_table(stages, "CNN", ckpt, study, args.bootstrap)
         sections += [f"## Table 1/3, small CNN (test accuracy {acc:.3f} against the true class)", "", table, ""]
         print("\n".join(sections[-4:]))
+        write_doc(sections, stages)
 
     if "inn" in args.only:
         inn_config = ROOT / "configs/inn-cpu.yaml"
@@ -175,21 +176,27 @@ def main() -> None:
         sections += [f"## Table 1/3, INN (test accuracy {acc:.3f}, paper {PAPER_INN_ACCURACY}; "
                      f"test bits per dimension {bits:.3f})", "", table, ""]
         print("\n".join(sections[-4:]))
+        write_doc(sections, stages)
         figures(stages, inn, ckpt, study)
 
     if "observer" in args.only:
         sections += observer_tables(stages, study, args)
         print("\n".join(sections[-12:]))
+        write_doc(sections, stages)
 
     if "cnn" in args.only and args.cnn_seeds:
         sections += seed_spread(stages, study, args)
         print("\n".join(sections[-16:]))
 
-    sections += ["## Wall time per stage on this machine", "", "| stage | minutes |", "|---|---|"]
-    sections += [f"| {label} | {seconds / 60:.1f} |" for label, seconds in stages.times.items()]
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text("\n".join(sections) + "\n")
+    write_doc(sections, stages)
     print(f"\nwrote {DOC}")
+
+
+def write_doc(sections: list[str], stages: Stages) -> None:
+    """docs/paper_tables.md with the tables so far: a run stopped by the end of a session keeps what it finished."""
+    timing = ["## Wall time per stage on this machine", "", "| stage | minutes |", "|---|---|"]
+    timing += [f"| {label} | {seconds / 60:.1f} |" for label, seconds in stages.times.items()]
+    atomic_write_text(DOC, "\n".join(sections + timing) + "\n")
 
 
 def observer_tables(stages: Stages, study: Path, args) -> list[str]:
