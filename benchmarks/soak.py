@@ -101,8 +101,11 @@ def main() -> None:
     kill_at = [args.n * (k + 1) // (args.cli_kills + 1) for k in range(args.cli_kills)][state["cli_kills"]:]
     t0 = time.perf_counter() - state["seconds"]
     while True:
-        cli = subprocess.Popen(render_cmd(config, soaked, args.workers), start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # stderr to a file, not a pipe: an undrained pipe fills with the progress bar and blocks
+        # the CLI mid-render (the first 5 000-image soak hung 5 samples before the end).
+        with (OUT / "cli.log").open("a") as log:
+            cli = subprocess.Popen(render_cmd(config, soaked, args.workers), start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=log)
         next_kill = time.monotonic() + rng.uniform(*args.every)
         while cli.poll() is None:
             time.sleep(0.2)
@@ -125,7 +128,7 @@ def main() -> None:
         if cli.returncode == 0:
             break
         if cli.returncode not in (-signal.SIGKILL,):
-            raise SystemExit(f"the render failed (exit {cli.returncode}): {cli.stderr.read()}")
+            raise SystemExit(f"the render failed (exit {cli.returncode}): {(OUT / 'cli.log').read_text()[-2000:]}")
         state["restarts"] += 1
         save()
     state["seconds"] = time.perf_counter() - t0
