@@ -109,7 +109,8 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         raise ConfigError(f"{source}: kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     archs = KINDS[kind] or ARCHITECTURES
     model = raw.get("model") or {"arch": archs[0]}
-    if not isinstance(model, dict) or not isinstance(model.get("arch", archs[0]), str) or model.get("arch", archs[0]) not in archs:
+    arch = model.get("arch", archs[0]) if isinstance(model, dict) else None
+    if not isinstance(arch, str) or arch not in archs:
         raise ConfigError(f"{source}: model.arch: expected one of {', '.join(archs)} for kind {kind}, got {model!r}")
     model = {"arch": archs[0], **model}
     try:  # cheap, and names a bad model argument before any data is loaded
