@@ -200,6 +200,10 @@ class AnimalScene:
             if abs(bevel.width - geo.bevel_width) > 1e-9:
                 bevel.width = geo.bevel_width
         self.plane.location = (geo.plane_x, 0.0, 0.0)
+        hidden = set(params["hidden_blocks"])
+        for ob in self.blocks:  # a hidden block is neither seen nor casts light or shadow; its label leaves the mask
+            if ob.hide_render != (ob.name in hidden):
+                ob.hide_render = ob.name in hidden
         obj, bg, stand_in = params["obj_color_rgb"][:3], params["bg_color_rgb"][:3], params["stand_in_rgb"][:3]
         if self.look == "saturated":
             obj, bg, stand_in = srgb_to_linear(obj), srgb_to_linear(bg), srgb_to_linear(stand_in)

@@ -112,6 +112,9 @@ def test_booleans_are_not_coerced(name):
         ("id", ""),
         ("original_id", 5),
         ("changed_attributes", ("colour",)),
+        ("hidden_blocks", ("tail",)),
+        ("hidden_blocks", ("spine_left", "spine_left")),
+        ("hidden_blocks", "spine_left"),
     ],
 )
 def test_other_fields_are_validated(name, value):
@@ -155,3 +158,26 @@ def test_colour_scalars_map_through_the_colormap_with_the_upper_rescale():
     )
     # The background is never rescaled, as in the original's study sampler: red stays red.
     assert SceneParameters(id="a", bg_color=1.0, colormap_upper_scale=0.9).bg_color_rgb() == red
+
+
+def test_hidden_blocks_round_trip_and_an_empty_list_keeps_the_old_line_format():
+    from two4two.render import worker_payload
+
+    p = SceneParameters(id="a", hidden_blocks=["arm_right_top", "arm_right_bottom"])
+    assert p.hidden_blocks == ("arm_right_top", "arm_right_bottom")
+    assert SceneParameters.from_dict(json.loads(p.to_json())) == p
+    plain = SceneParameters(id="b")
+    assert "hidden_blocks" not in plain.to_dict()  # lines of datasets written before part removal stay equal
+    assert worker_payload(plain)["hidden_blocks"] == [] and worker_payload(p)["hidden_blocks"] == ["arm_right_top", "arm_right_bottom"]
+
+
+def test_a_sampler_hides_blocks_for_a_whole_batch_and_interventions_keep_them():
+    from two4two.errors import ConfigError
+    from two4two.sampling import resolve_sampler
+
+    sampler = resolve_sampler("study2022")().with_overrides({"hidden_blocks": ["spine_left"]})
+    batch = sampler.sample(5, 0)
+    assert all(p.hidden_blocks == ("spine_left",) for p in batch)
+    assert all(p.hidden_blocks == ("spine_left",) for p in sampler.intervene(batch, "obj_color", rng=1))
+    with pytest.raises(ConfigError, match="sampler_args.hidden_blocks: expected a list of distinct block names"):
+        resolve_sampler("study2022")().with_overrides({"hidden_blocks": ["tail"]})

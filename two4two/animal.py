@@ -41,6 +41,23 @@ BLOCK_NAMES = (
     "arm_right_top",
     "arm_right_bottom",
 )
+# Block groups that part removal hides together (mask labels are 1 + the index in BLOCK_NAMES).
+# The right pair is the one whose position (arm_position) defines the class.
+BLOCK_GROUPS = {
+    "right_legs": ("arm_right_top", "arm_right_bottom"),
+    "left_legs": ("arm_left_top", "arm_left_bottom"),
+    "spine": ("spine_left", "spine_left_center", "spine_right_center", "spine_right"),
+}
+
+# What part removal can hide: a group, or any single block.
+PARTS = {**BLOCK_GROUPS, **{name: (name,) for name in BLOCK_NAMES}}
+
+
+def block_labels(names) -> tuple[int, ...]:
+    """The mask labels of blocks given by name."""
+    return tuple(1 + BLOCK_NAMES.index(n) for n in names)
+
+
 # Corner order of a Blender cube primitive (x slowest, z fastest) and its six quads.
 CUBE_CORNERS = np.array([(x, y, z) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
 CUBE_FACES = ((0, 1, 3, 2), (2, 3, 7, 6), (6, 7, 5, 4), (4, 5, 1, 0), (2, 6, 4, 0), (7, 3, 1, 5))

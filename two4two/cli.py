@@ -225,6 +225,44 @@ def _cmd_explain_audit(args: argparse.Namespace) -> None:
     print("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+def _cmd_explain_attributions(args: argparse.Namespace) -> None:
+    from two4two.explain.attribution import Attributions
+    from two4two.models.training import load_classifier
+    from two4two.split import Split
+
+    split = Split(args.data, args.split, progress=True)
+    explainer = Attributions(load_classifier(args.model), args.methods, images=args.images, target=args.target, progress=True,
+                             batch_size=args.batch_size)
+    maps = explainer.explain(split, seed=args.seed)
+    paths = maps.save(args.output, rows=args.rows)
+    for method, seconds in maps.seconds.items():
+        print(f"{method:22s} {seconds:7.1f} s  ({len(maps.ids) / max(seconds, 1e-9):8.1f} images/s)")
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+def _cmd_evaluate_attributions(args: argparse.Namespace) -> None:
+    from two4two.animal import BLOCK_GROUPS, BLOCK_NAMES
+    from two4two.dataset import ensure
+    from two4two.explain.attribution import load_maps
+    from two4two.explain.attribution_scores import AttributionEvaluation
+    from two4two.importance import available_interventions
+    from two4two.models.training import load_classifier
+    from two4two.split import Split
+
+    maps = load_maps(args.maps)
+    parts = [] if args.no_removals else [*BLOCK_GROUPS, *BLOCK_NAMES]
+    root = ensure(Path(args.data), removals={args.split: parts}, **_pool_args(args))
+    split = Split(root, args.split, progress=True)
+    contrast = tuple(load_classifier(c) for c in args.contrast) if args.contrast else None
+    evaluation = AttributionEvaluation(load_classifier(args.model), n_resamples=args.bootstrap, sanity_images=args.sanity_images,
+                                       contrast=contrast, progress=True, seed=args.seed)
+    scores = evaluation.evaluate(split, maps, {p: split.removal(p) for p in parts}, available_interventions(root, args.split))
+    print(scores.format_table())
+    print()
+    print(scores.format_correlation())
+    print("written: " + ", ".join(str(p) for p in scores.write(args.output).values()))
+
+
 def _cmd_explain_observe(args: argparse.Namespace) -> None:
     from two4two.models.observer import ObserverCheck, attribute_mse_table
     from two4two.models.training import load_observer
@@ -449,11 +487,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the INN)")
     p.set_defaults(func=_cmd_explain_audit)
 
+    from two4two.explain.attribution import METHODS
+
+    p = explain.add_parser("attributions", help="attribution maps of a split's images by each method (npz + overlay grid)")
+    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split whose images are explained (default test)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
+                   help=f"methods (default all): {', '.join(METHODS)}")
+    p.add_argument("--images", type=int, help="explain the first N images of the split (default all)")
+    p.add_argument("--target", choices=("predicted", "true"), default="predicted", help="class explained (default: the model's prediction)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--rows", type=int, default=6, help="images in the overlay grid (default 6)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random control and SmoothGrad's noise")
+    p.add_argument("-o", "--output", required=True, help="output directory (attributions.npz, .json and .png)")
+    p.set_defaults(func=_cmd_explain_attributions)
+
     p = explain.add_parser("observe", help="the observer's per-attribute error on a split (are the attributes recoverable?)")
     p.add_argument("--observer", required=True, help="observer checkpoint (model.pt or its directory)")
     p.add_argument("--data", required=True, help="rendered dataset directory")
     p.add_argument("--split", default="test", help="split (default test)")
     p.set_defaults(func=_cmd_explain_observe)
+
+    p = sub.add_parser("evaluate", help="score explanations against the generator's ground truth")
+    evaluate = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
+    p = evaluate.add_parser("attributions", help="localisation, part deletion, attribute agreement, model contrast and sanity checks")
+    p.add_argument("--model", required=True, help="the classifier the maps explain")
+    p.add_argument("--data", required=True, help="rendered dataset directory (part removals are rendered into it when missing)")
+    p.add_argument("--maps", required=True, help="directory written by two4two explain attributions")
+    p.add_argument("--split", default="test", help="split the maps were computed on (default test)")
+    p.add_argument("--contrast", nargs=2, metavar=("RELIANT", "UNRELIANT"),
+                   help="two classifiers, the first relying on the background more (configs/small_cnn_bg_biased_64px.yaml, small_cnn_unbiased_64px.yaml)")
+    p.add_argument("--no-removals", action="store_true", help="skip the part-removal scores (renders nothing)")
+    p.add_argument("--sanity-images", type=int, default=32, help="images in the cascading randomisation (0: skip; default 32)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--seed", type=int, default=0)
+    render_options(p, "part removals: render")
+    p.add_argument("-o", "--output", required=True, help="output directory (attribution_scores.md/.csv/.json/.png)")
+    p.set_defaults(func=_cmd_evaluate_attributions)
 
     p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
     p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")

@@ -35,6 +35,7 @@ RENDER_KEYS = ("samples", "denoise", "subdivision_levels", "look")
 SPLIT_KEYS = ("n", "interventions", "sampler_args")
 # Intervention splits are stored beside their split as "<split>_intervened_<attribute>".
 INTERVENTION_SEPARATOR = "_intervened_"
+REMOVAL_SEPARATOR = "_removed_"  # SPLIT_removed_GROUP: SPLIT re-rendered without a block group (part removal)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -168,9 +169,9 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     for split_name, spec in splits_raw.items():
         where = f"{source}: splits.{shown(split_name)}"
         _expect(
-            isinstance(split_name, str) and split_name.isidentifier() and INTERVENTION_SEPARATOR not in split_name,
+            isinstance(split_name, str) and split_name.isidentifier() and INTERVENTION_SEPARATOR not in split_name and REMOVAL_SEPARATOR not in split_name,
             where,
-            "split names must be identifiers (letters, digits, _) without '_intervened_'",
+            "split names must be identifiers (letters, digits, _) without '_intervened_' or '_removed_'",
         )
         _expect(isinstance(spec, dict), where, "expected a mapping with at least n")
         for key in spec:

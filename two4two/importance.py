@@ -179,7 +179,7 @@ def plot_reliance_vs_bias(result: "ImportanceResult", path: str | Path) -> Path:
     return save_figure(fig, path, f"Model reliance vs data bias: {result.model_name}")
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable, n_resamples: int, seed: int) -> Interval:
+def bootstrap_interval(data: tuple[np.ndarray, ...], statistic: Callable, n_resamples: int, seed: int) -> Interval:
     from scipy import stats
 
     value = float(statistic(*data, axis=-1))
@@ -228,14 +228,14 @@ def summarise_pairs(
         r2, slope = float(fit.rsquared), float(fit.params[1])
     else:
         r2 = slope = float("nan")
-    r2_iv = _bootstrap((delta_attribute, delta), _r_squared, n_resamples, seed)
-    slope_iv = _bootstrap((delta_attribute, delta), _slope, n_resamples, seed + 1)
+    r2_iv = bootstrap_interval((delta_attribute, delta), _r_squared, n_resamples, seed)
+    slope_iv = bootstrap_interval((delta_attribute, delta), _slope, n_resamples, seed + 1)
     return AttributeImportance(
         attribute=attribute,
         n=len(delta),
-        flip_percent=_bootstrap((flips * 100,), np.mean, n_resamples, seed + 2),
-        median_abs_delta_logit=_bootstrap((abs_delta,), np.median, n_resamples, seed + 3),
-        mean_abs_delta_logit=_bootstrap((abs_delta,), np.mean, n_resamples, seed + 4),
+        flip_percent=bootstrap_interval((flips * 100,), np.mean, n_resamples, seed + 2),
+        median_abs_delta_logit=bootstrap_interval((abs_delta,), np.median, n_resamples, seed + 3),
+        mean_abs_delta_logit=bootstrap_interval((abs_delta,), np.mean, n_resamples, seed + 4),
         # Point estimates from statsmodels' OLS; intervals from the bootstrap of the same fit.
         r_squared=Interval(r2, r2_iv.low, r2_iv.high),
         slope=Interval(slope, slope_iv.low, slope_iv.high),

@@ -123,6 +123,14 @@ def check_value(name: str, value: Any) -> None:
     elif name == "original_id":
         if value is not None and (not isinstance(value, str) or not value):
             raise ParameterError(f"original_id: expected null or a non-empty string, got {value!r}")
+    elif name == "hidden_blocks":
+        from two4two.animal import BLOCK_NAMES
+
+        ok = isinstance(value, (tuple, list)) and all(isinstance(v, str) and v in BLOCK_NAMES for v in value)
+        if not ok or len(set(value)) != len(value):
+            raise ParameterError(
+                f"hidden_blocks: expected a list of distinct block names from {', '.join(BLOCK_NAMES)}, got {value!r}"
+            )
     elif name == "changed_attributes":
         if not isinstance(value, (tuple, list)) or any(v not in SAMPLED_ATTRIBUTES for v in value):
             raise ParameterError(
@@ -162,12 +170,18 @@ class SceneParameters:
     colormap_upper_scale: float = 1.0
     original_id: str | None = None
     changed_attributes: tuple[str, ...] = field(default_factory=tuple)
+    # Part removal: these blocks (two4two.animal.BLOCK_NAMES) are not rendered, and the mask
+    # has no pixel of them. Empty for every ordinary image, and then left out of to_dict, so the
+    # parameter lines of datasets written before this field existed stay what they were.
+    hidden_blocks: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if isinstance(self.resolution, list):
             self.resolution = tuple(self.resolution)
         if isinstance(self.changed_attributes, list):
             self.changed_attributes = tuple(self.changed_attributes)
+        if isinstance(self.hidden_blocks, list):
+            self.hidden_blocks = tuple(self.hidden_blocks)
         for f in FIELD_NAMES:
             check_value(f, getattr(self, f))
 
@@ -201,6 +215,10 @@ class SceneParameters:
         d = {f: getattr(self, f) for f in FIELD_NAMES}
         d["resolution"] = list(self.resolution)
         d["changed_attributes"] = list(self.changed_attributes)
+        if self.hidden_blocks:
+            d["hidden_blocks"] = list(self.hidden_blocks)
+        else:
+            del d["hidden_blocks"]
         return d
 
     @classmethod

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from two4two.config import INTERVENTION_SEPARATOR
+from two4two.config import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR
 from two4two.dataset import DatasetError, load_split_arrays, read_split
 from two4two.parameters import SceneParameters
 
@@ -42,6 +42,14 @@ class Split:
         images, params = load_split_arrays(self.root, self.name, progress=self.progress)
         self.__dict__.setdefault("params", params)
         return images
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """Every mask, uint8 N × H × W of block labels (0 background, 1 + index in BLOCK_NAMES)."""
+        from two4two.dataset.layout import load_mask, read_split_checksums
+
+        sums = read_split_checksums(self.root, self.name)
+        return np.stack([load_mask(self.root, self.name, p.id, sums.get(p.id, {}).get("mask")) for p in self.params])
 
     @property
     def true_labels(self) -> np.ndarray:
@@ -77,6 +85,14 @@ class Split:
             self.require_interventions([attribute])
             self._interventions[attribute] = Split(self.root, self._intervention_name(attribute), self.progress)
         return self._interventions[attribute]
+
+    def removal(self, group: str) -> "Split":
+        """This split's originals re-rendered without block group `group` (two4two.animal.BLOCK_GROUPS)."""
+        name = f"{self.name}{REMOVAL_SEPARATOR}{group}"
+        if not (self.root / name / "parameters.jsonl").exists():
+            raise DatasetError(f"{self.root}: no part-removal split {name!r}; render it with "
+                               f"two4two evaluate attributions (it renders the removals it needs)")
+        return Split(self.root, name, self.progress)
 
     def _intervention_name(self, attribute: str) -> str:
         return f"{self.name}{INTERVENTION_SEPARATOR}{attribute}"

@@ -229,9 +229,55 @@ def add_intervention_splits(
     return list(wanted)
 
 
+def removal_params(originals: Sequence[SceneParameters], group: str) -> list[SceneParameters]:
+    """The originals with part `group` hidden (a group or a block of two4two.animal.PARTS):
+    everything else identical, so the re-rendered image differs only where the part was or shaded."""
+    from two4two.animal import PARTS
+
+    if group not in PARTS:
+        raise DatasetError(f"{group!r} is not a block group or block; allowed: {', '.join(PARTS)}")
+    hidden = PARTS[group]
+    return [p.replace(id=f"{p.id}-no-{group}", original_id=p.id, hidden_blocks=tuple(dict.fromkeys((*p.hidden_blocks, *hidden))))
+            for p in originals]
+
+
+def add_removal_splits(
+    root: str | Path, split: str, groups: Sequence[str], workers: int | None = None, progress: bool = True,
+    backend: str = "local", **pool_options,
+) -> list[str]:
+    """Render the missing `split`_removed_`group` splits: each original of `split` again without
+    that block group (part removal, the ground truth of "the model without this part")."""
+    from two4two.config import REMOVAL_SEPARATOR
+    from two4two.render import RenderSettings, check_backend
+
+    root = Path(root)
+    manifest = read_manifest(root)
+    if manifest is None or split not in manifest.get("splits", {}):
+        raise DatasetError(f"{root}: no rendered split {split!r} to remove parts from")
+    info = manifest["splits"][split]
+    if info.get("intervention_of") or info.get("removal_of"):
+        raise DatasetError(f"{split}: is itself a derived split; remove parts from an original split")
+    originals = read_split(root, split)
+    wanted = {f"{split}{REMOVAL_SEPARATOR}{g}": g for g in groups}
+    missing = {name: removal_params(originals, group) for name, group in wanted.items()
+               if manifest["counts"].get(name) != len(originals)}
+    if missing:
+        check_backend(backend, pool_options.get("address"))
+        settings = RenderSettings(**manifest["render_settings"])
+        with exclusive(root, "dataset"):
+            manifest = read_manifest(root)
+            writers = render_splits(root, missing, settings, workers, progress, f"part removals of {split}", None, backend, **pool_options)
+            for name, w in writers.items():
+                manifest["splits"][name] = {"n": len(originals), "intervention_of": None, "removal_of": split, "group": wanted[name]}
+                manifest["counts"][name] = w.next_index
+            write_manifest(root, manifest)
+    return list(wanted)
+
+
 def ensure(
     source,
     interventions: dict[str, Sequence[str]] | None = None,
+    removals: dict[str, Sequence[str]] | None = None,
     output_dir: str | Path | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -244,7 +290,7 @@ def ensure(
     `output_dir` (default: the config's), or a rendered dataset directory. Unfinished
     splits are completed (as `render --resume` would), then each split's listed
     `interventions` ({split: [attribute, ...]}) that are not there yet are drawn by the
-    config's own seed rule and rendered. The library's stages (training, importance,
+    config's own seed rule and rendered, and so are its listed part `removals` ({split: [group, ...]}). The library's stages (training, importance,
     explanations, study export) only read finished data; the CLI calls this first.
     """
     from two4two.config import DatasetConfig, load_config
@@ -264,6 +310,9 @@ def ensure(
     for split, attributes in (interventions or {}).items():
         if attributes:
             add_intervention_splits(root, split, attributes, workers, progress, backend, **pool_options)
+    for split, groups in (removals or {}).items():
+        if groups:
+            add_removal_splits(root, split, groups, workers, progress, backend, **pool_options)
     return root
 
 

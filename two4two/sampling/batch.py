@@ -11,7 +11,7 @@ from two4two.errors import ParameterError
 from two4two.parameters import BOOLEAN_ATTRIBUTES, CLASS_NAMES, CONTINUOUS_RANGES, SAMPLED_ATTRIBUTES, SceneParameters, check_value
 
 # Scene fields set once per batch rather than drawn per sample.
-SETTINGS = ("resolution", "colormap", "colormap_upper_scale")
+SETTINGS = ("resolution", "colormap", "colormap_upper_scale", "hidden_blocks")
 
 
 def attribute_columns(params: Sequence[SceneParameters]) -> dict[str, np.ndarray]:
@@ -36,6 +36,7 @@ class SceneBatch:
     colormap_upper_scale: float = 1.0
     original_id: np.ndarray | None = None
     changed_attributes: tuple[str, ...] = ()
+    hidden_blocks: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -60,6 +61,7 @@ class SceneBatch:
             "colormap": self.colormap,
             "colormap_upper_scale": self.colormap_upper_scale,
             "changed_attributes": tuple(self.changed_attributes),
+            "hidden_blocks": tuple(self.hidden_blocks),
         }
         out = []
         names = list(cols)
@@ -131,6 +133,7 @@ class SceneBatch:
             first.colormap_upper_scale,
             None if all(o is None for o in originals) else np.array(originals, dtype=object),
             changed.pop(),
+            tuple(first.hidden_blocks),
         )
 
 

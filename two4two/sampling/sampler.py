@@ -45,6 +45,8 @@ class Sampler:
     resolution: tuple[int, int] = (128, 128)
     colormap: str = "coolwarm"
     colormap_upper_scale: float = 1.0
+    # Part removal: blocks left out of every image (names from two4two.animal.BLOCK_NAMES).
+    hidden_blocks: tuple[str, ...] = ()
     # Attributes whose draw_<attribute> method ignores the field, with the fields that
     # steer it instead: overriding such a field in a config is an error, not a no-op.
     method_drawn: ClassVar[dict[str, str]] = {}
@@ -60,7 +62,8 @@ class Sampler:
         for name in SAMPLED_ATTRIBUTES:
             custom = getattr(self, f"draw_{name}", None)
             cols[name] = custom(rng, n, cols) if custom else self.draw_default(name, rng, n, cols)
-        return SceneBatch(cols, tuple(self.resolution), self.colormap, self.colormap_upper_scale).validate()
+        return SceneBatch(cols, tuple(self.resolution), self.colormap, self.colormap_upper_scale,
+                          hidden_blocks=tuple(self.hidden_blocks)).validate()
 
     def draw_default(self, name: str, rng: np.random.Generator, n: int, cols: dict[str, np.ndarray]) -> np.ndarray:
         """Draw attribute `name` from its field, independent of anything but the class."""
@@ -114,6 +117,7 @@ class Sampler:
             batch.colormap_upper_scale,
             original_id=np.asarray(batch.columns["id"], dtype=object),
             changed_attributes=(attribute,),
+            hidden_blocks=batch.hidden_blocks,
         ).validate()
         return out[0] if single else out
 
@@ -138,6 +142,12 @@ class Sampler:
                 )
             if key in SAMPLED_ATTRIBUTES:
                 changes[key] = parse_distribution(raw, path, attribute=key)
+            elif key == "hidden_blocks":
+                try:
+                    check_value(key, raw)
+                except ParameterError as exc:
+                    raise ConfigError(f"{where}.{exc}") from None
+                changes[key] = tuple(raw)
             else:
                 changes[key] = _coerce_setting(getattr(self, key), raw, path)
         try:

@@ -1,0 +1,203 @@
+"""Attribution methods: known answers on models whose gradients are known, every model kind,
+the sanity check's two sides, saving, and the two CLI commands on painted data."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="attribution maps need torch: pip install -e '.[models]'")
+pytest.importorskip("captum", reason="attribution maps need captum: pip install -e '.[models]'")
+
+from two4two.explain.attribution import (  # noqa: E402
+    METHODS,
+    AttributionError,
+    AttributionMaps,
+    attribution_method,
+    cascade_layers,
+    load_maps,
+    randomised,
+)
+from two4two.explain.attribution_scores import cascading_randomisation  # noqa: E402
+from two4two.models.classifier import build_classifier  # noqa: E402
+
+pytestmark = pytest.mark.torch
+SIZE = 32
+
+
+def images(n=4, size=SIZE, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def masks_for(imgs):
+    m = np.zeros(imgs.shape[:3], np.uint8)
+    m[:, 8:20, 6:26] = 4
+    return m
+
+
+class Linear(torch.nn.Module):
+    """z = Σ w·x + b: every gradient method has a closed-form answer."""
+
+    def __init__(self, size=SIZE, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = torch.nn.Parameter(torch.randn(3, size, size, generator=g))
+        self.b = torch.nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x):
+        return (x * self.w).sum(dim=(1, 2, 3)) + self.b
+
+
+class TopLeft(torch.nn.Module):
+    """Looks only at the top-left quarter of the red channel."""
+
+    def forward(self, x):
+        return x[:, 0, : x.shape[2] // 4, : x.shape[3] // 4].mean(dim=(1, 2)) * 10 - 5
+
+
+def test_gradient_methods_give_the_closed_form_answers_of_a_linear_model():
+    model, imgs = Linear(), images()
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    w = model.w.detach().numpy()
+    grad = attribution_method("gradient", model).attribute(imgs, 1)
+    assert np.allclose(grad, w.sum(axis=0)[None], atol=1e-5)
+    # Class 0 is explained through −z: the same map with the opposite sign.
+    assert np.allclose(attribution_method("gradient", model).attribute(imgs, 0), -grad, atol=1e-5)
+    ixg = (x.numpy() * w[None]).sum(axis=1)
+    for name in ("input_x_gradient", "integrated_gradients", "deeplift"):
+        assert np.allclose(attribution_method(name, model).attribute(imgs, 1), ixg, atol=1e-4), name
+    # SmoothGrad of a linear model is its gradient, whatever the noise.
+    assert np.allclose(attribution_method("smoothgrad", model).attribute(imgs, 1), grad, atol=1e-5)
+    # Integrated gradients' completeness: the map sums to z(x) − z(black).
+    ig = attribution_method("integrated_gradients", model).attribute(imgs, [1, 0, 1, 0])
+    z = model(x).detach().numpy() - model.b.item()
+    assert np.allclose(ig.sum(axis=(1, 2)), np.where([1, 0, 1, 0], z, -z), rtol=1e-4, atol=1e-3)
+
+
+def test_occlusion_and_gradients_stay_where_the_model_looks():
+    imgs = images()
+    quarter = SIZE // 4
+    for name in ("occlusion", "gradient"):
+        a = attribution_method(name, TopLeft()).attribute(imgs, 1)
+        reach = quarter + SIZE // 8  # an occluding window of side SIZE/8 can reach this far
+        assert np.abs(a[:, reach:, :]).max() == 0 and np.abs(a[:, :, reach:]).max() == 0, name
+        assert np.abs(a[:, :quarter, :quarter]).min() > 0, name
+
+
+@pytest.mark.parametrize("arch,kwargs", [("small_cnn", {"width": 4}), ("resnet18", {}), ("mobilenet_v2", {}),
+                                         ("inn", {"resolution": SIZE, "levels": 3, "steps": 1, "hidden_channels": 8, "classifier_level": 2})])
+def test_every_method_explains_every_model_kind_or_says_why_not(arch, kwargs):
+    torch.manual_seed(0)
+    model = build_classifier(arch, **kwargs).eval()
+    imgs = images(3)
+    refused = {"small_cnn": set(), "resnet18": {"lrp", "deeplift"}, "mobilenet_v2": {"lrp"}, "inn": {"lrp"}}[arch]
+    for name in METHODS:
+        if name in refused:
+            with pytest.raises(AttributionError, match=name):
+                attribution_method(name, model)
+            continue
+        a = attribution_method(name, model, batch_size=2).attribute(imgs, [0, 1, 1], masks_for(imgs))
+        assert a.shape == (3, SIZE, SIZE) and a.dtype == np.float32 and np.isfinite(a).all(), name
+        if name not in ("random",):
+            assert np.abs(a).sum() > 0, name
+        if name == "grad_cam":
+            assert a.min() >= 0  # ReLU of the weighted activations, upsampled to the image
+    # The model given is not changed by explaining it (captum's hooks act on a copy).
+    assert all(not hasattr(m, "rule") for m in model.modules())
+
+
+def test_bad_inputs_are_refused_with_the_field_and_the_allowed_values():
+    model = Linear()
+    with pytest.raises(AttributionError, match="uint8 images"):
+        attribution_method("gradient", model).attribute(images().astype(np.float32), 1)
+    with pytest.raises(AttributionError, match="target must be 0"):
+        attribution_method("gradient", model).attribute(images(), 2)
+    with pytest.raises(AttributionError, match="silhouette: needs the masks"):
+        attribution_method("silhouette").attribute(images(), 1)
+    with pytest.raises(AttributionError, match="allowed: gradient"):
+        attribution_method("saliency", model)
+
+
+def test_a_randomised_model_changes_gradient_maps_but_not_the_edge_control():
+    # A model trained briefly to read the red square, so its maps are not noise to begin with.
+    rng = np.random.default_rng(0)
+    n = 256
+    labels = rng.integers(0, 2, n)
+    imgs = rng.integers(0, 60, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    for img, label in zip(imgs, labels):
+        top, left = rng.integers(0, SIZE - 12, 2)
+        img[top:top + 12, left:left + 12, 0] = 220 if label else 110
+    torch.manual_seed(0)
+    model = build_classifier("small_cnn", width=8)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    x, y = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(labels).float()
+    for _ in range(60):
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(model(x), y).backward()
+        opt.step()
+    model.eval()
+    assert ((model(x) > 0).float() == y).float().mean() > 0.9
+    assert [name for name, _ in cascade_layers(model)] == ["head", "stage4", "stage3", "stage2", "stage1", "stem"]
+    sample, targets, masks = imgs[:16], labels[:16], masks_for(imgs[:16])
+    steps = cascading_randomisation(model, "gradient", sample, targets, masks)
+    assert len(steps) == 6 and steps[-1]["randomised_down_to"] == "stem"
+    assert steps[-1]["spearman"] < 0.5 and steps[-1]["spearman_abs"] < 0.5
+    for step in cascading_randomisation(model, "sobel", sample, targets, masks):
+        assert step["spearman"] == 1.0 and step["ssim"] == 1.0
+    # Randomising re-initialises exactly the blocks named, the rest stays the trained weights.
+    r = randomised(model, 1)
+    assert not torch.equal(r.head[-1].weight, model.head[-1].weight)
+    assert torch.equal(r.stem[0].weight, model.stem[0].weight)
+
+
+def test_maps_round_trip_through_their_compressed_file(tmp_path):
+    imgs = images(5)
+    maps = {"gradient": np.random.default_rng(3).standard_normal((5, SIZE, SIZE)).astype(np.float32),
+            "silhouette": (masks_for(imgs) > 0).astype(np.float32)}
+    saved = AttributionMaps(maps, [f"id{i}" for i in range(5)], np.array([0, 1, 1, 0, 1]), np.linspace(-2, 2, 5), {"gradient": 1.5},
+                            imgs, masks_for(imgs), {"split": "test"})
+    paths = saved.save(tmp_path, rows=3)
+    back = load_maps(tmp_path)
+    assert back.ids == saved.ids and np.array_equal(back.targets, saved.targets)
+    assert np.allclose(back.maps["gradient"], maps["gradient"], rtol=1e-3, atol=1e-3)  # float16 on disk
+    assert back.seconds == {"gradient": 1.5} and back.meta["split"] == "test"
+    from PIL import Image
+
+    width, height = Image.open(paths["png"]).size
+    one_row = saved.save(tmp_path / "one", rows=1)["png"]
+    assert Image.open(one_row).size[0] == width and Image.open(one_row).size[1] < height / 2  # a row per image, a column per map
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_explain_and_evaluate_attributions_from_the_command_line(tmp_path):
+    import paint_worker
+
+    from two4two.cli import main
+    from two4two.dataset import ensure
+    from two4two.models.training import parse_model_config, save_model_checkpoint
+
+    config = {"name": "painted", "sampler": "study2022", "seed": 4, "resolution": [SIZE, SIZE], "output_dir": "unused",
+              "splits": {"test": {"n": 12, "interventions": ["obj_color", "bg_color"]}}}
+    (tmp_path / "c.yaml").write_text(json.dumps(config))
+    root = ensure(tmp_path / "c.yaml", output_dir=tmp_path / "data", workers=1, worker_target=paint_worker.serve, progress=False)
+    torch.manual_seed(0)
+    model = build_classifier("small_cnn", width=4)
+    model_config = parse_model_config({"kind": "classifier", "name": "t", "data": str(root), "output_dir": str(tmp_path / "m"),
+                                       "model": {"arch": "small_cnn", "width": 4}})
+    (tmp_path / "m").mkdir()
+    save_model_checkpoint(tmp_path / "m" / "model.pt", model_config, model.state_dict(), 1, {"accuracy": 0.5}, [SIZE, SIZE])
+    out = tmp_path / "maps"
+    assert main(["explain", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--methods", "gradient", "grad_cam",
+                 "silhouette", "--images", "10", "-o", str(out)]) in (0, None)
+    maps = load_maps(out)
+    assert list(maps.maps) == ["gradient", "grad_cam", "silhouette"] and len(maps.ids) == 10
+    scores_dir = tmp_path / "scores"
+    assert main(["evaluate", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out), "--no-removals",
+                 "--sanity-images", "4", "--bootstrap", "50", "-o", str(scores_dir)]) in (0, None)
+    table = (scores_dir / "attribution_scores.md").read_text()
+    assert "silhouette (control)" in table and "attribute agreement" in table and "sanity" in table
+    assert (scores_dir / "sanity_checks.png").stat().st_size > 0
+    # A method name that does not exist is one line naming the allowed ones, exit 2.
+    assert main(["explain", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--methods", "saliency",
+                 "-o", str(tmp_path / "x")]) == 2

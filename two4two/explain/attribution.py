@@ -1,0 +1,417 @@
+"""Attribution maps: which pixels a classifier's logit depends on, by twelve methods with one verb.
+
+    method = attribution_method("integrated_gradients", model)
+    maps = method.attribute(images, target)       # (N, H, W) float32, signed, channels summed
+
+`images` are stored uint8 images (N × H × W × 3); `target` is the class explained per image
+(0 peaky, 1 stretchy; one int for all). Our classifiers return one logit z for stretchy, so
+class 1 is explained through z and class 0 through −z: a positive map value always means
+"this pixel speaks for the target class".
+
+The gradient methods are captum's (pinned in the `models` extra). Three controls need no
+model: `random` (i.i.d. normal noise), `sobel` (the image's edge magnitude: what a map that
+only sees edges would show) and `silhouette` (the animal's exact mask, the "salient object"
+baseline of Nguyen et al. 2021; it needs the masks). LRP uses captum's rules (ε for every
+layer) and supports the small CNN only: captum has no rule for ResNet-18's skip connections,
+MobileNetV2's ReLU6 or the INN's couplings, and says so with a clear error here. DeepLift
+(black baseline, as integrated gradients) runs on all but ResNet-18, whose blocks call one
+ReLU module twice, which captum's DeepLift refuses.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from two4two.errors import Two4TwoError
+
+METHODS = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients", "smoothgrad", "grad_cam",
+           "occlusion", "lrp", "deeplift", "random", "sobel", "silhouette")
+CONTROLS = ("random", "sobel", "silhouette")
+LABELS = {"gradient": "gradient", "input_x_gradient": "input × gradient", "guided_backprop": "guided backprop",
+          "integrated_gradients": "integrated gradients", "smoothgrad": "SmoothGrad", "grad_cam": "Grad-CAM",
+          "occlusion": "occlusion", "lrp": "LRP", "deeplift": "DeepLift", "random": "random (control)",
+          "sobel": "Sobel edges (control)", "silhouette": "silhouette (control)"}
+
+
+class AttributionError(Two4TwoError, ValueError):
+    """A method cannot explain this model, or its inputs are not what it needs."""
+
+
+def check_methods(names: Sequence[str]) -> list[str]:
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise AttributionError(f"{unknown[0]!r} is not an attribution method; allowed: {', '.join(METHODS)}")
+    return list(dict.fromkeys(names))
+
+
+# ---- the model as captum sees it ------------------------------------------------------
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def is_invertible(model) -> bool:
+    return hasattr(model, "encode") and hasattr(model, "logit_of_phi")
+
+
+def _two_class(model):
+    """An nn.Module returning (N, 2) = (−z, z), so captum's `target` is the class index.
+
+    The INN is wrapped as encoder → head, so a layer method can hook φ (its encoder is
+    called as a module; the INN's own forward calls its blocks' `inverse`, which no hook sees).
+    """
+    torch = _torch()
+    nn = torch.nn
+
+    class Encoder(nn.Module):
+        def __init__(self, inn):
+            super().__init__()
+            self.inn = inn
+
+        def forward(self, x):
+            return self.inn.encode(x).phi
+
+    class TwoClass(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.invertible = is_invertible(net)
+            if self.invertible:
+                self.encoder = Encoder(net)
+            else:
+                self.net = net
+
+        def forward(self, x):
+            z = self.encoder.inn.logit_of_phi(self.encoder(x)) if self.invertible else self.net(x)
+            z = z.reshape(-1)
+            return torch.stack([-z, z], dim=1)
+
+    net = copy.deepcopy(model).eval()
+    for module in net.modules():  # captum's hooks (DeepLift, guided backprop, LRP) need out-of-place ReLUs
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return TwoClass(net).eval()
+
+
+def last_conv_stage(wrapped):
+    """The layer Grad-CAM weights: the last convolutional stage (φ for the INN)."""
+    if wrapped.invertible:
+        return wrapped.encoder
+    net = wrapped.net
+    if hasattr(net, "stage4"):  # the small CNN
+        return net.stage4
+    inner = getattr(net, "net", None)
+    if inner is not None and hasattr(inner, "layer4"):  # ResNet-18
+        return inner.layer4
+    if inner is not None and hasattr(inner, "features"):  # MobileNetV2
+        return inner.features
+    raise AttributionError(f"grad_cam: no known last convolutional stage in {type(net).__name__}")
+
+
+def cascade_layers(model) -> list[tuple[str, object]]:
+    """The model's parameterised top-level blocks from the output down (Adebayo et al.'s cascade order)."""
+    if is_invertible(model):  # one flow level at a time; the levels after φ do not reach the logit
+        levels = [(f"level{i + 1}", level) for i, level in enumerate(model.levels[: model.classifier_level])]
+        return [("head", model.head)] + levels[::-1]
+    root = getattr(model, "net", model)
+    children = [(name, m) for name, m in root.named_children() if any(True for _ in m.parameters())]
+    return children[::-1]
+
+
+def randomised(model, layers: int, seed: int = 0):
+    """A copy of `model` with its top `layers` blocks of `cascade_layers` re-initialised."""
+    torch = _torch()
+    out = copy.deepcopy(model)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for _, block in cascade_layers(out)[:layers]:
+            for m in block.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+                if hasattr(m, "reset_running_stats"):
+                    m.reset_running_stats()
+            for p in block.parameters():  # layers that keep a zero init (Glow's last conv) get noise too
+                if not p.abs().sum():
+                    p.data.normal_(0, 0.05)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return out.eval()
+
+
+# ---- the methods ----------------------------------------------------------------------
+
+
+@dataclass
+class AttributionMethod:
+    """One method bound to one model: `attribute(images, target, masks=None) -> (N, H, W) float32`."""
+
+    name: str
+    model: object = None
+    batch_size: int = 32
+    progress: bool = False
+    seed: int = 0
+    ig_steps: int = 16
+    smoothgrad_samples: int = 10
+    smoothgrad_sigma: float = 0.15  # of the [0, 1] input range (Smilkov et al. use 10–20 %)
+    occlusion_window: int | None = None  # default: an eighth of the image side
+    _explainer: object = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_methods([self.name])
+        if self.name not in CONTROLS:
+            if self.model is None:
+                raise AttributionError(f"{self.name}: needs a model")
+            self._wrapped = _two_class(self.model)
+            self._explainer = self._build()
+
+    def _build(self):
+        from captum import attr
+
+        w = self._wrapped
+        if self.name == "gradient":
+            return attr.Saliency(w)
+        if self.name == "input_x_gradient":
+            return attr.InputXGradient(w)
+        if self.name == "guided_backprop":
+            return attr.GuidedBackprop(w)
+        if self.name == "integrated_gradients":
+            return attr.IntegratedGradients(w)
+        if self.name == "smoothgrad":
+            return attr.NoiseTunnel(attr.Saliency(w))
+        if self.name == "grad_cam":
+            return attr.LayerGradCam(w, last_conv_stage(w))
+        if self.name == "occlusion":
+            return attr.Occlusion(w)
+        if self.name == "deeplift":
+            if not w.invertible and hasattr(getattr(w.net, "net", None), "layer4"):
+                raise AttributionError("deeplift: captum's DeepLift needs every ReLU module to be called once, and "
+                                       "torchvision's ResNet-18 calls each block's ReLU twice; use integrated_gradients")
+            return attr.DeepLift(w)
+        if self.name == "lrp":
+            return self._lrp(attr)
+        raise AssertionError(self.name)
+
+    def _lrp(self, attr):
+        from captum.attr._utils.lrp_rules import EpsilonRule
+
+        torch = _torch()
+        w = self._wrapped
+        net = None if w.invertible else w.net
+        if net is None or not hasattr(net, "stage4"):
+            kind = "the INN" if w.invertible else type(getattr(net, "net", net)).__name__
+            raise AttributionError(f"lrp: captum's LRP rules support the small CNN only, not {kind} "
+                                   "(no rule for skip connections, ReLU6 or couplings)")
+        # captum's rules keep each layer's shape, so the head's Flatten + Linear become the same
+        # map as a 1 × 1 convolution (the logit is unchanged; SmallCNN squeezes what is left).
+        head = [m for m in net.head if not isinstance(m, torch.nn.Flatten)]
+        for i, m in enumerate(head):
+            if isinstance(m, torch.nn.Linear):
+                conv = torch.nn.Conv2d(m.in_features, m.out_features, 1)
+                conv.weight.data.copy_(m.weight.data[:, :, None, None])
+                conv.bias.data.copy_(m.bias.data)
+                conv.requires_grad_(False)
+                head[i] = conv
+        net.head = torch.nn.Sequential(*head)
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)):
+                m.rule = EpsilonRule(epsilon=1e-6)
+        return attr.LRP(w)
+
+    # -- the verb --------------------------------------------------------------------
+
+    def attribute(self, images: np.ndarray, target, masks: np.ndarray | None = None) -> np.ndarray:
+        """Signed maps (N, H, W) float32, the channels summed, for uint8 images (N, H, W, 3)."""
+        from tqdm import tqdm
+
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise AttributionError(f"{self.name}: expected uint8 images N × H × W × 3, got {images.dtype} {images.shape}")
+        n = len(images)
+        targets = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,))
+        if not np.isin(targets, (0, 1)).all():
+            raise AttributionError(f"{self.name}: target must be 0 (peaky) or 1 (stretchy), got {np.unique(targets)}")
+        if self.name == "silhouette":
+            if masks is None or np.shape(masks) != images.shape[:3]:
+                raise AttributionError(f"silhouette: needs the masks (N × H × W) of the images, got "
+                                       f"{None if masks is None else np.shape(masks)}")
+            return (np.asarray(masks) > 0).astype(np.float32)
+        if self.name == "random":
+            return np.random.default_rng(self.seed).standard_normal(images.shape[:3]).astype(np.float32)
+        if self.name == "sobel":
+            return sobel_edges(images)
+        out = np.empty(images.shape[:3], np.float32)
+        with tqdm(total=n, desc=LABELS[self.name], unit="img", disable=not self.progress, leave=False) as bar:
+            for start in range(0, n, self.batch_size):
+                stop = min(n, start + self.batch_size)
+                out[start:stop] = self._batch(images[start:stop], targets[start:stop])
+                bar.update(stop - start)
+        return out
+
+    def _batch(self, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        from two4two.models.inputs import image_batch
+
+        torch = _torch()
+        x = image_batch(images).requires_grad_(True)
+        t = torch.from_numpy(np.array(targets, dtype=np.int64))
+        e, h, w = self._explainer, x.shape[2], x.shape[3]
+        torch.manual_seed(self.seed)
+        if self.name == "gradient":  # signed: captum's Saliency takes |·| unless told not to
+            a = e.attribute(x, target=t, abs=False)
+        elif self.name == "smoothgrad":
+            a = e.attribute(x, nt_type="smoothgrad", nt_samples=self.smoothgrad_samples, nt_samples_batch_size=self.smoothgrad_samples,
+                            stdevs=self.smoothgrad_sigma, target=t, abs=False)
+        elif self.name == "integrated_gradients":
+            a = e.attribute(x, baselines=torch.zeros_like(x), target=t, n_steps=self.ig_steps, internal_batch_size=len(x) * self.ig_steps)
+        elif self.name == "deeplift":
+            a = e.attribute(x, baselines=torch.zeros_like(x), target=t)
+        elif self.name == "grad_cam":
+            cam = e.attribute(x, target=t, relu_attributions=True)
+            a = torch.nn.functional.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)
+        elif self.name == "occlusion":
+            side = self.occlusion_window or max(2, h // 8)
+            a = e.attribute(x.detach(), sliding_window_shapes=(3, side, side), strides=(3, max(1, side // 2), max(1, side // 2)),
+                            baselines=0.0, target=t, perturbations_per_eval=16)
+        else:
+            a = e.attribute(x, target=t)
+        return a.detach().sum(dim=1).float().numpy()
+
+
+def sobel_edges(images: np.ndarray) -> np.ndarray:
+    """Edge magnitude of each image's luminance (scipy's Sobel): a map that sees only the image."""
+    from scipy import ndimage
+
+    grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255
+    gx = ndimage.sobel(grey, axis=2, mode="nearest")
+    gy = ndimage.sobel(grey, axis=1, mode="nearest")
+    return np.hypot(gx, gy).astype(np.float32)
+
+
+def attribution_method(name: str, model=None, **options) -> AttributionMethod:
+    return AttributionMethod(name, model, **options)
+
+
+# ---- maps of a split, saved ---------------------------------------------------------
+
+
+MAPS_FILE = "attributions.npz"
+
+
+@dataclass
+class AttributionMaps:
+    """Every method's maps of one split's images, with what they explain."""
+
+    maps: dict[str, np.ndarray]  # method → (N, H, W) float32
+    ids: list[str]
+    targets: np.ndarray
+    logits: np.ndarray
+    seconds: dict[str, float]
+    images: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def save(self, out_dir: str | Path, rows: int = 6) -> dict[str, Path]:
+        """Compressed float16 maps (`attributions.npz`), their meta data and the overlay grid PNG; atomic."""
+        import json
+
+        from two4two.io import atomic_write, atomic_write_text
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {f"map_{m}": a.astype(np.float16) for m, a in self.maps.items()}
+        arrays.update(ids=np.array(self.ids), targets=self.targets.astype(np.int8), logits=self.logits.astype(np.float32))
+        atomic_write(out / MAPS_FILE, lambda fh: np.savez_compressed(fh, **arrays))
+        meta = {**self.meta, "methods": list(self.maps), "seconds": self.seconds, "n": len(self.ids)}
+        atomic_write_text(out / "attributions.json", json.dumps(meta, indent=2) + "\n")
+        paths = {"npz": out / MAPS_FILE, "json": out / "attributions.json"}
+        if self.images is not None:
+            paths["png"] = overlay_grid(self, out / "attributions.png", rows)
+        return paths
+
+
+def load_maps(path: str | Path) -> AttributionMaps:
+    """Maps written by `AttributionMaps.save` (a directory or its npz)."""
+    import json
+
+    path = Path(path)
+    npz = path / MAPS_FILE if path.is_dir() else path
+    if not npz.is_file():
+        raise AttributionError(f"{npz}: no attribution maps; write them with two4two explain attributions")
+    with np.load(npz, allow_pickle=False) as data:
+        maps = {k[4:]: data[k].astype(np.float32) for k in data.files if k.startswith("map_")}
+        ids, targets, logits = data["ids"].tolist(), data["targets"].astype(np.int64), data["logits"].astype(np.float64)
+    meta_path = npz.with_name("attributions.json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return AttributionMaps(maps, ids, targets, logits, meta.get("seconds", {}), meta=meta)
+
+
+def overlay_grid(maps: AttributionMaps, path: Path, rows: int = 6) -> Path:
+    """Rows: images; columns: the image, then each method's map over it, the mask's outline drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from two4two.io import atomic_write
+
+    methods = list(maps.maps)
+    rows = min(rows, len(maps.ids))
+    fig, axes = plt.subplots(rows, len(methods) + 1, figsize=(1.3 * (len(methods) + 1), 1.35 * rows + 0.4), squeeze=False)
+    for r in range(rows):
+        image = maps.images[r]
+        axes[r, 0].imshow(image)
+        axes[r, 0].set_ylabel(f"{'stretchy' if maps.targets[r] else 'peaky'}\nz={maps.logits[r]:+.1f}", fontsize=7)
+        for c, m in enumerate(methods, start=1):
+            a = maps.maps[m][r]
+            limit = float(np.abs(a).max()) or 1.0
+            axes[r, c].imshow(image.mean(axis=2), cmap="gray", vmin=0, vmax=255)
+            axes[r, c].imshow(a, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.75)
+            if maps.masks is not None:
+                axes[r, c].contour(maps.masks[r] > 0, levels=[0.5], colors="k", linewidths=0.5)
+            if r == 0:
+                axes[r, c].set_title(LABELS[m].replace(" (control)", "\n(control)"), fontsize=7)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("image", fontsize=7)
+    fig.suptitle("attribution maps (red: for the explained class, blue: against; black: the animal's outline)", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+class Attributions:
+    """`two4two explain attributions`: every chosen method on a split's images (first `images` of them)."""
+
+    def __init__(self, model, methods: Sequence[str] = METHODS, images: int | None = None, target: str = "predicted",
+                 progress: bool = False, **options):
+        if target not in ("predicted", "true"):
+            raise AttributionError(f"target: expected predicted or true, got {target!r}")
+        self.model, self.methods, self.n, self.target = model, check_methods(methods), images, target
+        self.progress, self.options = progress, options
+
+    def explain(self, split, seed: int = 0) -> AttributionMaps:
+        import time
+
+        n = len(split) if self.n is None else min(self.n, len(split))
+        images, masks = split.images[:n], split.masks[:n]
+        logits = split.logits(self.model)[:n]
+        targets = (logits > 0).astype(np.int64) if self.target == "predicted" else split.true_labels[:n]
+        maps, seconds = {}, {}
+        for name in self.methods:
+            start = time.perf_counter()
+            method = attribution_method(name, self.model, progress=self.progress, seed=seed, **self.options)
+            maps[name] = method.attribute(images, targets, masks)
+            seconds[name] = time.perf_counter() - start
+        meta = {"data": str(split.root), "split": split.name, "target": self.target}
+        return AttributionMaps(maps, [p.id for p in split.params[:n]], targets, logits, seconds, images, masks, meta)
