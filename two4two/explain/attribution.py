@@ -163,7 +163,7 @@ class AttributionMethod:
     ig_steps: int = 16
     smoothgrad_samples: int = 10
     smoothgrad_sigma: float = 0.15  # of the [0, 1] input range (Smilkov et al. use 10–20 %)
-    occlusion_window: int | None = None  # default: an eighth of the image side
+    occlusion_window: int | None = None  # default: an eighth of the image side, stride = window
     _explainer: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -271,16 +271,16 @@ class AttributionMethod:
             a = e.attribute(x, nt_type="smoothgrad", nt_samples=self.smoothgrad_samples, nt_samples_batch_size=self.smoothgrad_samples,
                             stdevs=self.smoothgrad_sigma, target=t, abs=False)
         elif self.name == "integrated_gradients":
-            a = e.attribute(x, baselines=torch.zeros_like(x), target=t, n_steps=self.ig_steps, internal_batch_size=len(x) * self.ig_steps)
+            a = e.attribute(x, baselines=torch.zeros_like(x), target=t, n_steps=self.ig_steps, internal_batch_size=len(x))
         elif self.name == "deeplift":
             a = e.attribute(x, baselines=torch.zeros_like(x), target=t)
         elif self.name == "grad_cam":
             cam = e.attribute(x, target=t, relu_attributions=True)
             a = torch.nn.functional.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)
         elif self.name == "occlusion":
-            side = self.occlusion_window or max(2, h // 8)
-            a = e.attribute(x.detach(), sliding_window_shapes=(3, side, side), strides=(3, max(1, side // 2), max(1, side // 2)),
-                            baselines=0.0, target=t, perturbations_per_eval=16)
+            side = self.occlusion_window or max(2, h // 8)  # 64 non-overlapping black patches
+            a = e.attribute(x.detach(), sliding_window_shapes=(3, side, side), strides=(3, side, side),
+                            baselines=0.0, target=t, perturbations_per_eval=4)
         else:
             a = e.attribute(x, target=t)
         return a.detach().sum(dim=1).float().numpy()
