@@ -70,6 +70,13 @@ def test_a_constant_map_scores_the_regions_share_not_one_and_empty_regions_have_
     assert np.allclose(relevance_mass_accuracy(flat, animal), share)
     # Ties broken at random: the rank accuracy of a flat map is about the region's share.
     assert abs(relevance_rank_accuracy(flat, animal).mean() - share.mean()) < 0.1
+    # and so is the pointing game's tied maximum: over 400 images it hits at the region's share
+    # (binomial sd ≈ 0.02), where "any tied pixel inside" would give 1 and raster order 0.
+    many = planted_masks(400, seed=1)
+    many_animal = region_masks(many, "animal")
+    hits = pointing_game(np.ones(many.shape, np.float32), many_animal)
+    assert abs(hits.mean() - many_animal.reshape(400, -1).mean(axis=1).mean()) < 0.07
+    assert 0 < hits.mean() < 1
     empty = np.zeros_like(animal)
     assert np.isnan(pointing_game(flat, empty)).all()
     assert np.isnan(relevance_mass_accuracy(flat, empty)).all()

@@ -49,9 +49,12 @@ def _flat(a: np.ndarray) -> np.ndarray:
 # ---- localisation against the exact masks --------------------------------------------
 
 
-def pointing_game(maps: np.ndarray, regions: np.ndarray, tolerance: int = 0) -> np.ndarray:
+def pointing_game(maps: np.ndarray, regions: np.ndarray, tolerance: int = 0, seed: int = 0) -> np.ndarray:
     """1 where the map's maximum (signed: the strongest evidence for the class) lies in the region
     (or within `tolerance` pixels of it), else 0; NaN for an empty region, which has no answer.
+    A maximum shared by several pixels is broken at random with `seed`, so a map that says
+    nothing hits as often as the region's share of the image (not always, as a map whose tie
+    counts as a hit when any tied pixel is inside; not never, as raster order would make it).
 
     Zhang et al. 2018, "Top-down neural attention by excitation backprop" (IJCV); they allow
     15 px on 224 px images for loose boxes, our masks are exact so the default is 0.
@@ -61,10 +64,12 @@ def pointing_game(maps: np.ndarray, regions: np.ndarray, tolerance: int = 0) -> 
     regions = np.asarray(regions, bool)
     if tolerance:
         regions = np.stack([ndimage.binary_dilation(r, iterations=tolerance) for r in regions])
-    flat = _flat(maps)
-    peak = flat.argmax(axis=1)
-    hit = _flat(regions)[np.arange(len(flat)), peak].astype(np.float64)
-    hit[~_flat(regions).any(axis=1)] = np.nan
+    flat, inside = _flat(maps), _flat(regions).astype(bool)
+    rng = np.random.default_rng(seed)
+    tied = flat == flat.max(axis=1, keepdims=True)
+    peak = np.where(tied, rng.random(flat.shape), -1.0).argmax(axis=1)
+    hit = inside[np.arange(len(flat)), peak].astype(np.float64)
+    hit[~inside.any(axis=1)] = np.nan
     return hit
 
 
@@ -542,8 +547,8 @@ class AttributionEvaluation:
         regions = {r: region_masks(masks, r) for r in ("animal", *BLOCK_GROUPS)}
         for m, a in maps.maps.items():
             s = per_image[m]
-            s["pointing_game_animal"] = pointing_game(a, regions["animal"])
-            s["pointing_game_right_legs"] = pointing_game(a, regions["right_legs"])
+            s["pointing_game_animal"] = pointing_game(a, regions["animal"], seed=self.seed)
+            s["pointing_game_right_legs"] = pointing_game(a, regions["right_legs"], seed=self.seed)
             for r in ("animal", *BLOCK_GROUPS):
                 s[f"mass_{r}"] = relevance_mass_accuracy(a, regions[r])
             s["rank_animal"] = relevance_rank_accuracy(a, regions["animal"], self.seed)

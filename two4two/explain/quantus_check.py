@@ -1,0 +1,133 @@
+"""Our localisation scores beside a peer library's on the same maps: Quantus (Hedström et al. 2023).
+
+Quantus implements three of the scores of `attribution_scores`: the pointing game, relevance
+mass accuracy and relevance rank accuracy. `cross_check(maps, masks)` computes each with
+Quantus, set up as ours is defined (the signed maximum for the pointing game; |map| without
+normalisation for the two relevance scores), and counts per score and method the images on
+which both give the same value. Where they differ, it is for one of `KNOWN_DIFFERENCES`
+(Quantus 0.6.0: an empty region, a tied maximum, tied ranks, and a signed default), each
+shown on a planted map by tests/test_quantus_check.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from two4two.errors import Two4TwoError
+from two4two.explain.attribution_scores import pointing_game, region_masks, relevance_mass_accuracy, relevance_rank_accuracy
+
+KNOWN_DIFFERENCES = {
+    "empty region": "Quantus' PointingGame writes NaN into a boolean array, where it becomes True: an image whose "
+                    "region is empty counts as a hit (ours: NaN, no answer).",
+    "tied maximum": "Quantus' PointingGame counts a hit when any pixel sharing the maximum is inside, so a constant "
+                    "map (or the silhouette control on a sub-region) always hits (ours: one of the tied pixels at random).",
+    "tied ranks": "Quantus' RelevanceRankAccuracy orders tied pixels by np.argsort, i.e. by position, so a constant "
+                  "map scores whatever share of the first rows lies in the region (ours: ties at random).",
+    "signed mass": "Quantus' RelevanceMassAccuracy defaults to the signed map (abs=False), where negative evidence "
+                   "off the region raises the score above 1 or below 0; with abs=True, normalise=False it is ours.",
+}
+
+SCORES = ("pointing_game", "relevance_mass", "relevance_rank")
+TOLERANCE = 1e-5  # float32 sums in Quantus against float64 here
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One score of one method on one region: how often ours and Quantus' give the same value."""
+
+    method: str
+    score: str
+    region: str
+    n: int  # images where both give a value
+    agree: int  # of those, equal within TOLERANCE
+    max_difference: float
+    quantus_only: int  # images where only Quantus gives a value (ours: NaN)
+    ours_mean: float
+    quantus_mean: float
+    refused: str = ""  # Quantus' reason when it would not score these maps at all
+
+    @property
+    def share(self) -> float:
+        return self.agree / self.n if self.n else float("nan")
+
+
+def quantus_scores(maps: np.ndarray, regions: np.ndarray, images: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Quantus' three localisation scores per image of signed maps (N × H × W) against boolean regions."""
+    try:
+        import quantus
+    except ImportError as exc:
+        raise Two4TwoError("the Quantus cross-check needs quantus: pip install -e '.[dev]'") from exc
+    import warnings
+
+    n = len(maps)
+    a = np.asarray(maps, np.float32)[:, None]
+    s = np.asarray(regions, np.float32)[:, None]
+    x = (np.zeros((n, 3, *a.shape[2:]), np.float32) if images is None
+         else np.moveaxis(np.asarray(images, np.float32) / 255, -1, 1))
+    y = np.zeros(n, np.int64)  # localisation metrics do not read the labels or a model
+    call = dict(model=None, x_batch=x, y_batch=y, a_batch=a, s_batch=s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _quantus_three(quantus, call)
+        except AssertionError as exc:  # Quantus checks its inputs with assert, e.g. one value in the whole batch
+            raise QuantusRefused(str(exc).split(".")[0]) from exc
+
+
+class QuantusRefused(Two4TwoError):
+    """Quantus would not score these maps (its input checks refuse them)."""
+
+
+def _quantus_three(quantus, call) -> dict[str, np.ndarray]:
+    return {
+            "pointing_game": np.asarray(quantus.PointingGame(disable_warnings=True)(**call), np.float64),
+            "relevance_mass": np.asarray(quantus.RelevanceMassAccuracy(abs=True, normalise=False, disable_warnings=True)(**call), np.float64),
+            "relevance_rank": np.asarray(quantus.RelevanceRankAccuracy(abs=True, normalise=False, disable_warnings=True)(**call), np.float64),
+        }
+
+
+def our_scores(maps: np.ndarray, regions: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    return {"pointing_game": pointing_game(maps, regions, seed=seed),
+            "relevance_mass": relevance_mass_accuracy(maps, regions),
+            "relevance_rank": relevance_rank_accuracy(maps, regions, seed)}
+
+
+def cross_check(maps: dict[str, np.ndarray], masks: np.ndarray, regions: Sequence[str] = ("animal", "right_legs"),
+                images: np.ndarray | None = None, seed: int = 0) -> list[Agreement]:
+    """Every method's maps scored by both implementations on each region; one Agreement per method × score × region."""
+    out = []
+    for region in regions:
+        truth = region_masks(masks, region)
+        for method, a in maps.items():
+            ours = our_scores(a, truth, seed)
+            try:
+                theirs = quantus_scores(a, truth, images)
+            except QuantusRefused as exc:
+                out += [Agreement(method, score, region, 0, 0, 0.0, 0, float(np.nanmean(ours[score])), float("nan"), str(exc))
+                        for score in SCORES]
+                continue
+            for score in SCORES:
+                o, q = ours[score], theirs[score]
+                both = np.isfinite(o) & np.isfinite(q)
+                diff = np.abs(o[both] - q[both])
+                out.append(Agreement(method, score, region, int(both.sum()), int((diff <= TOLERANCE).sum()),
+                                     float(diff.max()) if len(diff) else 0.0, int((np.isfinite(q) & ~np.isfinite(o)).sum()),
+                                     float(np.nanmean(o)) if np.isfinite(o).any() else float("nan"),
+                                     float(np.nanmean(q)) if np.isfinite(q).any() else float("nan")))
+    return out
+
+
+def format_agreement(rows: list[Agreement]) -> str:
+    """Markdown: one row per method × score × region, the share of images on which both agree."""
+    from two4two.explain.attribution import LABELS
+
+    lines = ["| method | score | region | images agreeing | max \\|difference\\| | mean (ours) | mean (Quantus) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        agreeing = f"Quantus refused: {r.refused}" if r.refused else f"{r.agree}/{r.n}"
+        lines.append(f"| {LABELS.get(r.method, r.method)} | {r.score.replace('_', ' ')} | {r.region.replace('_', ' ')} "
+                     f"| {agreeing} | {r.max_difference:.2g} | {r.ours_mean:.3f} | {r.quantus_mean:.3f} |")
+    return "\n".join(lines)
