@@ -220,3 +220,33 @@ def test_the_written_table_ranks_methods_and_correlates_scores(painted, tmp_path
     rows = paths["csv"].read_text().splitlines()
     assert rows[0].startswith("method,score,value,low,high,rank")
     assert len(rows) == 1 + 3 * len(scores.scores_present())
+
+
+def test_model_contrast_passes_a_map_that_follows_the_model_and_fails_one_that_does_not(painted):
+    """BAM-style contrast with two models whose reliance is known by construction: one reads only the
+    background (the image's corners), one only the animal (its centre). Gradients move with the model;
+    the silhouette control is the same map for both, so it never passes."""
+    torch = pytest.importorskip("torch")
+
+    class Reader(torch.nn.Module):
+        def __init__(self, rows, cols):
+            super().__init__()
+            self.rows, self.cols = rows, cols
+            self.scale = torch.nn.Parameter(torch.tensor(8.0))
+
+        def forward(self, x):
+            return self.scale * (x[:, 0][:, self.rows][:, :, self.cols].mean(dim=(1, 2)) - 0.5)
+
+    corners, centre = [0, 1, 22, 23], [11, 12]
+    background_reader, animal_reader = Reader(corners, corners), Reader(centre, centre)
+    logits = painted.logits(animal_reader)
+    maps = AttributionMaps({"gradient": np.zeros(painted.masks.shape, np.float32),
+                            "silhouette": (painted.masks > 0).astype(np.float32)},
+                           [p.id for p in painted.params], (logits > 0).astype(int), logits, {})
+    scores = AttributionEvaluation(animal_reader, n_resamples=200, sanity_images=0,
+                                   contrast=(background_reader, animal_reader)).evaluate(painted, maps)
+    gradient, silhouette = scores.extra["contrast"]["gradient"], scores.extra["contrast"]["silhouette"]
+    assert gradient["mean_share_reliant"] > 0.9 and gradient["mean_share_unreliant"] < 0.1
+    assert gradient["passes_on_average"] and scores.values["gradient"]["contrast_pass"].value > 0.9
+    assert silhouette["mean_difference"][0] == 0 and not silhouette["passes_on_average"]
+    assert scores.values["silhouette"]["contrast_pass"].value == 0

@@ -623,7 +623,8 @@ class AttributionEvaluation:
                 a = attribution_method(m, model, seed=self.seed, **self.options).attribute(images, targets, masks)
                 shares.append(relevance_mass_accuracy(a, background))
             diff = shares[0] - shares[1]
-            values[m]["contrast_pass"] = mean_interval((diff > 0).astype(np.float64), self.n_resamples, self.seed + 200 + i)
+            passed = np.where(np.isfinite(diff), diff > 0, np.nan)  # an image without background has no answer
+            values[m]["contrast_pass"] = mean_interval(passed, self.n_resamples, self.seed + 200 + i)
             mean_diff = mean_interval(diff, self.n_resamples, self.seed + 300 + i)
             extra["contrast"][m] = {"mean_share_reliant": float(np.nanmean(shares[0])), "mean_share_unreliant": float(np.nanmean(shares[1])),
                                     "mean_difference": [mean_diff.value, mean_diff.low, mean_diff.high],
