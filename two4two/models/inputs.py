@@ -7,11 +7,14 @@ import torch
 
 
 def image_batch(images: np.ndarray, device=None) -> torch.Tensor:
-    """uint8 N × H × W × 3 images as the float N × 3 × H × W batch in [0, 1] every model here reads."""
-    x = torch.from_numpy(np.asarray(images))
+    """uint8 N × H × W × 3 images (or float ones already in [0, 1], as an imputation makes them)
+    as the float N × 3 × H × W batch in [0, 1] every model here reads."""
+    images = np.asarray(images)
+    x = torch.from_numpy(images)
     if device is not None:
         x = x.to(device)
-    return x.permute(0, 3, 1, 2).float() / 255
+    x = x.permute(0, 3, 1, 2).float()
+    return x if np.issubdtype(images.dtype, np.floating) else x / 255
 
 
 def shifted(images: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:

@@ -266,7 +266,8 @@ def accuracy_and_logits(model, images: np.ndarray, labels: np.ndarray, batch_siz
 
 
 def predict_logits(model, images: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
-    """Logits of a module or any callable (image batch → one logit each) for uint8 images (N×H×W×3)."""
+    """Logits of a module or any callable (image batch → one logit each) for uint8 images (N×H×W×3)
+    or float ones in [0, 1]."""
     import torch
 
     from two4two.models.inputs import image_batch

@@ -1,0 +1,384 @@
+"""Faithfulness curves: the model's answers as the pixels an attribution map ranks are removed.
+
+ROAD (Rong et al. 2022, "A consistent and efficient evaluation strategy for attribution
+methods", ICML): remove the p % most relevant pixels (MoRF) or the p % least relevant (LeRF),
+fill them by *noisy linear imputation* and ask the model again. A faithful map makes MoRF fall
+fast and LeRF stay flat; the LeRF − MoRF area sums that up. Imputation: every removed pixel is
+the weighted mean of its 8 neighbours (1/6 for the 4 direct ones, 1/12 for the diagonals;
+neighbours outside the image are dropped and the rest keep their weights), which for a
+connected patch of removed pixels is a sparse linear system whose known side is the kept
+pixels around it; then Gaussian noise (σ = 0.01 on [0, 1]) on the imputed pixels, so the
+imputation's smoothness does not tell the model where the pixels were. The systems of a whole
+batch of images go into one block-diagonal sparse matrix, factorised once and solved for the
+three channels at once. `fixed` (one grey) and `mean` (the image's mean colour) imputation are
+there for comparison. Ranks come from the signed map (evidence for the explained class first),
+scaled by its largest magnitude, with a tiny random tie-breaker.
+
+Masked-pixel curves (Biessmann & Refiano 2021, "Quality metrics for transparent machine
+learning with and without humans in the loop are not correlated", ICML workshop): keep only the
+top p % of pixels (p = 5, 6, 8, 11, 15, 19, 26, 34, 45, 60), the rest grey or ROAD-imputed, and
+report the model's accuracy and cross-entropy on the true class per level.
+
+Both measure against the TRUE label: accuracy and the mean probability of the true class
+(ROAD's reference code reports class 0's probability, which is not the same thing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from two4two.errors import Two4TwoError
+
+DEFAULT_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+REVEAL_LEVELS = (5, 6, 8, 11, 15, 19, 26, 34, 45, 60)  # Biessmann & Refiano 2021, % of pixels shown
+IMPUTATIONS = ("linear", "fixed", "mean")
+ORDERS = ("morf", "lerf")
+NOISE_SIGMA = 0.01
+FIXED_GREY = 0.5
+TIE_BREAK = 1e-6  # of the map's largest magnitude
+NEIGHBOURS = ((-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6),
+              (0, 1, 1 / 6), (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12))
+
+
+class FaithfulnessError(Two4TwoError, ValueError):
+    """Bad percentages, imputation or inputs."""
+
+
+def check_percentages(percentages: Sequence[float], name: str = "percentages") -> tuple[float, ...]:
+    values = tuple(float(p) for p in percentages)
+    bad = [p for p in values if not (0 < p < 100) or math.isnan(p)]
+    if not values or bad:
+        raise FaithfulnessError(f"{name}: expected values strictly between 0 and 100, got {bad[0] if bad else 'none'}")
+    return tuple(sorted(set(values)))
+
+
+# ---- imputation ---------------------------------------------------------------------
+
+
+def imputation_system(removed: np.ndarray):
+    """The linear system of noisy linear imputation for boolean masks (N × H × W, True = removed).
+
+    Returns (A, K, unknown_ids, floating): A (k × k, CSC) and K (k × N·H·W, CSR) such that the
+    imputed values X (k × channels) solve A X = K · pixels; `unknown_ids` are the flat pixel ids
+    of the k removed pixels, `floating` marks those in a patch that touches no kept pixel (whole
+    image removed), whose rows are the identity and are filled with the image's mean instead.
+    """
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    removed = np.asarray(removed, bool)
+    n, h, w = removed.shape
+    ids = np.flatnonzero(removed.ravel())
+    k = len(ids)
+    unknown = np.full(removed.size, -1, np.int64)
+    unknown[ids] = np.arange(k)
+    img, r, c = np.unravel_index(ids, removed.shape)
+    diag = np.zeros(k)
+    a_rows, a_cols, a_vals, k_rows, k_cols, k_vals = [], [], [], [], [], []
+    for dr, dc, weight in NEIGHBOURS:
+        rr, cc = r + dr, c + dc
+        inside = np.flatnonzero((rr >= 0) & (rr < h) & (cc >= 0) & (cc < w))
+        neighbour = np.ravel_multi_index((img[inside], rr[inside], cc[inside]), removed.shape)
+        diag[inside] += weight
+        u = unknown[neighbour]
+        free = u >= 0
+        a_rows.append(inside[free]); a_cols.append(u[free]); a_vals.append(np.full(free.sum(), -weight))
+        k_rows.append(inside[~free]); k_cols.append(neighbour[~free]); k_vals.append(np.full((~free).sum(), weight))
+    off = sparse.csr_matrix((np.concatenate(a_vals), (np.concatenate(a_rows), np.concatenate(a_cols))), shape=(k, k))
+    known = sparse.csr_matrix((np.concatenate(k_vals), (np.concatenate(k_rows), np.concatenate(k_cols))), shape=(k, removed.size))
+    # A patch with no kept neighbour anywhere has no unique solution (only differences are fixed).
+    _, patch = connected_components(off, directed=False)
+    grounded = np.zeros(patch.max() + 1 if k else 0, bool)
+    grounded[patch[np.asarray(known.sum(axis=1)).ravel() > 0]] = True
+    floating = ~grounded[patch] if k else np.zeros(0, bool)
+    if floating.any():
+        keep = sparse.diags((~floating).astype(np.float64))
+        off, known = keep @ off, keep @ known
+        diag[floating] = 1.0
+    return (sparse.diags(diag) + off).tocsc(), known.tocsr(), ids, floating
+
+
+def impute(images: np.ndarray, removed: np.ndarray, method: str = "linear", noise: float = NOISE_SIGMA,
+           rng: np.random.Generator | int | None = 0) -> np.ndarray:
+    """Images (N × H × W × C, uint8 or float in [0, 1]) with the `removed` pixels (N × H × W) filled.
+
+    Returns float64 in [0, 1]; kept pixels are exactly the input's. `method`: linear (ROAD's
+    noisy linear imputation), fixed (grey 0.5) or mean (the image's mean colour over kept pixels);
+    `noise` (σ) is added to the filled pixels for every method.
+    """
+    from scipy.sparse.linalg import splu
+
+    if method not in IMPUTATIONS:
+        raise FaithfulnessError(f"imputation: expected one of {', '.join(IMPUTATIONS)}, got {method!r}")
+    x = np.asarray(images)
+    x = x.astype(np.float64) / 255 if x.dtype == np.uint8 else np.array(x, dtype=np.float64)
+    removed = np.asarray(removed, bool)
+    if removed.shape != x.shape[:3]:
+        raise FaithfulnessError(f"removed: expected a mask of shape {x.shape[:3]}, got {removed.shape}")
+    out = x.copy()
+    flat = out.reshape(-1, x.shape[-1])
+    kept = ~removed
+    counts = kept.reshape(len(x), -1).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts[:, None] > 0, (x * kept[..., None]).sum(axis=(1, 2)) / counts[:, None], FIXED_GREY)
+    ids = np.flatnonzero(removed.ravel())
+    if not len(ids):
+        return out
+    if method == "linear":
+        a, known, ids, floating = imputation_system(removed)
+        rhs = known @ x.reshape(-1, x.shape[-1])
+        image_of = ids // (removed.shape[1] * removed.shape[2])
+        rhs[floating] = means[image_of[floating]]
+        values = splu(a).solve(np.ascontiguousarray(rhs))
+    elif method == "fixed":
+        values = np.full((len(ids), x.shape[-1]), FIXED_GREY)
+    else:
+        values = means[ids // (removed.shape[1] * removed.shape[2])]
+    if noise:
+        values = values + np.random.default_rng(rng).normal(0.0, noise, values.shape)
+    flat[ids] = np.clip(values, 0.0, 1.0)
+    return out
+
+
+# ---- ranking ------------------------------------------------------------------------
+
+
+def pixel_order(maps: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per image, flat pixel ids from most to least relevant (signed map, ties broken at random)."""
+    flat = np.asarray(maps, np.float64).reshape(len(maps), -1)
+    scale = np.abs(flat).max(axis=1, keepdims=True)
+    scale[scale == 0] = 1.0
+    jitter = np.random.default_rng(seed).random(flat.shape) * TIE_BREAK
+    return np.argsort(-(flat / scale + jitter), axis=1, kind="stable")
+
+
+def removal_masks(order: np.ndarray, shape: tuple[int, int], percent: float, most_relevant: bool) -> np.ndarray:
+    """Boolean N × H × W: the `percent` % most (or least) relevant pixels of each image."""
+    n, pixels = order.shape
+    k = int(round(pixels * percent / 100))
+    chosen = order[:, :k] if most_relevant else order[:, pixels - k:]
+    out = np.zeros((n, pixels), bool)
+    np.put_along_axis(out, chosen, True, axis=1)
+    return out.reshape(n, *shape)
+
+
+# ---- model answers ------------------------------------------------------------------
+
+
+def true_class_probability(logits: np.ndarray, true_labels: np.ndarray) -> np.ndarray:
+    """P(true class) from our one logit per image (z for stretchy)."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+    return np.where(np.asarray(true_labels) == 1, p, 1.0 - p)
+
+
+def logits_of(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's logits for float images in [0, 1] (or a parameter-free callable on the batch)."""
+    from two4two.models.training import predict_logits
+
+    return predict_logits(model, images, batch_size)
+
+
+# ---- the evaluation -----------------------------------------------------------------
+
+
+@dataclass
+class Curves:
+    """One method's curves: per order, per percentage, per image, the true-class probability and correctness."""
+
+    percentages: tuple[float, ...]
+    probability: dict[str, np.ndarray]  # order → (P, N)
+    correct: dict[str, np.ndarray]  # order → (P, N) bool
+
+    def mean_probability(self, order: str) -> np.ndarray:
+        return self.probability[order].mean(axis=1)
+
+    def accuracy(self, order: str) -> np.ndarray:
+        return self.correct[order].mean(axis=1)
+
+    def area(self, values: np.ndarray) -> float:
+        """Mean height of a curve over the percentage axis (trapezoid rule on [first, last] %)."""
+        p = np.asarray(self.percentages)
+        if len(p) == 1:
+            return float(values[0])
+        return float(np.trapz(values, p) / (p[-1] - p[0]))
+
+    def summary(self) -> dict[str, float]:
+        """LeRF − MoRF areas of accuracy and true-class probability: larger is more faithful."""
+        return {"road_accuracy_gap": self.area(self.accuracy("lerf")) - self.area(self.accuracy("morf")),
+                "road_probability_gap": self.area(self.mean_probability("lerf")) - self.area(self.mean_probability("morf")),
+                "morf_probability_area": self.area(self.mean_probability("morf")),
+                "lerf_probability_area": self.area(self.mean_probability("lerf"))}
+
+
+@dataclass
+class RevealCurves:
+    """One method's masked-pixel curve: per level (% shown), accuracy and mean cross-entropy on the true class."""
+
+    levels: tuple[float, ...]
+    accuracy: np.ndarray  # (L,)
+    cross_entropy: np.ndarray  # (L,)
+
+
+@dataclass
+class FaithfulnessResult:
+    """ROAD and masked-pixel curves of every method, for one model on one split."""
+
+    road: dict[str, Curves]
+    reveal: dict[str, RevealCurves] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def records(self) -> list[dict]:
+        rows = []
+        for m, c in self.road.items():
+            for order in ORDERS:
+                for p, acc, prob in zip(c.percentages, c.accuracy(order), c.mean_probability(order)):
+                    rows.append({"method": m, "curve": order, "percent": p, "accuracy": float(acc), "true_class_probability": float(prob),
+                                 "cross_entropy": ""})
+        for m, r in self.reveal.items():
+            for p, acc, ce in zip(r.levels, r.accuracy, r.cross_entropy):
+                rows.append({"method": m, "curve": "shown", "percent": p, "accuracy": float(acc), "true_class_probability": "",
+                             "cross_entropy": float(ce)})
+        return rows
+
+    def summary_rows(self) -> list[dict]:
+        rows = []
+        for m, c in self.road.items():
+            row = {"method": m, **c.summary()}
+            if m in self.reveal:
+                row["reveal_cross_entropy_mean"] = float(np.mean(self.reveal[m].cross_entropy))
+                row["reveal_accuracy_mean"] = float(np.mean(self.reveal[m].accuracy))
+            rows.append(row)
+        return rows
+
+    def format_table(self) -> str:
+        from two4two.explain.attribution import LABELS
+
+        rows = sorted(self.summary_rows(), key=lambda r: -r["road_probability_gap"])
+        reveal = bool(self.reveal)
+        head = "| method | LeRF − MoRF, probability | LeRF − MoRF, accuracy | MoRF area | LeRF area |"
+        head += " shown top p %: mean accuracy | mean cross-entropy ↓ |" if reveal else ""
+        lines = [head, "|---" * (5 + 2 * reveal) + "|"]
+        for r in rows:
+            line = (f"| {LABELS.get(r['method'], r['method'])} | {r['road_probability_gap']:+.3f} | {r['road_accuracy_gap']:+.3f} "
+                    f"| {r['morf_probability_area']:.3f} | {r['lerf_probability_area']:.3f} |")
+            if reveal:
+                line += f" {r.get('reveal_accuracy_mean', float('nan')):.3f} | {r.get('reveal_cross_entropy_mean', float('nan')):.3f} |"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        import json
+
+        from two4two.io import atomic_write_csv, atomic_write_text
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"csv": atomic_write_csv(out / "faithfulness_curves.csv", self.records()),
+                 "summary_csv": atomic_write_csv(out / "faithfulness.csv", self.summary_rows())}
+        text = (f"## Faithfulness ({self.meta.get('imputation', 'linear')} imputation; MoRF/LeRF on the true class; "
+                "sorted by the probability gap)\n\n" + self.format_table() + "\n")
+        paths["md"] = atomic_write_text(out / "faithfulness.md", text)
+        paths["json"] = atomic_write_text(out / "faithfulness.json", json.dumps(self.meta, indent=2) + "\n")
+        paths["png"] = self.plot(out / "faithfulness.png")
+        return paths
+
+    def plot(self, path: Path) -> Path:
+        """MoRF and LeRF probability curves per method, and the masked-pixel accuracy per level."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from two4two.explain.attribution import LABELS
+        from two4two.io import atomic_write
+
+        panels = 3 if self.reveal else 2
+        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
+        colours = plt.get_cmap("tab20")
+        for i, (m, c) in enumerate(self.road.items()):
+            for ax, order in zip(axes[0], ORDERS):
+                ax.plot(c.percentages, c.mean_probability(order), marker="o", ms=3, color=colours(i % 20), label=LABELS.get(m, m))
+        for ax, order in zip(axes[0], ORDERS):
+            ax.set_title(f"{order.upper()}: {'most' if order == 'morf' else 'least'} relevant pixels removed", fontsize=9)
+            ax.set_xlabel("% of pixels removed")
+            ax.set_ylabel("mean probability of the true class")
+            ax.set_ylim(0, 1)
+        if self.reveal:
+            ax = axes[0, 2]
+            for i, (m, r) in enumerate(self.reveal.items()):
+                ax.plot(r.levels, r.accuracy, marker="o", ms=3, color=colours(i % 20), label=LABELS.get(m, m))
+            ax.set_xscale("log")
+            ax.set_xticks(list(self.reveal[next(iter(self.reveal))].levels), [f"{p:g}" for p in next(iter(self.reveal.values())).levels])
+            ax.set_title("only the top p % of pixels shown", fontsize=9)
+            ax.set_xlabel("% of pixels shown")
+            ax.set_ylabel("accuracy")
+        axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+        fig.tight_layout()
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+        plt.close(fig)
+        return path
+
+
+class Faithfulness:
+    """Evaluation: ROAD MoRF/LeRF curves (and masked-pixel curves) of each method's maps of a split."""
+
+    def __init__(self, model, percentages: Sequence[float] = DEFAULT_PERCENTAGES, imputation: str = "linear",
+                 noise: float = NOISE_SIGMA, reveal_levels: Sequence[float] | None = REVEAL_LEVELS, reveal_fill: str = "fixed",
+                 batch_size: int = 64, progress: bool = False):
+        if imputation not in IMPUTATIONS:
+            raise FaithfulnessError(f"imputation: expected one of {', '.join(IMPUTATIONS)}, got {imputation!r}")
+        if reveal_fill not in ("fixed", "linear"):
+            raise FaithfulnessError(f"reveal_fill: expected fixed (grey) or linear (ROAD imputation), got {reveal_fill!r}")
+        self.model, self.imputation, self.noise = model, imputation, noise
+        self.percentages = check_percentages(percentages)
+        self.reveal_levels = check_percentages(reveal_levels, "reveal levels") if reveal_levels else ()
+        self.reveal_fill, self.batch_size, self.progress = reveal_fill, batch_size, progress
+
+    def evaluate(self, split, maps, seed: int = 0) -> FaithfulnessResult:
+        from tqdm import tqdm
+
+        n = len(maps.ids)
+        if [p.id for p in split.params[:n]] != list(maps.ids):
+            raise FaithfulnessError(f"maps: their image ids are not the first {n} of {split!r}; compute them on this split")
+        images, labels = split.images[:n], split.true_labels[:n]
+        road, reveal = {}, {}
+        steps = len(maps.maps) * (2 * len(self.percentages) + len(self.reveal_levels))
+        with tqdm(total=steps, desc="faithfulness", unit="curve point", disable=not self.progress, leave=False) as bar:
+            for i, (method, a) in enumerate(maps.maps.items()):
+                order = pixel_order(a, seed + i)
+                probability, correct = {}, {}
+                for o in ORDERS:
+                    probs, hits = [], []
+                    for j, p in enumerate(self.percentages):
+                        removed = removal_masks(order, images.shape[1:3], p, most_relevant=(o == "morf"))
+                        prob = self._true_probability(images, removed, labels, self.imputation, seed + 1000 * j)
+                        probs.append(prob)
+                        hits.append(prob > 0.5)
+                        bar.update()
+                    probability[o], correct[o] = np.array(probs), np.array(hits)
+                road[method] = Curves(self.percentages, probability, correct)
+                if self.reveal_levels:
+                    acc, ce = [], []
+                    for j, p in enumerate(self.reveal_levels):
+                        hidden = ~removal_masks(order, images.shape[1:3], p, most_relevant=True)
+                        prob = self._true_probability(images, hidden, labels, self.reveal_fill, seed + 5000 + j)
+                        acc.append(float(np.mean(prob > 0.5)))
+                        ce.append(float(np.mean(-np.log(np.clip(prob, 1e-12, 1.0)))))
+                        bar.update()
+                    reveal[method] = RevealCurves(self.reveal_levels, np.array(acc), np.array(ce))
+        meta = {"data": str(split.root), "split": split.name, "n": n, "imputation": self.imputation, "noise": self.noise,
+                "percentages": list(self.percentages), "reveal_levels": list(self.reveal_levels), "reveal_fill": self.reveal_fill}
+        return FaithfulnessResult(road, reveal, meta)
+
+    def _true_probability(self, images, removed, labels, imputation: str, seed: int) -> np.ndarray:
+        out = np.empty(len(images))
+        for start in range(0, len(images), self.batch_size):
+            stop = min(len(images), start + self.batch_size)
+            filled = impute(images[start:stop], removed[start:stop], imputation, self.noise, seed + start)
+            out[start:stop] = true_class_probability(logits_of(self.model, filled), labels[start:stop])
+        return out
