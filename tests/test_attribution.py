@@ -198,6 +198,19 @@ def test_explain_and_evaluate_attributions_from_the_command_line(tmp_path):
     table = (scores_dir / "attribution_scores.md").read_text()
     assert "silhouette (control)" in table and "attribute agreement" in table and "sanity" in table
     assert (scores_dir / "sanity_checks.png").stat().st_size > 0
+    # Faithfulness curves, merged into that score table.
+    faith = tmp_path / "faith"
+    assert main(["evaluate", "faithfulness", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out),
+                 "--percentages", "20", "60", "--reveal-levels", "5", "45", "--scores", str(scores_dir), "--bootstrap", "50",
+                 "-o", str(faith)]) in (0, None)
+    curves = (faith / "faithfulness_curves.csv").read_text().splitlines()
+    assert len(curves) == 1 + 3 * (2 * 2 + 2)  # 3 methods × (MoRF and LeRF at 2 % + 2 reveal levels)
+    merged = (faith / "attribution_scores.md").read_text()
+    assert "ROAD: LeRF − MoRF (probability)" in merged and "top-p % shown: cross-entropy" in merged
+    assert "attribute agreement" in merged  # the ground-truth scores are kept beside them
+    assert main(["evaluate", "faithfulness", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out),
+                 "--percentages", "0", "-o", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
     # A method name that does not exist is one line naming the allowed ones, exit 2.
     assert main(["explain", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--methods", "saliency",
                  "-o", str(tmp_path / "x")]) == 2

@@ -58,13 +58,19 @@ def test_the_sparse_system_has_the_weights_of_the_definition_on_a_three_by_three
     assert np.allclose(impute(np.full((1, 3, 3, 3), 0.3), np.ones((1, 3, 3), bool), noise=0.0), 0.5)  # grey: nothing kept
 
 
-def test_images_of_a_batch_are_imputed_independently():
+def test_images_of_a_batch_are_imputed_independently(monkeypatch):
+    from two4two.explain import faithfulness
+
     rng = np.random.default_rng(0)
-    images = rng.random((3, 12, 12, 3))
-    removed = rng.random((3, 12, 12)) < 0.4
-    together = impute(images, removed, noise=0.0)
-    for i in range(3):
+    images = rng.random((5, 12, 12, 3))
+    removed = rng.random((5, 12, 12)) < 0.4
+    removed[3] = False  # an image with nothing to impute, inside a chunk
+    together = impute(images, removed, noise=0.0)  # one system for all five
+    for i in range(5):
         assert np.allclose(together[i], impute(images[i:i + 1], removed[i:i + 1], noise=0.0)[0], atol=1e-12)
+    monkeypatch.setattr(faithfulness, "CHUNK_UNKNOWNS", 70)  # about one image per system
+    assert len(faithfulness._chunks(removed)) >= 4
+    assert np.allclose(impute(images, removed, noise=0.0), together, atol=1e-12)
 
 
 def test_fixed_and_mean_imputation_and_bad_arguments():

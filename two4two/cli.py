@@ -263,6 +263,28 @@ def _cmd_evaluate_attributions(args: argparse.Namespace) -> None:
     print("written: " + ", ".join(str(p) for p in scores.write(args.output).values()))
 
 
+def _cmd_evaluate_faithfulness(args: argparse.Namespace) -> None:
+    from two4two.explain.attribution import load_maps
+    from two4two.explain.attribution_scores import AttributionScores
+    from two4two.explain.faithfulness import Faithfulness
+    from two4two.models.training import load_classifier
+    from two4two.split import Split
+
+    maps = load_maps(args.maps)
+    scores = AttributionScores.read(args.scores) if args.scores else None  # refused before the long work, not after
+    evaluation = Faithfulness(load_classifier(args.model), args.percentages, args.imputation, reveal_levels=args.reveal_levels,
+                              reveal_fill=args.reveal_fill, progress=True)
+    result = evaluation.evaluate(Split(args.data, args.split, progress=True), maps, seed=args.seed)
+    print(result.format_table())
+    paths = result.write(args.output)
+    if scores is not None:
+        merged = scores.merged(result.score_intervals(args.bootstrap, args.seed))
+        paths.update({f"scores_{k}": v for k, v in merged.write(args.output).items()})
+        print()
+        print(merged.format_correlation())
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
 def _cmd_explain_observe(args: argparse.Namespace) -> None:
     from two4two.models.observer import ObserverCheck, attribute_mse_table
     from two4two.models.training import load_observer
@@ -525,6 +547,25 @@ def build_parser() -> argparse.ArgumentParser:
     render_options(p, "part removals: render")
     p.add_argument("-o", "--output", required=True, help="output directory (attribution_scores.md/.csv/.json/.png)")
     p.set_defaults(func=_cmd_evaluate_attributions)
+
+    from two4two.explain.faithfulness import DEFAULT_PERCENTAGES, IMPUTATIONS, REVEAL_LEVELS
+
+    p = evaluate.add_parser("faithfulness", help="ROAD MoRF/LeRF curves and masked-pixel curves of each method's maps")
+    p.add_argument("--model", required=True, help="the classifier the maps explain")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--maps", required=True, help="directory written by two4two explain attributions")
+    p.add_argument("--split", default="test", help="split the maps were computed on (default test)")
+    p.add_argument("--percentages", type=float, nargs="+", default=list(DEFAULT_PERCENTAGES), metavar="P",
+                   help="%% of pixels removed for MoRF and LeRF (default 10 … 90)")
+    p.add_argument("--imputation", choices=IMPUTATIONS, default="linear", help="how removed pixels are filled (default: ROAD's noisy linear)")
+    p.add_argument("--reveal-levels", type=float, nargs="*", default=list(REVEAL_LEVELS), metavar="P",
+                   help="%% of pixels shown for the masked-pixel curves (default Biessmann & Refiano's ten; none: skip)")
+    p.add_argument("--reveal-fill", choices=("fixed", "linear"), default="fixed", help="the hidden pixels: grey (default) or ROAD-imputed")
+    p.add_argument("--scores", help="directory written by two4two evaluate attributions: its table gets the faithfulness scores")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the merged scores' intervals")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="output directory (faithfulness.md/.csv/.png; attribution_scores.* with --scores)")
+    p.set_defaults(func=_cmd_evaluate_faithfulness)
 
     p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
     p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")

@@ -342,6 +342,8 @@ SCORES = (
     Score("attribute_agreement", "attribute agreement ρ", True, "ours: intervention pairs"),
     Score("contrast_pass", "model contrast: per-image pass", True, "Yang & Kim 2019 (BAM), adapted"),
     Score("sanity_spearman_abs", "sanity: |ρ| after full randomisation", False, "Adebayo et al. 2018"),
+    Score("road_probability_gap", "ROAD: LeRF − MoRF (probability)", True, "Rong et al. 2022"),
+    Score("reveal_cross_entropy", "top-p % shown: cross-entropy", False, "Biessmann & Refiano 2021"),
 )
 SCORE_BY_NAME = {s.name: s for s in SCORES}
 SINGLE_BLOCKS = tuple(BLOCK_NAMES)
@@ -358,6 +360,32 @@ class AttributionScores:
     @property
     def methods(self) -> list[str]:
         return list(self.values)
+
+    @classmethod
+    def read(cls, directory: str | Path) -> "AttributionScores":
+        """The scores `write` put in `directory` (attribution_scores.csv and .json)."""
+        import csv
+        import json
+
+        from two4two.explain.attribution import AttributionError
+
+        directory = Path(directory)
+        path = directory / "attribution_scores.csv"
+        if not path.is_file():
+            raise AttributionError(f"{path}: no attribution scores; write them with two4two evaluate attributions")
+        values: dict[str, dict[str, Interval]] = {}
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                values.setdefault(row["method"], {})[row["score"]] = Interval(float(row["value"]), float(row["low"]), float(row["high"]))
+        side = directory / "attribution_scores.json"
+        extra = json.loads(side.read_text()) if side.exists() else {}
+        return cls(values, extra.get("extra", {}), extra.get("sanity", []))
+
+    def merged(self, more: dict[str, dict[str, Interval]]) -> "AttributionScores":
+        """These scores with more per method (e.g. the faithfulness curves' `score_intervals`) added or replaced."""
+        values = {m: {**v, **more.get(m, {})} for m, v in self.values.items()}
+        values.update({m: dict(v) for m, v in more.items() if m not in values})
+        return AttributionScores(values, self.extra, self.sanity)
 
     def scores_present(self) -> list[Score]:
         return [s for s in SCORES if any(s.name in v for v in self.values.values())]

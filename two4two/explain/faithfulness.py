@@ -41,6 +41,7 @@ ORDERS = ("morf", "lerf")
 NOISE_SIGMA = 0.01
 FIXED_GREY = 0.5
 TIE_BREAK = 1e-6  # of the map's largest magnitude
+CHUNK_UNKNOWNS = 4096  # removed pixels per sparse system (benchmarks/faithfulness.py)
 NEIGHBOURS = ((-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12), (0, -1, 1 / 6),
               (0, 1, 1 / 6), (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12))
 
@@ -111,8 +112,6 @@ def impute(images: np.ndarray, removed: np.ndarray, method: str = "linear", nois
     noisy linear imputation), fixed (grey 0.5) or mean (the image's mean colour over kept pixels);
     `noise` (σ) is added to the filled pixels for every method.
     """
-    from scipy.sparse.linalg import splu
-
     if method not in IMPUTATIONS:
         raise FaithfulnessError(f"imputation: expected one of {', '.join(IMPUTATIONS)}, got {method!r}")
     x = np.asarray(images)
@@ -130,11 +129,7 @@ def impute(images: np.ndarray, removed: np.ndarray, method: str = "linear", nois
     if not len(ids):
         return out
     if method == "linear":
-        a, known, ids, floating = imputation_system(removed)
-        rhs = known @ x.reshape(-1, x.shape[-1])
-        image_of = ids // (removed.shape[1] * removed.shape[2])
-        rhs[floating] = means[image_of[floating]]
-        values = splu(a).solve(np.ascontiguousarray(rhs))
+        values = np.concatenate([_solve_linear(x[s:e], removed[s:e], means[s:e]) for s, e in _chunks(removed)])
     elif method == "fixed":
         values = np.full((len(ids), x.shape[-1]), FIXED_GREY)
     else:
@@ -143,6 +138,35 @@ def impute(images: np.ndarray, removed: np.ndarray, method: str = "linear", nois
         values = values + np.random.default_rng(rng).normal(0.0, noise, values.shape)
     flat[ids] = np.clip(values, 0.0, 1.0)
     return out
+
+
+def _chunks(removed: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive images whose removed pixels together stay under CHUNK_UNKNOWNS (at least one image).
+
+    Small systems share one factorisation (the per-call overhead dominates them); large ones are
+    factorised alone, since SuperLU's fill-in on one block-diagonal matrix of many large systems
+    grows faster than the systems do.
+    """
+    counts = removed.reshape(len(removed), -1).sum(axis=1)
+    out, start, total = [], 0, 0
+    for i, c in enumerate(counts):
+        if i > start and total + c > CHUNK_UNKNOWNS:
+            out.append((start, i))
+            start, total = i, 0
+        total += c
+    return out + [(start, len(counts))]
+
+
+def _solve_linear(x: np.ndarray, removed: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """The imputed values (removed pixels in flat order × channels) of one chunk: one factorisation, every channel."""
+    from scipy.sparse.linalg import splu
+
+    if not removed.any():
+        return np.zeros((0, x.shape[-1]))
+    a, known, ids, floating = imputation_system(removed)
+    rhs = known @ x.reshape(-1, x.shape[-1])
+    rhs[floating] = means[ids[floating] // (removed.shape[1] * removed.shape[2])]
+    return splu(a).solve(np.ascontiguousarray(rhs))
 
 
 # ---- ranking ------------------------------------------------------------------------
@@ -207,6 +231,10 @@ class Curves:
             return float(values[0])
         return float(np.trapz(values, p) / (p[-1] - p[0]))
 
+    def per_image_gap(self) -> np.ndarray:
+        """Per image, the LeRF − MoRF area of its true-class probability."""
+        return np.array([self.area(lerf) - self.area(morf) for lerf, morf in zip(self.probability["lerf"].T, self.probability["morf"].T)])
+
     def summary(self) -> dict[str, float]:
         """LeRF − MoRF areas of accuracy and true-class probability: larger is more faithful."""
         return {"road_accuracy_gap": self.area(self.accuracy("lerf")) - self.area(self.accuracy("morf")),
@@ -222,6 +250,7 @@ class RevealCurves:
     levels: tuple[float, ...]
     accuracy: np.ndarray  # (L,)
     cross_entropy: np.ndarray  # (L,)
+    per_image_cross_entropy: np.ndarray | None = None  # (N,): mean over the levels
 
 
 @dataclass
@@ -254,6 +283,19 @@ class FaithfulnessResult:
                 row["reveal_accuracy_mean"] = float(np.mean(self.reveal[m].accuracy))
             rows.append(row)
         return rows
+
+    def score_intervals(self, n_resamples: int = 1000, seed: int = 0) -> dict:
+        """method → {road_probability_gap, reveal_cross_entropy: Interval}: the scores this adds to the
+        attribution score table (two4two.explain.attribution_scores.SCORES), bootstrapped over images."""
+        from two4two.explain.attribution_scores import mean_interval
+
+        out = {}
+        for i, (m, c) in enumerate(self.road.items()):
+            out[m] = {"road_probability_gap": mean_interval(c.per_image_gap(), n_resamples, seed + i)}
+            r = self.reveal.get(m)
+            if r is not None and r.per_image_cross_entropy is not None:
+                out[m]["reveal_cross_entropy"] = mean_interval(r.per_image_cross_entropy, n_resamples, seed + 500 + i)
+        return out
 
     def format_table(self) -> str:
         from two4two.explain.attribution import LABELS
@@ -367,10 +409,11 @@ class Faithfulness:
                     for j, p in enumerate(self.reveal_levels):
                         hidden = ~removal_masks(order, images.shape[1:3], p, most_relevant=True)
                         prob = self._true_probability(images, hidden, labels, self.reveal_fill, seed + 5000 + j)
-                        acc.append(float(np.mean(prob > 0.5)))
-                        ce.append(float(np.mean(-np.log(np.clip(prob, 1e-12, 1.0)))))
+                        acc.append(prob > 0.5)
+                        ce.append(-np.log(np.clip(prob, 1e-12, 1.0)))
                         bar.update()
-                    reveal[method] = RevealCurves(self.reveal_levels, np.array(acc), np.array(ce))
+                    acc, ce = np.array(acc), np.array(ce)
+                    reveal[method] = RevealCurves(self.reveal_levels, acc.mean(axis=1), ce.mean(axis=1), ce.mean(axis=0))
         meta = {"data": str(split.root), "split": split.name, "n": n, "imputation": self.imputation, "noise": self.noise,
                 "percentages": list(self.percentages), "reveal_levels": list(self.reveal_levels), "reveal_fill": self.reveal_fill}
         return FaithfulnessResult(road, reveal, meta)
