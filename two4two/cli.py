@@ -285,6 +285,17 @@ def _cmd_evaluate_faithfulness(args: argparse.Namespace) -> None:
     print("written: " + ", ".join(str(p) for p in paths.values()))
 
 
+def _cmd_explore(args: argparse.Namespace) -> None:
+    from two4two.explorer.app import serve
+    from two4two.explorer.session import ExplorerSession
+    from two4two.models.training import load_classifier
+    from two4two.split import Split
+
+    session = ExplorerSession(load_classifier(args.model), Split(args.data, args.split, progress=True), args.maps)
+    serve(session, args.host, args.port,
+          ready=lambda: print(f"explorer of {session.n} images on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True))
+
+
 def _cmd_explain_observe(args: argparse.Namespace) -> None:
     from two4two.models.observer import ObserverCheck, attribute_mse_table
     from two4two.models.training import load_observer
@@ -566,6 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output directory (faithfulness.md/.csv/.png; attribution_scores.* with --scores)")
     p.set_defaults(func=_cmd_evaluate_faithfulness)
+
+    p = sub.add_parser("explore", help="a local web page: maps, ROAD curves with a slider, and each image's ground truth")
+    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
+    p.add_argument("--data", required=True, help="rendered dataset directory")
+    p.add_argument("--split", default="test", help="split to explore (default test)")
+    p.add_argument("--maps", help="directory written by two4two explain attributions (default: compute maps on demand)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8050)
+    p.set_defaults(func=_cmd_explore)
 
     p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
     p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")

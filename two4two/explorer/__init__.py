@@ -1,0 +1,1 @@
+"""The interactive explorer of attribution maps, ROAD curves and ground truth (`two4two explore`)."""
