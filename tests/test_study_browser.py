@@ -6,34 +6,13 @@ Screenshots of every page type go to test-artifacts/study_browser/ (TWO4TWO_ARTI
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import pytest
+from browser_fixtures import artifacts, launch, require_browser
 
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _missing(reason: str) -> None:
-    """Skip without a browser — except where one is required (.ci/run sets TWO4TWO_REQUIRE_BROWSER=1)."""
-    if os.environ.get("TWO4TWO_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason}, but TWO4TWO_REQUIRE_BROWSER=1", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-if not CHROMIUM.exists():
-    _missing(f"{CHROMIUM} is missing (Debian: apt-get install chromium; .ci/run installs it)")
-try:
-    from playwright import sync_api
-except ImportError:
-    _missing("playwright is missing (pip install -e '.[dev]')")
-try:
-    import flask  # noqa: F401
-    import waitress  # noqa: F401
-except ImportError as exc:
-    _missing(f"the study app needs {exc.name}: pip install -e '.[study]'")
+require_browser({"flask": "the study app needs it: pip install -e '.[study]'", "waitress": "the study app needs it: pip install -e '.[study]'"})
 
 from study_fixtures import ANSWER_KEY, COMPREHENSION, ManualClock, make_bundle, running_server  # noqa: E402
 from two4two.cli import main  # noqa: E402
@@ -43,17 +22,13 @@ from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle  # noqa: E4
 
 pytestmark = pytest.mark.slow  # drives Chromium
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = Path(os.environ.get("TWO4TWO_ARTIFACTS", ROOT / "test-artifacts")) / "study_browser"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+ARTIFACTS = artifacts("study_browser")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    with launch() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -123,6 +123,14 @@
       t.textContent = v.toFixed(1);
       svg.append(t);
     }
+    for (const p of [0, 50, 100]) {
+      const t = document.createElementNS(ns, "text");
+      t.setAttribute("x", x(p) - 8);
+      t.setAttribute("y", 214);
+      t.setAttribute("font-size", "10");
+      t.textContent = `${p} %`;
+      svg.append(t);
+    }
     for (const [order, colour] of [["morf", "#c0392b"], ["lerf", "#1f5fa8"]]) {
       const poly = document.createElementNS(ns, "polyline");
       poly.setAttribute("points", state.curves.percentages.map((p, k) => `${x(p)},${y(state.curves[order][k])}`).join(" "));
