@@ -121,6 +121,9 @@ def evaluate_model(key: str, study: Path, args, contrast, stages: Stages) -> str
             contrast_lines.append(f"| {LABELS[m]} | {c['mean_share_reliant']:.3f} | {c['mean_share_unreliant']:.3f} "
                                   f"| {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] | {'yes' if c['passes_on_average'] else 'no'} |")
         contrast_lines.append("")
+    faithfulness_lines = []
+    if args.faithfulness_images:
+        faithfulness_lines = faithfulness_section(model, split, maps, scores, args, out)
     text = "\n".join([
         f"## {label} ({n} test images, test accuracy {accuracy(model, split, n):.3f})", "",
         f"Maps of {len(methods)} methods in {map_seconds / 60:.1f} min; the evaluation (every score below, the model "
@@ -134,11 +137,42 @@ def evaluate_model(key: str, study: Path, args, contrast, stages: Stages) -> str
         *contrast_lines,
         f"### Sanity check (cascading randomisation, {args.sanity_images} images)", "",
         f"![Sanity check of the {label}](attribution_sanity_{key}.png)", "",
-        "### Quantus 0.6.0 on the same maps", "", quantus, ""])
+        "### Quantus 0.6.0 on the same maps", "", quantus, "", *faithfulness_lines])
     atomic_write_text(out / "timing.json", json.dumps({"maps_seconds": map_seconds, "evaluation_seconds": eval_seconds,
                                                        "per_method": maps.seconds}, indent=2) + "\n")
     atomic_write_text(section, text)
     return text
+
+
+def faithfulness_section(model, split: Split, maps, scores, args, out: Path) -> list[str]:
+    """ROAD (MoRF/LeRF) and masked-pixel curves of the same maps, merged into the score table: does
+    the faithfulness ranking agree with the ground-truth scores?"""
+    from two4two.explain.attribution import AttributionMaps
+    from two4two.explain.faithfulness import Faithfulness
+
+    k = min(args.faithfulness_images, len(maps.ids))
+    subset = AttributionMaps({m: a[:k] for m, a in maps.maps.items()}, maps.ids[:k], maps.targets[:k], maps.logits[:k], maps.seconds)
+    t0 = time.perf_counter()
+    result = Faithfulness(model, progress=True).evaluate(split, subset)
+    seconds = time.perf_counter() - t0
+    result.write(out / "faithfulness")
+    merged = scores.merged(result.score_intervals(args.bootstrap))
+    merged.write(out / "scores_with_faithfulness")
+    names, matrix = merged.rank_correlation()
+    road = names.index("road_probability_gap")
+    agreement = sorted(((matrix[road, j], score_label(n)) for j, n in enumerate(names) if j != road and np.isfinite(matrix[road, j])),
+                       reverse=True)
+    cells = ", ".join(f"{label} {rho:+.2f}" for rho, label in agreement)
+    small_png(out / "faithfulness" / "faithfulness.png", ROOT / "docs" / f"faithfulness_{Path(out).name}.png")
+    return [f"### Faithfulness: ROAD (noisy linear imputation) and masked-pixel curves, {k} images, {seconds / 60:.1f} min", "",
+            result.format_table(), "", f"![MoRF, LeRF and masked-pixel curves](faithfulness_{Path(out).name}.png)", "",
+            f"Rank correlation (Spearman ρ across methods) of the ROAD probability gap with each other score: {cells}.", ""]
+
+
+def score_label(name: str) -> str:
+    from two4two.explain.attribution_scores import SCORE_BY_NAME
+
+    return SCORE_BY_NAME[name].label
 
 
 def accuracy(model, split: Split, n: int) -> float:
@@ -168,6 +202,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--sanity-images", type=int, default=32)
+    parser.add_argument("--faithfulness-images", type=int, default=500, help="images for the ROAD curves (0: skip)")
     args = parser.parse_args()
     stages = Stages(OUT / "timings.json")
     study = stages.run("render study2022_64px", lambda: render(ROOT / "configs/study2022_64px.yaml"),

@@ -1,6 +1,7 @@
-"""ROAD's noisy linear imputation: throughput here against a per-image, per-channel spsolve loop.
+"""ROAD's noisy linear imputation: throughput here against a per-image, per-channel spsolve loop;
+and the explorer's slider: response time over loopback, with a screenshot for the README.
 
-    python benchmarks/faithfulness.py [--images 500] [--baseline-images 50] [--sizes 64 128]
+    python benchmarks/faithfulness.py [--images 500] [--baseline-images 50] [--sizes 64 128] [--moves 200]
 
 For each resolution, the study2022 test images (64 px: data/study2022_64px; 128 px: 500 test
 images rendered into data/study2022_128px_test) are ranked by a model-free map (their Sobel
@@ -11,19 +12,30 @@ at once) and for the loop that ROAD's reference code is built around (one sparse
 image, assembled in a LIL matrix, and solved once per channel with spsolve), the latter on the
 first `--baseline-images` images. Both give the same pixels (checked). The model's forward
 passes are not timed: they are the same for both.
+
+The slider: `two4two explore` serves the small CNN (configs/small_cnn_study2022_64px.yaml, trained
+if missing) on study2022_64px's test split; for 10 images a client opens the image and its
+gradient map (not timed), then moves the slider 20 times to fresh percentages, each move being
+what the page does: the JSON of /api/perturbed and both perturbed PNGs. p50 and p95 of a move.
+With Chromium present (/usr/bin/chromium), docs/explorer.png is a screenshot of that page.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_tables import ROOT, render  # noqa: E402
+from paper_tables import ROOT, render, train, trained  # noqa: E402
 
 from two4two.dataset import load_split_arrays  # noqa: E402
 from two4two.explain.attribution import sobel_edges  # noqa: E402
@@ -90,11 +102,77 @@ def measure(size: int, images: np.ndarray, baseline_images: int) -> dict:
             "loop_per_s": loop_rate, "speedup": ours_rate / loop_rate, "max_difference": worst}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def slider_latency(moves: int, screenshot: Path | None) -> dict:
+    config = ROOT / "configs/small_cnn_study2022_64px.yaml"
+    model = train(config) if not trained(config) else ROOT / "models/small_cnn_study2022_64px"
+    data = render(ROOT / "configs/study2022_64px.yaml")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "two4two.cli", "explore", "--model", str(model), "--data", str(data),
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        if "explorer of" not in server.stdout.readline():
+            raise SystemExit("the explorer did not start")
+        get = lambda path: urllib.request.urlopen(url + path).read()  # noqa: E731
+        rng = np.random.default_rng(0)
+        per_image = max(1, moves // 10)
+        times = []
+        for i in rng.choice(500, size=10, replace=False):
+            get(f"/api/image/{i}")
+            get(f"/map/gradient/{i}.png")
+            for p in rng.choice(np.arange(1, 100), size=per_image, replace=False):
+                t0 = time.perf_counter()
+                answer = json.loads(get(f"/api/perturbed/gradient/{i}?p={p}"))
+                get(answer["morf"]["url"])
+                get(answer["lerf"]["url"])
+                times.append(time.perf_counter() - t0)
+        if screenshot is not None and Path("/usr/bin/chromium").exists():
+            take_screenshot(url, screenshot)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    ms = np.array(times) * 1000
+    return {"moves": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max())}
+
+
+def take_screenshot(url: str, path: Path) -> None:
+    """The explorer on a wrongly classified image near the boundary, gradient map, slider at 30 %."""
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args, headless=True)
+        page = browser.new_page(viewport={"width": 1250, "height": 1000})
+        page.goto(url + "/")
+        page.locator("select[name=correct]").select_option("no")
+        page.get_by_role("button", name="filter").click()
+        page.get_by_test_id("image-item").first.click()
+        page.get_by_test_id("method").select_option("integrated_gradients")
+        expect(page.get_by_test_id("curve-morf")).to_have_count(1, timeout=60_000)
+        page.get_by_test_id("slider").fill("30")
+        expect(page.get_by_test_id("slider")).to_have_attribute("data-shown", "30", timeout=60_000)
+        for order in ("morf", "lerf"):
+            expect(page.get_by_test_id(f"{order}-image")).to_have_js_property("complete", True)
+        page.wait_for_timeout(500)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
+        browser.close()
+    Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--baseline-images", type=int, default=50)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], choices=(64, 128))
+    parser.add_argument("--sizes", type=int, nargs="*", default=[64, 128], choices=(64, 128))
+    parser.add_argument("--moves", type=int, default=200, help="slider moves timed (0: skip the explorer)")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -115,6 +193,10 @@ def main() -> None:
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['size']} px | {r['ours_per_s']:.1f} | {r['loop_per_s']:.1f} | ×{r['speedup']:.1f} |")
+    if args.moves:
+        latency = slider_latency(args.moves, ROOT / "docs" / "explorer.png")
+        print(f"\nexplorer slider over loopback, {latency['moves']} moves (JSON + both images each), 64 px, small CNN, "
+              f"gradient map: p50 {latency['p50_ms']:.0f} ms, p95 {latency['p95_ms']:.0f} ms, max {latency['max_ms']:.0f} ms")
 
 
 if __name__ == "__main__":
