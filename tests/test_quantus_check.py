@@ -30,7 +30,7 @@ def test_continuous_maps_get_the_same_three_scores_from_both_implementations():
     assert len(rows) == 2 * 3 * 2
     for r in rows:
         assert r.n == len(masks) and r.agree == r.n, r
-        assert r.quantus_only == 0
+        assert r.quantus_only == 0 and r.causes == () and r.unexplained == 0
     # and the scores are not trivially equal: the map near the animal localises it, noise does not
     mass = {(r.method, r.region): r.ours_mean for r in rows if r.score == "relevance_mass"}
     assert mass[("near_the_animal", "animal")] > mass[("noise", "animal")] + 0.1
@@ -44,6 +44,7 @@ def test_quantus_counts_an_empty_region_as_a_pointing_game_hit():
     assert (quantus_scores(maps, empty)["pointing_game"] == 1).all()
     row = cross_check({"noise": maps}, np.zeros_like(masks), regions=["animal"])[0]
     assert row.score == "pointing_game" and row.n == 0 and row.quantus_only == 5
+    assert row.causes == ("empty region",) and row.unexplained == 0
     assert "empty region" in KNOWN_DIFFERENCES
 
 
@@ -60,6 +61,9 @@ def test_a_constant_map_hits_every_time_in_quantus_and_at_the_regions_share_in_o
     assert (theirs["relevance_rank"] == 0).all()
     assert abs(ours["relevance_rank"].mean() - share) < 0.03
     assert {"tied maximum", "tied ranks"} <= set(KNOWN_DIFFERENCES)
+    rows = {r.score: r for r in cross_check({"flat": flat}, masks, regions=["right_legs"])}
+    assert rows["pointing_game"].causes == ("tied maximum",) and rows["relevance_rank"].causes == ("tied ranks",)
+    assert rows["relevance_mass"].agree == 300 and all(r.unexplained == 0 for r in rows.values())
 
 
 def test_a_batch_quantus_refuses_is_reported_not_raised():

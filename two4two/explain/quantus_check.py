@@ -48,6 +48,8 @@ class Agreement:
     ours_mean: float
     quantus_mean: float
     refused: str = ""  # Quantus' reason when it would not score these maps at all
+    causes: tuple[str, ...] = ()  # the KNOWN_DIFFERENCES present on the images where the two differ
+    unexplained: int = 0  # images where they differ and none of those is present
 
     @property
     def share(self) -> float:
@@ -109,14 +111,24 @@ def cross_check(maps: dict[str, np.ndarray], masks: np.ndarray, regions: Sequenc
                 out += [Agreement(method, score, region, 0, 0, 0.0, 0, float(np.nanmean(ours[score])), float("nan"), str(exc))
                         for score in SCORES]
                 continue
+            flat = np.asarray(a, np.float64).reshape(len(a), -1)
+            tied_max = (flat == flat.max(axis=1, keepdims=True)).sum(axis=1) > 1
+            tied_any = np.array([len(np.unique(np.abs(f))) < len(f) for f in flat])
+            empty = ~truth.reshape(len(truth), -1).any(axis=1)
             for score in SCORES:
                 o, q = ours[score], theirs[score]
                 both = np.isfinite(o) & np.isfinite(q)
+                differs = (both & ~(np.abs(o - q) <= TOLERANCE)) | (np.isfinite(o) != np.isfinite(q))
+                known = {"empty region": empty, "tied maximum": tied_max if score == "pointing_game" else np.zeros_like(empty),
+                         "tied ranks": tied_any if score == "relevance_rank" else np.zeros_like(empty)}
+                causes = tuple(name for name, present in known.items() if (differs & present).any())
+                explained = np.logical_or.reduce(list(known.values()))
                 diff = np.abs(o[both] - q[both])
                 out.append(Agreement(method, score, region, int(both.sum()), int((diff <= TOLERANCE).sum()),
                                      float(diff.max()) if len(diff) else 0.0, int((np.isfinite(q) & ~np.isfinite(o)).sum()),
                                      float(np.nanmean(o)) if np.isfinite(o).any() else float("nan"),
-                                     float(np.nanmean(q)) if np.isfinite(q).any() else float("nan")))
+                                     float(np.nanmean(q)) if np.isfinite(q).any() else float("nan"),
+                                     causes=causes, unexplained=int((differs & ~explained).sum())))
     return out
 
 
@@ -124,10 +136,15 @@ def format_agreement(rows: list[Agreement]) -> str:
     """Markdown: one row per method × score × region, the share of images on which both agree."""
     from two4two.explain.attribution import LABELS
 
-    lines = ["| method | score | region | images agreeing | max \\|difference\\| | mean (ours) | mean (Quantus) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | score | region | images agreeing | max \\|difference\\| | mean (ours) | mean (Quantus) | where they differ |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         agreeing = f"Quantus refused: {r.refused}" if r.refused else f"{r.agree}/{r.n}"
         lines.append(f"| {LABELS.get(r.method, r.method)} | {r.score.replace('_', ' ')} | {r.region.replace('_', ' ')} "
-                     f"| {agreeing} | {r.max_difference:.2g} | {r.ours_mean:.3f} | {r.quantus_mean:.3f} |")
+                     f"| {agreeing} | {r.max_difference:.2g} | {r.ours_mean:.3f} | {r.quantus_mean:.3f} | {_why(r)} |")
     return "\n".join(lines)
+
+
+def _why(r: Agreement) -> str:
+    parts = list(r.causes) + ([f"{r.unexplained} image(s) unexplained"] if r.unexplained else [])
+    return ", ".join(parts) or "—"
