@@ -106,6 +106,25 @@ def test_every_method_explains_every_model_kind_or_says_why_not(arch, kwargs):
     assert all(not hasattr(m, "rule") for m in model.modules())
 
 
+def test_explaining_the_other_class_negates_every_map_that_is_linear_in_the_logit():
+    """Class 0 is explained through −z: a method linear in the explained output must give exactly the
+    negated map (captum's LRP did not, before class 0 went through z's map times −1)."""
+    from scipy import stats
+
+    torch.manual_seed(0)
+    model = build_classifier("small_cnn", width=4).eval()
+    imgs = images(4)
+    for name in ("gradient", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion", "deeplift", "lrp"):
+        zero = attribution_method(name, model).attribute(imgs, 0)
+        one = attribution_method(name, model).attribute(imgs, 1)
+        assert np.abs(one).sum() > 0 and np.allclose(zero, -one, atol=1e-5 * np.abs(one).max()), name
+    # LRP-ε on this ReLU network reads as input × gradient does, for either class
+    for target in (0, 1):
+        lrp = attribution_method("lrp", model).attribute(imgs, target)
+        ixg = attribution_method("input_x_gradient", model).attribute(imgs, target)
+        assert min(stats.spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(lrp, ixg)) > 0.9
+
+
 def test_bad_inputs_are_refused_with_the_field_and_the_allowed_values():
     model = Linear()
     with pytest.raises(AttributionError, match="uint8 images"):

@@ -281,6 +281,12 @@ class AttributionMethod:
             side = self.occlusion_window or max(2, h // 8)  # 64 non-overlapping black patches
             a = e.attribute(x.detach(), sliding_window_shapes=(3, side, side), strides=(3, side, side),
                             baselines=0.0, target=t, perturbations_per_eval=4)
+        elif self.name == "lrp":
+            # captum's LRP starts from the target output's value but passes relevance through the
+            # wrapper's negation unchanged, so column 0 (−z) would give z's map. LRP-ε is linear in
+            # the starting relevance: class 0's map is −(z's map).
+            sign = torch.where(t == 1, 1.0, -1.0)[:, None, None, None]
+            a = e.attribute(x, target=torch.ones_like(t)) * sign
         else:
             a = e.attribute(x, target=t)
         return a.detach().sum(dim=1).float().numpy()

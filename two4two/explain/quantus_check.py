@@ -85,7 +85,7 @@ class QuantusRefused(Two4TwoError):
 
 def _quantus_three(quantus, call) -> dict[str, np.ndarray]:
     return {
-            "pointing_game": np.asarray(quantus.PointingGame(disable_warnings=True)(**call), np.float64),
+            "pointing_game": np.asarray(quantus.PointingGame(normalise=False, disable_warnings=True)(**call), np.float64),
             "relevance_mass": np.asarray(quantus.RelevanceMassAccuracy(abs=True, normalise=False, disable_warnings=True)(**call), np.float64),
             "relevance_rank": np.asarray(quantus.RelevanceRankAccuracy(abs=True, normalise=False, disable_warnings=True)(**call), np.float64),
         }
