@@ -105,10 +105,18 @@ def create_app(session: ExplorerSession) -> Flask:
 
 def serve(session: ExplorerSession, host: str = "127.0.0.1", port: int = 8050, threads: int = 4,
           ready: Callable[[], None] | None = None) -> None:
-    """Run the explorer with waitress until interrupted."""
-    from waitress import serve as waitress_serve
+    """Run the explorer with waitress until interrupted (Ctrl+C); `ready` runs once the port is bound."""
+    import signal
 
-    app = create_app(session)
+    from waitress.server import create_server
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # not inherited as ignored from a launcher
+    server = create_server(create_app(session), host=host, port=port, threads=threads, ident="two4two-explorer")
     if ready is not None:
         ready()
-    waitress_serve(app, host=host, port=port, threads=threads, ident="two4two-explorer")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
