@@ -519,16 +519,18 @@ def plot_sanity(records: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from two4two.explain.attribution import LABELS
+    from two4two.explain.attribution import CONTROLS, LABELS
     from two4two.io import atomic_write
 
     methods = list(dict.fromkeys(r["method"] for r in records))
     layers = list(dict.fromkeys(r["randomised_down_to"] for r in records))
+    colours = plt.get_cmap("tab20")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
     for ax, key, title in zip(axes, ("spearman", "spearman_abs", "ssim"), ("Spearman ρ", "Spearman ρ of |map|", "SSIM")):
-        for m in methods:
+        for i, m in enumerate(methods):  # a colour each; the model-free controls dashed (they stay at 1)
             rs = [r for r in records if r["method"] == m]
-            ax.plot([0] + [r["layers"] for r in rs], [1.0] + [r[key] for r in rs], marker="o", ms=3, label=LABELS.get(m, m))
+            ax.plot([0] + [r["layers"] for r in rs], [1.0] + [r[key] for r in rs], marker="o", ms=3, label=LABELS.get(m, m),
+                    color=colours(i % 20), linestyle="--" if m in CONTROLS else "-")
         ax.set_xticks(range(len(layers) + 1), ["trained"] + layers, rotation=45, ha="right", fontsize=7)
         ax.set_title(title + " to the trained model's maps", fontsize=9)
         ax.axhline(0, color="grey", lw=0.5)
