@@ -30,3 +30,18 @@ def serve(conn, settings: dict) -> None:
         _, index, params = msg
         image, mask = paint(params)
         conn.send(("done", index, image, mask, 0.0))
+
+
+def painted_test_split(root, n: int, seed: int, interventions, removals, size: int = 32):
+    """A study2022 test split of `n` painted images (with these interventions and part removals) under `root`."""
+    import json
+
+    from two4two.dataset import ensure
+    from two4two.split import Split
+
+    config = {"name": "painted", "sampler": "study2022", "seed": seed, "resolution": [size, size], "output_dir": "unused",
+              "splits": {"test": {"n": n, "interventions": list(interventions)}}}
+    (root / "config.yaml").write_text(json.dumps(config))
+    data = ensure(root / "config.yaml", output_dir=root / "data", removals={"test": list(removals)}, workers=1,
+                  worker_target=serve, progress=False)
+    return Split(data, "test")

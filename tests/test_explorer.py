@@ -3,7 +3,6 @@ listing's filters, an image's ground truth, curves and slider images whose proba
 model's on the very PNG served, and a 400 naming the field for every bad parameter."""
 
 import io
-import json
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from two4two.explorer.app import create_app  # noqa: E402
 from two4two.explorer.session import ON_DEMAND, ExplorerSession  # noqa: E402
 from two4two.models.classifier import build_classifier  # noqa: E402
 from two4two.models.training import predict_logits  # noqa: E402
-from two4two.split import Split  # noqa: E402
 
 pytestmark = pytest.mark.torch
 SIZE = 32
@@ -24,19 +22,11 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def painted(tmp_path_factory):
-    import paint_worker
+    from paint_worker import painted_test_split
 
-    from two4two.dataset import ensure
-
-    root = tmp_path_factory.mktemp("explore")
-    config = {"name": "explore", "sampler": "study2022", "seed": 8, "resolution": [SIZE, SIZE], "output_dir": "unused",
-              "splits": {"test": {"n": 16, "interventions": ["obj_color", "bg_color"]}}}
-    (root / "c.yaml").write_text(json.dumps(config))
-    data = ensure(root / "c.yaml", output_dir=root / "data", removals={"test": ["right_legs"]}, workers=1,
-                  worker_target=paint_worker.serve, progress=False)
+    split = painted_test_split(tmp_path_factory.mktemp("explore"), 16, 8, ["obj_color", "bg_color"], ["right_legs"], SIZE)
     torch.manual_seed(0)
-    model = build_classifier("small_cnn", width=4).eval()
-    return model, Split(data, "test")
+    return build_classifier("small_cnn", width=4).eval(), split
 
 
 @pytest.fixture(scope="module")

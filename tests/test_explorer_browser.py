@@ -5,7 +5,6 @@ a bad query parameter is a 400. Screenshot: test-artifacts/explorer_browser/expl
 from __future__ import annotations
 
 import io
-import json
 import re
 import urllib.error
 import urllib.request
@@ -24,7 +23,6 @@ from two4two.explorer.app import create_app  # noqa: E402
 from two4two.explorer.session import ExplorerSession  # noqa: E402
 from two4two.models.classifier import build_classifier  # noqa: E402
 from two4two.models.training import predict_logits  # noqa: E402
-from two4two.split import Split  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 SIZE = 32
@@ -32,19 +30,12 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory):
-    import paint_worker
+    from paint_worker import painted_test_split
 
-    from two4two.dataset import ensure
-
-    root = tmp_path_factory.mktemp("explore_browser")
-    config = {"name": "explore", "sampler": "study2022", "seed": 9, "resolution": [SIZE, SIZE], "output_dir": "unused",
-              "splits": {"test": {"n": 12, "interventions": ["obj_color", "spherical"]}}}
-    (root / "c.yaml").write_text(json.dumps(config))
-    data = ensure(root / "c.yaml", output_dir=root / "data", removals={"test": ["right_legs", "spine"]}, workers=1,
-                  worker_target=paint_worker.serve, progress=False)
+    split = painted_test_split(tmp_path_factory.mktemp("explore_browser"), 12, 9, ["obj_color", "spherical"], ["right_legs", "spine"], SIZE)
     torch.manual_seed(1)
     model = build_classifier("small_cnn", width=4).eval()
-    session = ExplorerSession(model, Split(data, "test"))
+    session = ExplorerSession(model, split)
     with running_server(create_app(session)) as url, launch() as browser:
         yield url, browser, session, model
 

@@ -155,24 +155,25 @@ class ExplorerSession:
                "explained_class": CLASSES[int(self.targets[i])], "methods": [{"name": m, "label": LABELS[m]} for m in self.methods],
                "interventions": [], "removals": []}
         for attribute in self.interventions:
-            other = self.split.intervention(attribute)
-            j = self._original_index(other, p.id)
-            if j is None:
-                continue
-            new = float(other.logits(self.model)[j])
-            out["interventions"].append({
-                "attribute": attribute, "label": ATTRIBUTES[attribute].label, "before": _value(getattr(p, attribute)),
-                "after": _value(getattr(other.params[j], attribute)), "logit": new, "delta_logit": new - logit,
-                "flips": (new > 0) != (logit > 0), "url": f"/intervention/{attribute}/{i}.png"})
+            pair = self._counterpart(self.split.intervention(attribute), i)
+            if pair is not None:
+                j, other, change = pair
+                out["interventions"].append({
+                    "attribute": attribute, "label": ATTRIBUTES[attribute].label, "before": _value(getattr(p, attribute)),
+                    "after": _value(getattr(other.params[j], attribute)), **change, "url": f"/intervention/{attribute}/{i}.png"})
         for group in self.removals:
-            other = self.split.removal(group)
-            j = self._original_index(other, p.id)
-            if j is None:
-                continue
-            new = float(other.logits(self.model)[j])
-            out["removals"].append({"part": group, "label": group.replace("_", " "), "logit": new, "delta_logit": new - logit,
-                                    "flips": (new > 0) != (logit > 0), "url": f"/removal/{group}/{i}.png"})
+            pair = self._counterpart(self.split.removal(group), i)
+            if pair is not None:
+                out["removals"].append({"part": group, "label": group.replace("_", " "), **pair[2], "url": f"/removal/{group}/{i}.png"})
         return out
+
+    def _counterpart(self, other: Split, i: int):
+        """(row, split, {logit, delta_logit, flips}) of image i's re-rendered copy in `other`, or None."""
+        j = self._original_index(other, self.params[i].id)
+        if j is None:
+            return None
+        new, old = float(other.logits(self.model)[j]), float(self.logits[i])
+        return j, other, {"logit": new, "delta_logit": new - old, "flips": (new > 0) != (old > 0)}
 
     def _original_index(self, other: Split, original_id: str) -> int | None:
         if other.name not in self._by_original:
