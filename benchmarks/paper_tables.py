@@ -193,10 +193,25 @@ def main() -> None:
 
 
 def write_doc(sections: list[str], stages: Stages) -> None:
-    """docs/paper_tables.md with the tables so far: a run stopped by the end of a session keeps what it finished."""
+    """docs/paper_tables.md with the tables so far: a run stopped by the end of a session keeps what it
+    finished, and a run of some tables (--only) keeps the others the file already holds."""
     timing = ["## Wall time per stage on this machine", "", "| stage | minutes |", "|---|---|"]
     timing += [f"| {label} | {seconds / 60:.1f} |" for label, seconds in stages.times.items()]
-    atomic_write_text(DOC, "\n".join(sections + timing) + "\n")
+    new = _by_heading("\n".join(sections + timing))
+    old = _by_heading(DOC.read_text()) if DOC.exists() else {}
+    merged = {**old, **new}  # the old order, new tables replacing theirs, then tables the file did not have
+    atomic_write_text(DOC, "".join(merged.values()).rstrip("\n") + "\n")
+
+
+def _by_heading(text: str) -> dict[str, str]:
+    """The document cut at its '## ' headings, keyed by the heading up to its first '(' (the
+    figures in brackets change from run to run; the table named before them does not)."""
+    parts, key = {}, ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            key = line.split("(")[0].strip()
+        parts[key] = parts.get(key, "") + line
+    return parts
 
 
 def observer_tables(stages: Stages, study: Path, args) -> list[str]:
