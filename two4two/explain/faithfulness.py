@@ -212,13 +212,6 @@ def true_class_probability(logits: np.ndarray, true_labels: np.ndarray) -> np.nd
     return np.where(np.asarray(true_labels) == 1, p, 1.0 - p)
 
 
-def logits_of(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The model's logits for float images in [0, 1] (or a parameter-free callable on the batch)."""
-    from two4two.models.training import predict_logits
-
-    return predict_logits(model, images, batch_size)
-
-
 # ---- the evaluation -----------------------------------------------------------------
 
 
@@ -431,9 +424,11 @@ class Faithfulness:
         return FaithfulnessResult(road, reveal, meta)
 
     def _true_probability(self, images, removed, labels, imputation: str, seed: int) -> np.ndarray:
+        from two4two.models.training import predict_logits  # takes the float images in [0, 1] as they are
+
         out = np.empty(len(images))
         for start in range(0, len(images), self.batch_size):
             stop = min(len(images), start + self.batch_size)
             filled = impute(images[start:stop], removed[start:stop], imputation, self.noise, seed + start)
-            out[start:stop] = true_class_probability(logits_of(self.model, filled), labels[start:stop])
+            out[start:stop] = true_class_probability(predict_logits(self.model, filled), labels[start:stop])
         return out
