@@ -74,6 +74,41 @@ def test_gradient_methods_give_the_closed_form_answers_of_a_linear_model():
     assert np.allclose(ig.sum(axis=(1, 2)), np.where([1, 0, 1, 0], z, -z), rtol=1e-4, atol=1e-3)
 
 
+class DarkIsUndefined(torch.nn.Module):
+    """A logit undefined (NaN) on any image with a pixel darker than 0.05, as the INN's encoder is
+    on images near black: a path from black, a black patch and DeepLift's black reference all reach it."""
+
+    def __init__(self):
+        super().__init__()
+        self.squash = torch.nn.Sigmoid()  # a nonlinearity DeepLift's rescale rule sees
+
+    def forward(self, x):
+        return 4 * self.squash(torch.log(x.amin(dim=(1, 2, 3)) - 0.05))
+
+
+def test_the_baseline_is_grey_for_the_inn_and_a_map_that_is_not_finite_is_refused():
+    imgs = np.full((2, SIZE, SIZE, 3), 200, np.uint8)
+    imgs[1, :8] = 90
+    for name in ("integrated_gradients", "deeplift", "occlusion"):
+        with pytest.raises(AttributionError, match=f"{name}: .*not finite.*--baseline grey"):
+            attribution_method(name, DarkIsUndefined(), baseline="black").attribute(imgs, 1)
+    # From grey, the whole path stays where the logit is defined; completeness holds from grey.
+    ig = attribution_method("integrated_gradients", DarkIsUndefined(), baseline="grey", ig_steps=64).attribute(imgs, 1)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    z = DarkIsUndefined()(x) - DarkIsUndefined()(torch.full_like(x, 0.5))
+    assert np.isfinite(ig).all() and np.allclose(ig.sum(axis=(1, 2)), z.numpy(), rtol=1e-2)
+    # For a linear model, grey's integrated gradients are (x − ½)·w.
+    model, w = Linear(), Linear().w.detach().numpy()
+    ig = attribution_method("integrated_gradients", model, baseline="grey").attribute(imgs, 1)
+    assert np.allclose(ig, ((x.numpy() - 0.5) * w[None]).sum(axis=1), atol=1e-4)
+    # auto: black for a feed-forward classifier, grey for the INN.
+    inn = build_classifier("inn", resolution=SIZE, levels=3, steps=1, hidden_channels=8, classifier_level=2)
+    assert attribution_method("integrated_gradients", model).baseline_value == 0.0
+    assert attribution_method("integrated_gradients", inn).baseline_value == 0.5
+    with pytest.raises(AttributionError, match="baseline: 'white' is not one of auto, black, grey"):
+        attribution_method("deeplift", model, baseline="white")
+
+
 def test_occlusion_and_gradients_stay_where_the_model_looks():
     imgs = images()
     quarter = SIZE // 4

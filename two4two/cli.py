@@ -232,7 +232,7 @@ def _cmd_explain_attributions(args: argparse.Namespace) -> None:
 
     split = Split(args.data, args.split, progress=True)
     explainer = Attributions(load_classifier(args.model), args.methods, images=args.images, target=args.target, progress=True,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, baseline=args.baseline)
     maps = explainer.explain(split, seed=args.seed)
     paths = maps.save(args.output, rows=args.rows)
     for method, seconds in maps.seconds.items():
@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the INN)")
     p.set_defaults(func=_cmd_explain_audit)
 
-    from two4two.explain.attribution import METHODS
+    from two4two.explain.attribution import BASELINES, METHODS
 
     p = explain.add_parser("attributions", help="attribution maps of a split's images by each method (npz + overlay grid)")
     p.add_argument("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
@@ -532,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("predicted", "true"), default="predicted", help="class explained (default: the model's prediction)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     p.add_argument("--rows", type=int, default=6, help="images in the overlay grid (default 6)")
+    p.add_argument("--baseline", choices=("auto", *BASELINES), default="auto",
+                   help="'nothing here' of integrated gradients, DeepLift and occlusion (default auto: grey for the INN, black otherwise)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random control and SmoothGrad's noise")
     p.add_argument("-o", "--output", required=True, help="output directory (attributions.npz, .json and .png)")
     p.set_defaults(func=_cmd_explain_attributions)

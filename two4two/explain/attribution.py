@@ -14,8 +14,15 @@ only sees edges would show) and `silhouette` (the animal's exact mask, the "sali
 baseline of Nguyen et al. 2021; it needs the masks). LRP uses captum's rules (ε for every
 layer) and supports the small CNN only: captum has no rule for ResNet-18's skip connections,
 MobileNetV2's ReLU6 or the INN's couplings, and says so with a clear error here. DeepLift
-(black baseline, as integrated gradients) runs on all but ResNet-18, whose blocks call one
-ReLU module twice, which captum's DeepLift refuses.
+runs on all but ResNet-18, whose blocks call one ReLU module twice, which captum's DeepLift
+refuses.
+
+Integrated gradients, DeepLift and occlusion compare the image with a baseline that stands
+for "nothing here". `baseline="auto"` (the default) takes black for feed-forward classifiers,
+as Sundararajan et al. do, and mid-grey for the INN: its encoder divides by the couplings'
+scales, which overflows on images far from the data (a constant image at ≤ 0.05 encodes to
+NaN, one at 0.5 does not), so a path from black crosses images it cannot encode. A map with
+a non-finite value is refused with an error naming the method, never returned.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from two4two.errors import Two4TwoError
 METHODS = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients", "smoothgrad", "grad_cam",
            "occlusion", "lrp", "deeplift", "random", "sobel", "silhouette")
 CONTROLS = ("random", "sobel", "silhouette")
+BASELINES = {"black": 0.0, "grey": 0.5}  # input value ([0, 1]) of "nothing here"; "auto" picks one per model
+BASELINE_METHODS = ("integrated_gradients", "deeplift", "occlusion")
 LABELS = {"gradient": "gradient", "input_x_gradient": "input × gradient", "guided_backprop": "guided backprop",
           "integrated_gradients": "integrated gradients", "smoothgrad": "SmoothGrad", "grad_cam": "Grad-CAM",
           "occlusion": "occlusion", "lrp": "LRP", "deeplift": "DeepLift", "random": "random (control)",
@@ -164,15 +173,25 @@ class AttributionMethod:
     smoothgrad_samples: int = 10
     smoothgrad_sigma: float = 0.15  # of the [0, 1] input range (Smilkov et al. use 10–20 %)
     occlusion_window: int | None = None  # default: an eighth of the image side, stride = window
+    baseline: str = "auto"  # black, grey, or auto: grey for the INN, black otherwise
     _explainer: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_methods([self.name])
+        if self.baseline != "auto" and self.baseline not in BASELINES:
+            raise AttributionError(f"baseline: {self.baseline!r} is not one of auto, {', '.join(BASELINES)}")
         if self.name not in CONTROLS:
             if self.model is None:
                 raise AttributionError(f"{self.name}: needs a model")
             self._wrapped = _two_class(self.model)
             self._explainer = self._build()
+
+    @property
+    def baseline_value(self) -> float:
+        """The input value that stands for "nothing here" in this method's comparisons."""
+        if self.baseline == "auto":
+            return BASELINES["grey" if getattr(getattr(self, "_wrapped", None), "invertible", False) else "black"]
+        return BASELINES[self.baseline]
 
     def _build(self):
         from captum import attr
@@ -255,6 +274,12 @@ class AttributionMethod:
                 stop = min(n, start + self.batch_size)
                 out[start:stop] = self._batch(images[start:stop], targets[start:stop])
                 bar.update(stop - start)
+        bad = ~np.isfinite(out).all(axis=(1, 2))
+        if bad.any():
+            hint = (f" (baseline {self.baseline!r} = {self.baseline_value}: try another, e.g. --baseline grey)"
+                    if self.name in BASELINE_METHODS else "")
+            raise AttributionError(f"{self.name}: the model gives non-finite values on this method's inputs, "
+                                   f"{int(bad.sum())} of {n} maps are not finite{hint}")
         return out
 
     def _batch(self, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -271,16 +296,17 @@ class AttributionMethod:
             a = e.attribute(x, nt_type="smoothgrad", nt_samples=self.smoothgrad_samples, nt_samples_batch_size=self.smoothgrad_samples,
                             stdevs=self.smoothgrad_sigma, target=t, abs=False)
         elif self.name == "integrated_gradients":
-            a = e.attribute(x, baselines=torch.zeros_like(x), target=t, n_steps=self.ig_steps, internal_batch_size=len(x))
+            a = e.attribute(x, baselines=torch.full_like(x, self.baseline_value), target=t, n_steps=self.ig_steps,
+                            internal_batch_size=len(x))
         elif self.name == "deeplift":
-            a = e.attribute(x, baselines=torch.zeros_like(x), target=t)
+            a = e.attribute(x, baselines=torch.full_like(x, self.baseline_value), target=t)
         elif self.name == "grad_cam":
             cam = e.attribute(x, target=t, relu_attributions=True)
             a = torch.nn.functional.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)
         elif self.name == "occlusion":
-            side = self.occlusion_window or max(2, h // 8)  # 64 non-overlapping black patches
+            side = self.occlusion_window or max(2, h // 8)  # 64 non-overlapping patches of the baseline
             a = e.attribute(x.detach(), sliding_window_shapes=(3, side, side), strides=(3, side, side),
-                            baselines=0.0, target=t, perturbations_per_eval=4)
+                            baselines=self.baseline_value, target=t, perturbations_per_eval=4)
         elif self.name == "lrp":
             # captum's LRP starts from the target output's value but passes relevance through the
             # wrapper's negation unchanged, so column 0 (−z) would give z's map. LRP-ε is linear in
