@@ -157,7 +157,12 @@ def page_info(text: str) -> dict:
     for name, value in re.findall(r'type="radio" name="(q_\w+)" value="([^"]*)"', text):
         radios.setdefault(name, []).append(_html.unescape(value))
     code = re.search(r'data-testid="completion-code">(\w+)<', text)
+    trial = re.search(r'name="trial" value="([^"]*)"', text)
+    step = re.search(r'name="step" value="([^"]*)"', text)
     return {
+        "trial": _html.unescape(trial.group(1)) if trial else None,
+        "step": _html.unescape(step.group(1)) if step else None,
+        "choices": [_html.unescape(v) for v in re.findall(r'name="answer" value="([^"]*)" data-testid="choice"', text)],
         "kind": kind.group(1) if kind else None,
         "seq": int(seq.group(1)) if seq else None,
         "attribute": attribute.group(1) if attribute else None,
@@ -206,6 +211,25 @@ class WebParticipant:
     def submit(self, seq: int, **fields):
         return self.request("POST", "/study", data={"seq": str(seq), **fields})
 
+    def complete_trials(self, choose, on_page=None) -> dict:
+        """Walk a trial-paradigm bundle from consent to the end, answering comprehension questions
+        right and each trial step with `choose(info)`; returns the final page's info."""
+        self.consent()
+        while True:
+            info = self.page()
+            kind = info["kind"]
+            if kind in ("complete", "excluded"):
+                return info
+            if on_page:
+                on_page(info)
+            fields: dict[str, str] = {}
+            if kind == "comprehension":
+                fields = {name: TRIAL_COMPREHENSION_ANSWER for name in info["radios"]}
+            elif kind == "trial":
+                fields = {"trial": info["trial"], "step": info["step"], "answer": choose(info)}
+            response = self.submit(info["seq"], **fields)
+            assert response.status_code == 303, (kind, response.status_code, response.text[:500])
+
     def complete(self, answers: dict[str, str], justification: str, fail_comprehension: int = 0, on_page=None) -> dict:
         """Walk from consent to the end; `answers` per attribute; returns the final page's info.
         `on_page(info)` runs before each submission (e.g. to move a test clock)."""
@@ -229,3 +253,82 @@ class WebParticipant:
                 fields = {"attribute": a, "answer": answers[a], "justification": f"{justification} ({a})"}
             response = self.submit(info["seq"], **fields)
             assert response.status_code == 303, (kind, response.status_code, response.text[:500])
+
+
+# ---------------------------------------------------------------- trial-paradigm bundles
+
+TRIAL_COMPREHENSION_ANSWER = "one picture at a time"
+TRIAL_CONDITIONS = {
+    "progressive_reveal": ("reveal",),
+    "accept_reject": ("confidence", "grad_cam", "knn"),
+    "guess_output": ("no_map", "grad_cam"),
+}
+REVEAL_METHODS = ("gradient", "guided_backprop", "grad_cam")
+
+
+def trial_manifest(paradigm: str, items: int = 6) -> dict:
+    """A small valid manifest of a trial paradigm: `items` pictures (stimuli/item<k>.png, label k % 2),
+    every condition's trials, a draw that leaves room for balancing."""
+    from two4two.study.paradigms import CLASS_NAMES, DONT_KNOW, NO, REVEAL_LEVELS, YES
+
+    trials = []
+    for condition in TRIAL_CONDITIONS[paradigm]:
+        for k in range(items):
+            label, image = CLASS_NAMES[k % 2], f"pictures/item{k}.png"
+            if paradigm == "progressive_reveal":
+                for method in REVEAL_METHODS:
+                    steps = [{"id": f"L{level}", "prompt": "Which animal is this?", "text": f"{level} % of the pixels are shown.",
+                              "images": [{"image": f"pictures/item{k}_{level % 3}.png"}], "choices": [CLASS_NAMES[0], CLASS_NAMES[1], DONT_KNOW],
+                              "correct": label, "info": {"level": level}} for level in REVEAL_LEVELS]
+                    trials.append({"id": f"{condition}-{method}-{k}", "condition": condition, "group": method, "item": f"item{k}",
+                                   "steps": steps, "info": {"method": method, "label": label}})
+            elif paradigm == "accept_reject":
+                bin_, right = ("easy", "medium", "hard")[k % 3], k % 4 != 3
+                predicted = label if right else CLASS_NAMES[1 - k % 2]
+                images = [{"image": image, "caption": "the picture"}]
+                if condition == "grad_cam":
+                    images.append({"image": f"pictures/item{k}_0.png", "caption": "where the system looked"})
+                if condition == "knn":
+                    images += [{"image": f"pictures/item{(k + j) % items}.png", "caption": f"training picture {j}"} for j in (1, 2, 3)]
+                steps = [{"id": "decide", "prompt": "Is the system's prediction correct?",
+                          "text": f"The system says: {predicted} (confidence {0.6 + 0.05 * k:.0%}).", "images": images,
+                          "choices": [YES, NO], "correct": YES if right else NO}]
+                trials.append({"id": f"{condition}-{k}", "condition": condition, "group": bin_, "item": f"item{k}", "steps": steps,
+                               "info": {"label": label, "predicted": predicted, "confidence": round(0.6 + 0.05 * k, 3), "bin": bin_}})
+            else:
+                right = k % 3 != 0
+                predicted = label if right else CLASS_NAMES[1 - k % 2]
+                images = [{"image": image}] + ([{"image": f"pictures/item{k}_1.png", "caption": "the map"}] if condition == "grad_cam" else [])
+                steps = [{"id": "guess", "prompt": "What did the system predict?", "text": f"This is a {label}.", "images": images,
+                          "choices": list(CLASS_NAMES), "correct": predicted}]
+                trials.append({"id": f"{condition}-{k}", "condition": condition, "group": "correct" if right else "misclassified",
+                               "item": f"item{k}", "steps": steps, "info": {"label": label, "predicted": predicted}})
+    draw = {"progressive_reveal": {m: 1 for m in REVEAL_METHODS}, "accept_reject": {"easy": 1, "medium": 1, "hard": 1},
+            "guess_output": {"misclassified": 1, "correct": 2}}[paradigm]
+    return {
+        "format": "two4two-study-bundle", "version": 1, "paradigm": paradigm,
+        "title": f"A {paradigm} study", "created": "2026-12-04T15:00:00+00:00",
+        "consent": {"text": "You take part voluntarily."},
+        "introduction": {"text": "Peeky and Stretchy are two animals.", "images": ["tutorial/peeky.png"]},
+        "conditions": [{"name": c, "title": f"Condition {c}", "tutorial": {"text": f"How trials of {c} work."},
+                        "comprehension": [{"id": "how", "text": "How are pictures shown?",
+                                           "choices": [TRIAL_COMPREHENSION_ANSWER, "all at once"], "answer": TRIAL_COMPREHENSION_ANSWER}]}
+                       for c in TRIAL_CONDITIONS[paradigm]],
+        "trials": trials,
+        "order": {"draw": draw, "distinct_items": paradigm != "progressive_reveal", "shuffle": True},
+        "timing": {"too_fast_seconds": 1.0},
+        "completion": {"text": "Thank you!"},
+    }
+
+
+def make_trial_bundle(root: Path, paradigm: str, items: int = 6) -> Path:
+    """Write a trial-paradigm bundle: manifest.json and every picture it names."""
+    root = Path(root)
+    raw = trial_manifest(paradigm, items)
+    images = set(raw["introduction"]["images"])
+    for t in raw["trials"]:
+        images.update(i["image"] for s in t["steps"] for i in s["images"])
+    for i, rel in enumerate(sorted(images)):
+        _png(root / rel, i, size=32)
+    (root / "manifest.json").write_text(json.dumps(raw, indent=2))
+    return root

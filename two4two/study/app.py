@@ -3,7 +3,9 @@
 Pages, in order: consent → introduction → tutorial of the condition → comprehension questions
 (a failure sends the participant back to the tutorial once; a second failure ends the study
 without a completion code, as in the paper) → the condition's explanation → one page per
-attribute question with a required justification → completion code.
+attribute question with a required justification → completion code. In a trial paradigm
+(`two4two.study.paradigms`) the explanation and the questions give way to the participant's
+drawn trials, one page per step (`trial:<position>:<step>`), each answered with one click.
 
 Identity is an unguessable token in an HttpOnly cookie, created at consent; an unknown or
 tampered token gets 403. Every page form carries the page's sequence number: the server
@@ -30,13 +32,15 @@ from flask import Flask, abort, make_response, redirect, render_template, reques
 from werkzeug.exceptions import HTTPException
 
 from two4two.locks import exclusive
-from two4two.study.bundle import ATTRIBUTES, Bundle, BundleQuestion, Condition
+from two4two.study.bundle import ATTRIBUTES, Bundle, BundleQuestion
+from two4two.study.paradigms import Trial
 from two4two.study.storage import Participant, Storage
 
 COOKIE = "two4two_participant"
 COOKIE_MAX_AGE = 60 * 60 * 24 * 30
 MAX_REQUEST_BYTES = 256 * 1024  # > the longest allowed justification (10 000 characters) URL-encoded
 QUESTION_PREFIX = "question:"
+TRIAL_PREFIX = "trial:"
 FINISHED = ("complete", "excluded")
 
 
@@ -44,10 +48,20 @@ class BadSubmission(Exception):
     """A submitted page fails server-side validation: shown again with the message, status 400."""
 
 
-def steps_of(condition: Condition) -> list[str]:
-    """The pages a participant of this condition submits, in order (then "complete")."""
-    steps = ["introduction", "tutorial"] + (["comprehension"] if condition.comprehension else []) + ["explanation"]
-    return steps + [QUESTION_PREFIX + a for a in ATTRIBUTES] + ["complete"]
+def steps_of(bundle: Bundle, participant: Participant) -> list[str]:
+    """The pages this participant submits, in order (then "complete")."""
+    condition = bundle.condition(participant.condition)
+    steps = ["introduction", "tutorial"] + (["comprehension"] if condition.comprehension else [])
+    if bundle.is_trial_paradigm:
+        trials = [bundle.trial(t) for t in participant.plan]
+        return steps + [f"{TRIAL_PREFIX}{i}:{j}" for i, t in enumerate(trials) for j in range(len(t.steps))] + ["complete"]
+    return steps + ["explanation"] + [QUESTION_PREFIX + a for a in ATTRIBUTES] + ["complete"]
+
+
+def trial_step(bundle: Bundle, participant: Participant, step: str) -> tuple[int, Trial, int]:
+    """(position in the plan, trial, step index) of a `trial:<position>:<step>` page."""
+    position, index = (int(x) for x in step[len(TRIAL_PREFIX):].split(":"))
+    return position, bundle.trial(participant.plan[position]), index
 
 
 @dataclass
@@ -57,6 +71,7 @@ class Outcome:
     status: str = "active"
     comprehension_failures: int | None = None
     answer: tuple[str, str, str] | None = None
+    trial_answer: tuple[str, str, int, str] | None = None
 
 
 def _form_fields(form, allowed: set[str]) -> dict[str, str]:
@@ -76,7 +91,7 @@ def _form_fields(form, allowed: set[str]) -> dict[str, str]:
 def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outcome:
     """Validate the form of page `step` and decide what it leads to (pure: stores nothing)."""
     condition = bundle.condition(participant.condition)
-    steps = steps_of(condition)
+    steps = steps_of(bundle, participant)
     following = steps[steps.index(step) + 1]
     if step in ("introduction", "tutorial", "explanation"):
         _form_fields(form, set())
@@ -114,6 +129,20 @@ def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outco
         status, following = ("completed", "complete") if following == "complete" else ("active", following)
         payload = {"attribute": attribute, "answer": answer, "justification": justification}
         return Outcome(payload, following, status, answer=(attribute, answer, justification))
+    if step.startswith(TRIAL_PREFIX):
+        position, trial, index = trial_step(bundle, participant, step)
+        shown = trial.steps[index]
+        fields = _form_fields(form, {"trial", "step", "answer"})
+        if fields.get("trial") != trial.id or fields.get("step") != shown.id:
+            sent = f"{fields.get('trial', '')[:80]!r}/{fields.get('step', '')[:80]!r}"
+            raise BadSubmission(f"trial/step {sent} is not allowed on this page; it shows {trial.id!r}/{shown.id!r}")
+        answer = fields.get("answer")
+        if answer not in shown.choices:
+            sent = "no answer" if answer is None else repr(answer[:80])
+            raise BadSubmission(f"answer: {sent} is not allowed; choose one of {', '.join(shown.choices)}")
+        status, following = ("completed", "complete") if following == "complete" else ("active", following)
+        payload = {"trial": trial.id, "step": shown.id, "answer": answer}
+        return Outcome(payload, following, status, trial_answer=(trial.id, shown.id, position, answer))
     raise BadSubmission("this page has nothing to submit")
 
 
@@ -150,7 +179,7 @@ def create_app(
         return request.cookies.get(COOKIE)
 
     def page_number(participant: Participant) -> tuple[int, int]:
-        steps = steps_of(bundle.condition(participant.condition))
+        steps = steps_of(bundle, participant)
         index = steps.index(participant.step) if participant.step in steps else len(steps) - 1
         return index + 1, len(steps) - 1
 
@@ -164,6 +193,11 @@ def create_app(
         if step.startswith(QUESTION_PREFIX):
             template = "question.html"
             context["question"] = bundle.question(step[len(QUESTION_PREFIX):])
+        elif step.startswith(TRIAL_PREFIX):
+            template = "trial.html"
+            position, trial, index = trial_step(bundle, participant, step)
+            context.update(trial=trial, shown=trial.steps[index], position=position + 1, trials=len(participant.plan),
+                           step_index=index + 1)
         else:
             template = f"{step}.html"
         response = make_response(render_template(template, **context), status)
@@ -262,7 +296,7 @@ def create_app(
                 return render_step(participant, error=str(exc), form=form, status=400)
             storage.submit(
                 conn, participant, canonical(outcome.payload), clock(), outcome.next_step, outcome.status,
-                outcome.comprehension_failures, outcome.answer,
+                outcome.comprehension_failures, outcome.answer, outcome.trial_answer,
             )
         return redirect("/study", 303)
 

@@ -6,19 +6,40 @@ its answer key. Both sides go through this module, so a bundle the exporter self
 naming the manifest field, the value and what is allowed.
 
     BUNDLE_DIR/manifest.json, stimuli/<condition>.png (+ .json sidecar), tutorial/<file>.png
+
+A manifest without `paradigm` is the 2022 study (`attribute_relevance`: one explanation per
+condition, five questions, an answer key). A trial paradigm (`two4two.study.paradigms`)
+instead lists `trials` (each one or more steps: images, prompt, choices, the correct answer),
+an `order` rule (how many trials of each group a participant draws) and `timing` (answers
+faster than `too_fast_seconds` are stored and flagged, so the analysis can exclude them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+import random
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from two4two.errors import BundleError
 from two4two.io import atomic_write_json
+from two4two.study.paradigms import (
+    ATTRIBUTE_RELEVANCE,
+    PARADIGM_NAMES,
+    PARADIGMS,
+    DrawError,
+    Order,
+    Trial,
+    TrialImage,
+    TrialStep,
+    check_trial,
+    draw_plan,
+)
 from two4two.study.responses import ANSWERS, ATTRIBUTES
 
 FORMAT = "two4two-study-bundle"
@@ -27,6 +48,9 @@ MANIFEST = "manifest.json"
 CONDITIONS = ("baseline", "counterfactual", "concepts")
 IMAGE_SUFFIXES = (".png",)
 MAX_JUSTIFICATION = 10_000  # upper bound on any question's max_length (the app's request limit follows it)
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")  # condition names of trial paradigms
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,80}")  # trial and step ids (sent back by the trial form)
+MAX_TRIALS = 100_000
 
 __all__ = [
     "ANSWERS",
@@ -81,7 +105,7 @@ class Condition:
     title: str
     tutorial: TextPage
     comprehension: tuple[ComprehensionQuestion, ...]
-    stimulus: Stimulus
+    stimulus: Stimulus | None  # the one explanation of an attribute-relevance condition; None in trial paradigms
 
 
 @dataclass(frozen=True)
@@ -114,6 +138,21 @@ class Bundle:
     answer_key: Mapping[str, str]
     completion: TextPage
     fingerprint: str  # sha256 of the canonical manifest: ties a responses database to its bundle
+    paradigm: str = ATTRIBUTE_RELEVANCE
+    trials: tuple[Trial, ...] = ()
+    order: Order | None = None
+    too_fast_seconds: float = 0.0
+    facts: Mapping[str, Any] = field(default_factory=dict)  # informational blocks (automatic scores, AI alone, ...)
+
+    @property
+    def is_trial_paradigm(self) -> bool:
+        return self.paradigm != ATTRIBUTE_RELEVANCE
+
+    def trial(self, trial_id: str) -> Trial:
+        for t in self.trials:
+            if t.id == trial_id:
+                return t
+        raise BundleError(f"{MANIFEST}: no trial {trial_id!r}")
 
     def condition(self, name: str) -> Condition:
         for c in self.conditions:
@@ -131,7 +170,10 @@ class Bundle:
         paths = set(self.introduction.images)
         for c in self.conditions:
             paths.update(c.tutorial.images)
-            paths.add(c.stimulus.image)
+            if c.stimulus is not None:
+                paths.add(c.stimulus.image)
+        for t in self.trials:
+            paths.update(image.image for step in t.steps for image in step.images)
         return frozenset(paths)
 
     def question(self, attribute: str) -> BundleQuestion:
@@ -233,7 +275,9 @@ class _Fields:
 
 
 TOP_REQUIRED = ("format", "version", "title", "consent", "introduction", "conditions", "questions", "answer_key", "completion")
-TOP_OPTIONAL = ("created", "model", "dataset", "answer_key_rule")
+TOP_OPTIONAL = ("created", "model", "dataset", "answer_key_rule", "paradigm")
+TRIAL_TOP_REQUIRED = ("format", "version", "paradigm", "title", "consent", "introduction", "conditions", "trials", "order", "completion")
+TRIAL_TOP_OPTIONAL = ("created", "model", "dataset", "timing", "facts")
 
 
 def canonical_json(raw: Any) -> bytes:
@@ -243,7 +287,11 @@ def canonical_json(raw: Any) -> bytes:
 def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIFEST) -> Bundle:
     """Validate a manifest (a dict, as json.load gives it); with `root`, also check that its images exist."""
     root = Path(root) if root is not None else None
-    top = _Fields(raw, "", source, TOP_REQUIRED, TOP_OPTIONAL)
+    paradigm = raw.get("paradigm", ATTRIBUTE_RELEVANCE) if isinstance(raw, dict) else ATTRIBUTE_RELEVANCE
+    if paradigm not in PARADIGM_NAMES:
+        raise _Fields({}, "", source, ()).error("paradigm", paradigm, f"one of {', '.join(map(repr, PARADIGM_NAMES))}")
+    trial_paradigm = paradigm != ATTRIBUTE_RELEVANCE
+    top = _Fields(raw, "", source, *((TRIAL_TOP_REQUIRED, TRIAL_TOP_OPTIONAL) if trial_paradigm else (TOP_REQUIRED, TOP_OPTIONAL)))
     if raw["format"] != FORMAT:
         raise top.error("format", raw["format"], repr(FORMAT))
     top.choice("version", (VERSION,))
@@ -253,17 +301,47 @@ def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIF
             datetime.fromisoformat(top.text("created"))
         except ValueError:
             raise top.error("created", created, "an ISO 8601 time such as 2026-11-22T15:00:00+00:00") from None
-    for key in ("model", "dataset"):
+    for key in ("model", "dataset", "facts"):
         if key in raw and not isinstance(raw[key], dict):
             raise top.error(key, raw[key], "an object (informational)")
 
     consent = _Fields(raw["consent"], "consent", source, ("text",))
     completion = _Fields(raw["completion"], "completion", source, ("text",))
+    conditions = _conditions(top, root, source, trial_paradigm)
+    common = dict(
+        root=root,
+        title=top.text("title"),
+        created=created,
+        consent=TextPage(consent.text("text")),
+        introduction=top.page("introduction", root),
+        conditions=conditions,
+        completion=TextPage(completion.text("text")),
+        fingerprint=hashlib.sha256(canonical_json(raw)).hexdigest(),
+        paradigm=paradigm,
+    )
+    if trial_paradigm:
+        trials = _trials(top, root, source, PARADIGMS[paradigm], [c.name for c in conditions])
+        order = _order(top, source, trials, [c.name for c in conditions])
+        timing = _Fields(raw.get("timing", {}), "timing", source, (), ("too_fast_seconds",))
+        too_fast = timing.raw.get("too_fast_seconds", 0.0)
+        if isinstance(too_fast, bool) or not isinstance(too_fast, (int, float)) or not 0 <= too_fast < 3600:
+            raise timing.error("timing.too_fast_seconds", too_fast, "a number of seconds ≥ 0 and < 3600")
+        return Bundle(**common, questions=(), answer_key={}, trials=tuple(trials), order=order,
+                      too_fast_seconds=float(too_fast), facts=dict(raw.get("facts", {})))
+    return Bundle(**common, questions=_questions(top, source), answer_key=_answer_key(raw, source))
 
-    conditions = []
+
+def _conditions(top: _Fields, root: Path | None, source: str, trial_paradigm: bool) -> tuple[Condition, ...]:
+    conditions: list[Condition] = []
     for i, item in enumerate(top.items("conditions")):
-        c = _Fields(item, f"conditions[{i}]", source, ("name", "title", "tutorial", "comprehension", "stimulus"))
-        name = c.choice("name", CONDITIONS)
+        fields = ("name", "title", "tutorial", "comprehension") + (() if trial_paradigm else ("stimulus",))
+        c = _Fields(item, f"conditions[{i}]", source, fields)
+        if trial_paradigm:
+            name = c.text("name")
+            if not NAME_PATTERN.fullmatch(name):
+                raise c.error(c.path("name"), name, "a name of lower-case letters, digits and _ (up to 40, a letter first)")
+        else:
+            name = c.choice("name", CONDITIONS)
         if name in [x.name for x in conditions]:
             raise c.error(c.path("name"), name, "each condition once")
         checks = []
@@ -274,14 +352,19 @@ def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIF
             if qid in [x.id for x in checks]:
                 raise f.error(f.path("id"), qid, "an id used once in the condition")
             checks.append(ComprehensionQuestion(qid, f.text("text"), choices, f.choice("answer", choices)))
-        s = _Fields(item["stimulus"], c.path("stimulus"), source, ("image", "caption"), ("images_shown",))
-        stimulus = Stimulus(
-            s.image(s.path("image"), s.raw["image"], root),
-            s.text("caption", empty=True),
-            s.integer("images_shown", 0) if "images_shown" in s.raw else 0,
-        )
+        stimulus = None
+        if not trial_paradigm:
+            s = _Fields(item["stimulus"], c.path("stimulus"), source, ("image", "caption"), ("images_shown",))
+            stimulus = Stimulus(
+                s.image(s.path("image"), s.raw["image"], root),
+                s.text("caption", empty=True),
+                s.integer("images_shown", 0) if "images_shown" in s.raw else 0,
+            )
         conditions.append(Condition(name, c.text("title"), c.page("tutorial", root), tuple(checks), stimulus))
+    return tuple(conditions)
 
+
+def _questions(top: _Fields, source: str) -> tuple[BundleQuestion, ...]:
     questions = []
     items = top.items("questions")
     if len(items) != len(ATTRIBUTES):
@@ -299,22 +382,77 @@ def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIF
         low = j.integer("min_length", 0, MAX_JUSTIFICATION)
         justification = Justification(j.boolean("required"), low, j.integer("max_length", max(low, 1), MAX_JUSTIFICATION))
         questions.append(BundleQuestion(attribute, q.text("label"), q.text("text"), choices, justification))
+    return tuple(questions)
 
+
+def _answer_key(raw: dict, source: str) -> dict[str, str]:
     key = _Fields(raw["answer_key"], "answer_key", source, ATTRIBUTES)
-    answer_key = {a: key.choice(a, ANSWERS) for a in ATTRIBUTES}
+    return {a: key.choice(a, ANSWERS) for a in ATTRIBUTES}
 
-    return Bundle(
-        root=root,
-        title=top.text("title"),
-        created=created,
-        consent=TextPage(consent.text("text")),
-        introduction=top.page("introduction", root),
-        conditions=tuple(conditions),
-        questions=tuple(questions),
-        answer_key=answer_key,
-        completion=TextPage(completion.text("text")),
-        fingerprint=hashlib.sha256(canonical_json(raw)).hexdigest(),
-    )
+
+def _facts(f: _Fields, key: str) -> dict[str, Any]:
+    """A flat object of texts, finite numbers and booleans (columns of the responses export)."""
+    value = f.raw.get(key, {})
+    if not isinstance(value, dict):
+        raise f.error(f.path(key), value, "an object of texts and numbers")
+    for k, v in value.items():
+        finite = isinstance(v, (str, bool)) or (isinstance(v, (int, float)) and math.isfinite(v))
+        if not ID_PATTERN.fullmatch(k) or not finite:
+            raise f.error(f"{f.path(key)}.{k}", v, "an object of texts, finite numbers and booleans under plain keys")
+    return dict(value)
+
+
+def _trials(top: _Fields, root: Path | None, source: str, paradigm, conditions: list[str]) -> list[Trial]:
+    trials: list[Trial] = []
+    ids: set[str] = set()
+    items = top.items("trials")
+    if len(items) > MAX_TRIALS:
+        raise top.error("trials", len(items), f"at most {MAX_TRIALS} trials")
+    for i, item in enumerate(items):
+        t = _Fields(item, f"trials[{i}]", source, ("id", "condition", "group", "item", "steps"), ("info",))
+        tid = t.text("id")
+        if not ID_PATTERN.fullmatch(tid) or tid in ids:
+            raise t.error(t.path("id"), tid, "an id of letters, digits, _ . - (up to 80) used once")
+        ids.add(tid)
+        condition = t.choice("condition", tuple(conditions))
+        steps = []
+        for j, raw_step in enumerate(t.items("steps")):
+            f = _Fields(raw_step, f"{t.path('steps')}[{j}]", source, ("id", "prompt", "images", "choices", "correct"), ("text", "info"))
+            sid = f.text("id")
+            if not ID_PATTERN.fullmatch(sid) or sid in [x.id for x in steps]:
+                raise f.error(f.path("id"), sid, "an id of letters, digits, _ . - used once in the trial")
+            images = []
+            for k, raw_image in enumerate(f.items("images")):
+                g = _Fields(raw_image, f"{f.path('images')}[{k}]", source, ("image",), ("caption",))
+                images.append(TrialImage(g.image(g.path("image"), g.raw["image"], root), g.text("caption", empty=True)))
+            choices = f.texts("choices", least=2)
+            steps.append(TrialStep(sid, f.text("prompt"), f.text("text", empty=True), tuple(images), choices,
+                                   f.choice("correct", choices), _facts(f, "info")))
+        trial = Trial(tid, condition, t.text("group"), t.text("item"), tuple(steps), _facts(t, "info"))
+        check_trial(paradigm, trial, lambda field, value, allowed, t=t: t.error(t.path(field), value, allowed))
+        trials.append(trial)
+    missing = [c for c in conditions if not any(t.condition == c for t in trials)]
+    if missing:
+        raise top.error("trials", f"no trial of condition {missing[0]!r}", "trials for every condition")
+    return trials
+
+
+def _order(top: _Fields, source: str, trials: list[Trial], conditions: list[str]) -> Order:
+    o = _Fields(top.raw["order"], "order", source, ("draw",), ("distinct_items", "shuffle"))
+    draw = o.raw["draw"]
+    if not isinstance(draw, dict) or not draw:
+        raise o.error("order.draw", draw, "an object: group → trials each participant draws of it")
+    for group, count in draw.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise o.error(f"order.draw.{group}", count, "an integer ≥ 1")
+    order = Order(dict(draw), o.boolean("distinct_items") if "distinct_items" in o.raw else False,
+                  o.boolean("shuffle") if "shuffle" in o.raw else True)
+    for condition in conditions:  # the draw must be possible for a first participant of each condition
+        try:
+            draw_plan(trials, order, condition, {}, random.Random(0))
+        except DrawError as exc:
+            raise o.error("order.draw", draw, f"a draw the trials allow ({exc})") from None
+    return order
 
 
 def load_bundle(bundle_dir: str | Path) -> Bundle:

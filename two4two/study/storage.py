@@ -5,6 +5,10 @@ can reach no other participant's rows. Every write runs in `BEGIN IMMEDIATE`, wh
 the read-check-write of a page submission: a page (participant, seq) and an answer
 (participant, attribute) are primary keys and can be stored once only. The database remembers
 the fingerprint of the bundle it was created for and refuses another bundle.
+
+Trial paradigms add two tables: `plan_trials` (the trials drawn for a participant at consent,
+in the order shown) and `trial_answers` (participant, trial, step) — also stored once only.
+A database written before they existed gains them, empty, when opened.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Iterator, Sequence
 from two4two.errors import StorageError
 from two4two.study.analysis import Response
 from two4two.study.bundle import ATTRIBUTES, Bundle
+from two4two.study.paradigms import DrawError, draw_plan
 
 SCHEMA_VERSION = "1"
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -62,6 +67,21 @@ CREATE TABLE IF NOT EXISTS answers (
     seconds REAL NOT NULL,
     PRIMARY KEY (participant, attribute)
 );
+CREATE TABLE IF NOT EXISTS plan_trials (
+    participant INTEGER NOT NULL REFERENCES participants(id),
+    position INTEGER NOT NULL,
+    trial TEXT NOT NULL,
+    PRIMARY KEY (participant, position)
+);
+CREATE TABLE IF NOT EXISTS trial_answers (
+    participant INTEGER NOT NULL REFERENCES participants(id),
+    trial TEXT NOT NULL,
+    step TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    answer TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY (participant, trial, step)
+);
 """
 
 
@@ -78,6 +98,7 @@ class Participant:
     started_at: float
     page_started_at: float
     finished_at: float | None
+    plan: tuple[str, ...] = ()  # trial ids in the order shown (trial paradigms)
 
 
 @dataclass(frozen=True)
@@ -213,10 +234,20 @@ class Storage:
             public_id = "P" + secrets.token_hex(5)
             if conn.execute("SELECT 1 FROM participants WHERE public_id = ?", (public_id,)).fetchone() is None:
                 break
-        conn.execute(
+        cursor = conn.execute(
             "INSERT INTO participants (public_id, token_hash, condition, step, started_at, page_started_at) VALUES (?, ?, ?, ?, ?, ?)",
             (public_id, hash_token(token), condition, first_step, now, now),
         )
+        if self.bundle.is_trial_paradigm:
+            shown = dict(conn.execute(
+                "SELECT t.trial, COUNT(*) FROM plan_trials t JOIN participants p ON p.id = t.participant"
+                " WHERE p.status != 'excluded' GROUP BY t.trial").fetchall())
+            try:
+                plan = draw_plan(self.bundle.trials, self.bundle.order, condition, shown, rng)
+            except DrawError as exc:  # the bundle's check draws once per condition; a later draw may still fail
+                raise StorageError(f"{self.path}: {exc}") from None
+            conn.executemany("INSERT INTO plan_trials (participant, position, trial) VALUES (?, ?, ?)",
+                             [(cursor.lastrowid, i, t) for i, t in enumerate(plan)])
         participant = self.find(conn, token)
         assert participant is not None
         return token, participant
@@ -226,7 +257,10 @@ class Storage:
         if not token or not TOKEN_PATTERN.fullmatch(token):
             return None
         row = conn.execute("SELECT * FROM participants WHERE token_hash = ?", (hash_token(token),)).fetchone()
-        return _participant(row) if row else None
+        if row is None:
+            return None
+        plan = tuple(r[0] for r in conn.execute("SELECT trial FROM plan_trials WHERE participant = ? ORDER BY position", (row["id"],)))
+        return _participant(row, plan)
 
     def page(self, conn: sqlite3.Connection, participant: Participant, seq: int) -> StoredPage | None:
         row = conn.execute(
@@ -244,9 +278,11 @@ class Storage:
         status: str = "active",
         comprehension_failures: int | None = None,
         answer: tuple[str, str, str] | None = None,
+        trial_answer: tuple[str, str, int, str] | None = None,
     ) -> float:
-        """Store the participant's current page, optionally its answer (attribute, answer, justification),
-        and move them to `next_step`; returns the seconds spent on the page."""
+        """Store the participant's current page, optionally its answer (attribute, answer, justification)
+        or trial answer (trial, step, position in the plan, answer), and move them to `next_step`;
+        returns the seconds spent on the page."""
         assert status in STATUSES
         seconds = max(0.0, now - participant.page_started_at)
         conn.execute(
@@ -257,6 +293,11 @@ class Storage:
             conn.execute(
                 "INSERT INTO answers (participant, attribute, answer, justification, seconds) VALUES (?, ?, ?, ?, ?)",
                 (participant.id, *answer, seconds),
+            )
+        if trial_answer is not None:
+            conn.execute(
+                "INSERT INTO trial_answers (participant, trial, step, position, answer, seconds) VALUES (?, ?, ?, ?, ?, ?)",
+                (participant.id, *trial_answer, seconds),
             )
         finished = status != "active"
         updated = conn.execute(
@@ -305,6 +346,31 @@ class Storage:
         rank = {pid: i for i, pid in enumerate(dict.fromkeys(r.participant_id for r in out))}
         return sorted(out, key=lambda r: (rank[r.participant_id], order[r.attribute]))
 
+    def trial_responses(self) -> list[dict[str, Any]]:
+        """Every trial answer of every participant who completed the study, one row per step, with
+        the trial's and step's facts (method, level, bin, ...) as columns; in the order answered."""
+        trials = {t.id: t for t in self.bundle.trials}
+        with self.read() as conn:
+            rows = conn.execute(
+                "SELECT p.public_id, p.condition, a.trial, a.step, a.position, a.answer, a.seconds"
+                " FROM participants p JOIN trial_answers a ON a.participant = p.id WHERE p.status = 'completed'"
+                " ORDER BY p.started_at, p.id, a.position"
+            ).fetchall()
+        out = []
+        for r in rows:
+            trial = trials[r["trial"]]
+            index = next(i for i, s in enumerate(trial.steps) if s.id == r["step"])
+            step = trial.steps[index]
+            out.append({
+                "participant_id": r["public_id"], "condition": r["condition"], "position": r["position"],
+                "trial": trial.id, "step": step.id, "step_index": index, "group": trial.group, "item": trial.item,
+                "answer": r["answer"], "correct_answer": step.correct, "correct": int(r["answer"] == step.correct),
+                "seconds": round(r["seconds"], 3), "too_fast": int(r["seconds"] < self.bundle.too_fast_seconds),
+                **{k: v for k, v in trial.info.items()}, **{k: v for k, v in step.info.items()},
+            })
+        rank = {pid: i for i, pid in enumerate(dict.fromkeys(row["participant_id"] for row in out))}
+        return sorted(out, key=lambda row: (rank[row["participant_id"]], row["position"], row["step_index"]))
+
     def participants_report(self) -> list[dict[str, Any]]:
         """Every participant, finished or not: status, condition, pages, time, completion code."""
         with self.read() as conn:
@@ -343,13 +409,28 @@ REPORT_COLUMNS: Sequence[str] = (
 )
 
 
-def _participant(row: sqlite3.Row) -> Participant:
-    return Participant(**{k: row[k] for k in Participant.__dataclass_fields__})
+def _participant(row: sqlite3.Row, plan: tuple[str, ...] = ()) -> Participant:
+    return Participant(**{k: row[k] for k in Participant.__dataclass_fields__ if k != "plan"}, plan=plan)
+
+
+def trial_responses_csv(rows: list[dict[str, Any]]) -> str:
+    """Trial answers as CSV: the fixed columns first, then the facts of trials and steps (sorted)."""
+    import csv
+    import io
+
+    fixed = ["participant_id", "condition", "position", "trial", "step", "step_index", "group", "item", "answer",
+             "correct_answer", "correct", "seconds", "too_fast"]
+    facts = sorted({k for row in rows for k in row} - set(fixed))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fixed + facts, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Write the completed participants' answers as the responses CSV `study analyze` reads, and
-    every participant (also excluded and unfinished ones) to OUTPUT_participants.csv; both atomically."""
+    """Write the completed participants' answers as the responses CSV `study analyze` reads (for a
+    trial paradigm: one row per trial step, `trial_responses_csv`), and every participant (also excluded and unfinished ones) to OUTPUT_participants.csv; both atomically."""
     import csv
     import io
 
@@ -368,7 +449,8 @@ def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tupl
         writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(report)
-        atomic_write_files({output: responses_csv(storage.responses()).encode(), report_path: buf.getvalue().encode()})
+        answers = trial_responses_csv(storage.trial_responses()) if bundle.is_trial_paradigm else responses_csv(storage.responses())
+        atomic_write_files({output: answers.encode(), report_path: buf.getvalue().encode()})
     finally:
         storage.close()
     return output, report_path, report
