@@ -348,6 +348,10 @@ def _cmd_describe(args: argparse.Namespace) -> None:
 def _cmd_study_analyze(args: argparse.Namespace) -> None:
     from two4two.study.analysis import analyze_file, write_outputs
 
+    if args.bundle:
+        _analyze_trials(args)
+        return
+
     expect = {}
     for item in args.expect or []:
         condition, sep, direction = item.partition("=")
@@ -368,6 +372,9 @@ def _cmd_study_export(args: argparse.Namespace) -> None:
     from two4two.study.export import export_study, load_study_config
 
     config = load_study_config(args.config)
+    if getattr(config, "paradigm", None):
+        _export_trial_study(config, args)
+        return
     if args.create_interventions:
         from two4two.dataset import ensure
         from two4two.parameters import MEASURED_ATTRIBUTES
@@ -383,8 +390,55 @@ def _cmd_study_export(args: argparse.Namespace) -> None:
     print(f"study bundle: {manifest_path}")
 
 
+def _export_trial_study(config, args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from two4two.study.bundle import load_bundle
+    from two4two.study.trial_export import export_trial_study
+
+    bundle = load_bundle(export_trial_study(config, args.output, overwrite=args.overwrite).parent)
+    print(f"{bundle.paradigm}: {len(bundle.trials)} trials ({sum(len(t.steps) for t in bundle.trials)} pages)")
+    for condition in bundle.condition_names:
+        groups = Counter(t.group for t in bundle.trials if t.condition == condition)
+        print(f"  {condition:<22} " + ", ".join(f"{g} {n}" for g, n in groups.items()))
+    print(f"each participant draws {bundle.order.trials_per_participant}: "
+          + ", ".join(f"{g} {n}" for g, n in bundle.order.draw.items()))
+    if "ai_alone" in bundle.facts:
+        ai = bundle.facts["ai_alone"]
+        print(f"AI alone: accept when confidence ≥ {ai['threshold']} (validation accuracy {ai['validation_accuracy']:.3f}, "
+              f"test {ai['test_accuracy']:.3f})")
+    print(f"study bundle: {bundle.root / 'manifest.json'}")
+
+
+def _analyze_trials(args: argparse.Namespace) -> None:
+    from two4two.study.bundle import load_bundle
+    from two4two.study.trial_analysis import analyze_trials, read_scores, read_trial_responses
+
+    source = Path(args.responses)
+    bundle = load_bundle(args.bundle)
+    automatic = read_scores(args.scores).get("reveal_cross_entropy", {}) if args.scores else {}
+    analysis = analyze_trials(read_trial_responses(source), bundle, automatic, keep_too_fast=args.keep_too_fast)
+    paths = analysis.write(Path(args.output) if args.output else source.with_name(f"{source.stem}_analysis"))
+    print(analysis.markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def _cmd_study_simulate(args: argparse.Namespace) -> None:
     from two4two.study.analysis import simulate_responses, write_responses
+
+    if args.bundle:
+        from two4two.io import atomic_write_text
+        from two4two.study.bundle import load_bundle
+        from two4two.study.trial_analysis import parse_effects, simulate_trial_responses
+
+        bundle = load_bundle(args.bundle)
+        frame = simulate_trial_responses(bundle, args.per_condition, parse_effects(args.effect or []), seed=args.seed,
+                                         too_fast_share=args.too_fast_share)
+        atomic_write_text(args.output, frame.to_csv(index=False))
+        print(f"wrote {len(frame)} synthetic {bundle.paradigm} answers of {frame['participant_id'].nunique()} participants to {args.output}")
+        return
+    if args.effect:
+        raise Two4TwoError("--effect: planted effects need a trial-paradigm --bundle")
 
     responses = simulate_responses(args.per_condition, seed=args.seed)
     write_responses(args.output, responses)
@@ -599,15 +653,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="the user study: run it in a browser, export and analyse the answers")
     study = p.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
     p = study.add_parser("analyze", help="exclusions, accuracy table (paper Table 2), tests and figure (Figure 4)")
-    p.add_argument("responses", help="responses CSV (one row per participant and attribute)")
+    p.add_argument("responses", help="responses CSV (one row per participant and attribute; with --bundle one row per trial step)")
     p.add_argument("--rules", help="exclusion rules (YAML/JSON; default: the paper's, see configs/study_exclusions.yaml)")
     p.add_argument("--baseline-condition", default="baseline", help="condition the others are compared with (default baseline)")
     p.add_argument("--reference-attribute", default="legs", help="attribute the McNemar tests compare with (default legs)")
     p.add_argument("--expect", nargs="+", metavar="CONDITION=greater|less", help="pre-registered direction against the baseline (one-sided tests)")
+    p.add_argument("--bundle", help="a trial paradigm's bundle: analyse RESPONSES (one row per trial step) with that paradigm's statistics")
+    p.add_argument("--scores", help="trial paradigms: attribution_scores.csv of `evaluate attributions` (the model's ranking of the methods)")
+    p.add_argument("--keep-too-fast", action="store_true", help="trial paradigms: keep answers faster than the bundle's too_fast_seconds")
     p.add_argument("-o", "--output", help="output directory (default: RESPONSES_analysis next to the file)")
     p.set_defaults(func=_cmd_study_analyze)
-    p = study.add_parser("export", help="study bundle: the three conditions' stimuli, questions, answer key and manifest.json")
-    p.add_argument("config", help="study config (YAML; see configs/study-cpu.yaml)")
+    p = study.add_parser("export", help="study bundle of any paradigm: stimuli or trials, manifest.json (see configs/study_*.yaml)")
+    p.add_argument("config", help="study config (YAML; configs/study-cpu.yaml for the 2022 study, configs/study_reveal.yaml, "
+                                  "study_accept_reject.yaml, study_guess.yaml for the trial paradigms)")
     p.add_argument("-o", "--output", required=True, help="bundle folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits for the answer key first")
@@ -616,6 +674,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = study.add_parser("simulate", help="synthetic responses in the study app's format, to try analyze")
     p.add_argument("--per-condition", type=int, default=60, help="participants per condition (default 60)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bundle", help="simulate a trial paradigm's participants on this bundle (default: the 2022 study)")
+    p.add_argument("--effect", nargs="+", metavar="KEY=DELTA",
+                   help="planted effects on P(correct): CONDITION=DELTA, or METHOD@LEVEL=DELTA in a progressive reveal")
+    p.add_argument("--too-fast-share", type=float, default=0.0, help="share of answers given too fast (trial paradigms)")
     p.add_argument("-o", "--output", required=True, help="responses CSV to write")
     p.set_defaults(func=_cmd_study_simulate)
     p = study.add_parser("serve", help="run the study web app on a bundle (participants' answers go to a SQLite file)")

@@ -318,6 +318,20 @@ class AttributionMethod:
         return a.detach().sum(dim=1).float().numpy()
 
 
+def heatmap_overlay(images: np.ndarray, maps: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """uint8 images with each map's positive part (scaled to its maximum) laid over in the "jet"
+    colours heatmaps are usually shown in: what a participant sees as "where the system looked"."""
+    from matplotlib import colormaps
+
+    positive = np.clip(np.asarray(maps, np.float64), 0, None)
+    top = positive.reshape(len(positive), -1).max(axis=1)
+    scaled = positive / np.where(top > 0, top, 1.0)[:, None, None]
+    colours = colormaps["jet"](scaled)[..., :3]
+    weight = alpha * np.sqrt(scaled)[..., None]  # faint where the map is near zero
+    out = (1 - weight) * (images.astype(np.float64) / 255) + weight * colours
+    return (out.clip(0, 1) * 255).round().astype(np.uint8)
+
+
 def sobel_edges(images: np.ndarray) -> np.ndarray:
     """Edge magnitude of each image's luminance (scipy's Sobel): a map that sees only the image."""
     from scipy import ndimage

@@ -147,11 +147,20 @@ def parse_study_config(raw: Any, source: str = "<config>") -> StudyConfig:
     )
 
 
-def load_study_config(path: str | Path) -> StudyConfig:
-    """Paths in it are relative to the working directory, as in every other two4two config."""
+def load_study_config(path: str | Path):
+    """A StudyConfig, or a TrialStudyConfig when the config names a trial `paradigm`
+    (`two4two.study.trial_export`). Paths in it are relative to the working directory, as in
+    every other two4two config."""
     from two4two.config import read_yaml
+    from two4two.study.paradigms import ATTRIBUTE_RELEVANCE
+    from two4two.study.trial_export import parse_trial_config
 
-    return parse_study_config(read_yaml(path, "study config"), str(path))
+    raw = read_yaml(path, "study config")
+    if isinstance(raw, dict) and raw.get("paradigm", ATTRIBUTE_RELEVANCE) != ATTRIBUTE_RELEVANCE:
+        return parse_trial_config(raw, str(path))
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k != "paradigm"}
+    return parse_study_config(raw, str(path))
 
 
 def _enlarged_png(image: np.ndarray, path: Path, scale: int = 4) -> None:

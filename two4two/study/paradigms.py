@@ -31,7 +31,7 @@ GUESS_OUTPUT = "guess_output"
 PEEKY, STRETCHY, DONT_KNOW = "Peeky", "Stretchy", "I don't know"
 YES, NO = "Yes", "No"
 CLASS_NAMES = (PEEKY, STRETCHY)  # label 0, label 1
-REVEAL_LEVELS = (5, 6, 8, 11, 15, 19, 26, 34, 45, 60)  # % of pixels shown (Biessmann & Refiano 2021)
+from two4two.explain.faithfulness import REVEAL_LEVELS  # noqa: E402  (% of pixels shown, Biessmann & Refiano 2021)
 
 
 @dataclass(frozen=True)
