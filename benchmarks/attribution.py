@@ -213,7 +213,9 @@ def main() -> None:
     sections = ["# Attribution maps scored against the generator's ground truth", "",
                 "Written by `python benchmarks/attribution.py` on this 2-core CPU: study2022 at 64 px, the first "
                 f"{args.images} test images, maps for the model's predicted class. Definitions and sources of every score: "
-                "`two4two/explain/attribution_scores.py`. Intervals: bootstrap 95 % over images.", ""]
+                "`two4two/explain/attribution_scores.py`. Intervals: bootstrap 95 % over images. Integrated gradients, DeepLift "
+                "and occlusion start from a black baseline on the CNN and from mid-grey on the INN, whose encoder gives NaN "
+                "on images near black (`two4two/explain/attribution.py`).", ""]
     if contrast_table:
         sections += ["## The model contrast's two CNNs, measured by `two4two importance` on the study2022 test interventions", "",
                      contrast_table, ""]
