@@ -423,6 +423,17 @@ def _analyze_trials(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+def _cmd_study_report(args: argparse.Namespace) -> None:
+    from two4two.study.report import read_human, side_by_side
+    from two4two.study.trial_analysis import read_scores
+
+    report = side_by_side(read_scores(args.scores), [read_human(d) for d in args.analysis], args.score_names,
+                          resamples=args.resamples, seed=args.seed)
+    paths = report.write(args.output)
+    print(report.markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 def _cmd_study_simulate(args: argparse.Namespace) -> None:
     from two4two.study.analysis import simulate_responses, write_responses
 
@@ -671,6 +682,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits for the answer key first")
     render_options(p, "when creating interventions: render")
     p.set_defaults(func=_cmd_study_export)
+    from two4two.study.report import DEFAULT_SCORES
+
+    p = study.add_parser("report", help="per attribution method: automatic scores beside each paradigm's human measure, rank correlations")
+    p.add_argument("--scores", required=True, help="attribution_scores.csv (or its directory) of `two4two evaluate attributions`")
+    p.add_argument("--analysis", required=True, nargs="+", metavar="DIR", help="output directories of `two4two study analyze --bundle`")
+    p.add_argument("--score-names", nargs="+", default=list(DEFAULT_SCORES), metavar="SCORE",
+                   help=f"automatic scores to compare (default: {' '.join(DEFAULT_SCORES)})")
+    p.add_argument("--resamples", type=int, default=1000, help="participant resamples for the intervals (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="output directory (report.md, report.json, report.png)")
+    p.set_defaults(func=_cmd_study_report)
     p = study.add_parser("simulate", help="synthetic responses in the study app's format, to try analyze")
     p.add_argument("--per-condition", type=int, default=60, help="participants per condition (default 60)")
     p.add_argument("--seed", type=int, default=0)
