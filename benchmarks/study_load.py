@@ -63,10 +63,13 @@ def run(paradigm: str, participants: int, server_threads: int, tmp: Path) -> dic
     bundle_dir = make_trial_bundle(tmp / paradigm, paradigm, items=12) if trial else make_bundle(tmp / paradigm)
     db, port = tmp / f"{paradigm}.sqlite", free_port()
     url = f"http://127.0.0.1:{port}"
+    # The server's log goes to a file: a pipe nobody reads fills up (waitress warns of its task queue
+    # under load) and then blocks the server mid-request.
+    log = open(tmp / f"{paradigm}_server.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "two4two.cli", "study", "serve", str(bundle_dir), "--host", "127.0.0.1",
          "--port", str(port), "--db", str(db), "--threads", str(server_threads)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT,
     )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     sent: dict[int, list[tuple[str, str, str]]] = {}
@@ -79,7 +82,8 @@ def run(paradigm: str, participants: int, server_threads: int, tmp: Path) -> dic
             except httpx.TransportError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start: {server.stderr.read().decode()[-500:]}")
+                log.flush()
+                raise SystemExit(f"server did not start: {(tmp / f'{paradigm}_server.log').read_text()[-500:]}")
             time.sleep(0.1)
 
         latencies: list[float] = []
@@ -124,6 +128,7 @@ def run(paradigm: str, participants: int, server_threads: int, tmp: Path) -> dic
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        log.close()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime  # includes its start-up and shutdown
 

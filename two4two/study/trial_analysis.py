@@ -162,7 +162,8 @@ class TrialAnalysis:
             fig.suptitle("Progressive reveal: human accuracy and reaction time per method and level (Biessmann & Refiano 2021, Fig. 3)", fontsize=9)
         elif self.paradigm == ACCEPT_REJECT:
             fig, ax = plt.subplots(figsize=(10, 3.8))
-            bins = list(dict.fromkeys(t["bin"]))
+            order = {"easy": 0, "medium": 1, "hard": 2}
+            bins = sorted(dict.fromkeys(t["bin"]), key=lambda b: (order.get(b.split("_")[0], 3), b))
             conditions = list(dict.fromkeys(t["condition"]))
             width = 0.8 / max(1, len(conditions))
             for i, c in enumerate(conditions):
