@@ -98,6 +98,17 @@ def make_bundle(root: Path, conditions=CONDITIONS, **kw) -> Path:
     return root
 
 
+def db_dump(db) -> list[str]:
+    """Every row of a responses database, to show that a refused request changed nothing."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
 class ManualClock:
     """A clock the tests move by hand (thread-safe), so recorded seconds are exact."""
 

@@ -19,6 +19,7 @@ for _module in ("flask", "waitress", "httpx", "statsmodels"):
 import httpx  # noqa: E402
 
 from study_fixtures import (  # noqa: E402
+    db_dump,
     ANSWER_KEY,
     ManualClock,
     WebParticipant,
@@ -43,15 +44,6 @@ def study(tmp_path):
     app = create_app(bundle, db, clock=clock, rng=random.Random(0))
     with running_server(app) as url:
         yield SimpleNamespace(url=url, clock=clock, db=db, bundle=bundle, bundle_dir=tmp_path / "bundle", tmp=tmp_path)
-
-
-def snapshot(db) -> list[str]:
-    """Every row of the database, to show that a refused request changed nothing."""
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def rows(db, sql, *args):
@@ -170,9 +162,9 @@ def test_comprehension_rule_back_to_the_tutorial_once_then_excluded(study):
     assert p.page()["kind"] == "excluded"
     assert rows(study.db, "SELECT status, comprehension_failures, completion_code FROM participants") == [("excluded", 2, None)]
     # An excluded participant cannot submit anything more.
-    before = snapshot(study.db)
+    before = db_dump(study.db)
     r = p.submit(again["seq"] + 1, attribute="legs", answer="relevant", justification="x")
-    assert r.status_code == 409 and "The study is over for you" in r.text and snapshot(study.db) == before
+    assert r.status_code == 409 and "The study is over for you" in r.text and db_dump(study.db) == before
 
 
 def test_assignment_is_balanced_under_concurrent_consent(study):
@@ -212,14 +204,14 @@ def test_double_submission_is_idempotent_and_a_changed_replay_is_refused(study):
     study.clock.advance(33)
     fields = dict(attribute="legs", answer="irrelevant", justification="The legs look the same.")
     assert p.submit(info["seq"], **fields).status_code == 303
-    after_first = snapshot(study.db)
+    after_first = db_dump(study.db)
     study.clock.advance(5)
     again = p.submit(info["seq"], **fields)  # double click / re-POST after reload
     assert again.status_code == 303 and again.headers["location"] == "/study"
-    assert snapshot(study.db) == after_first
+    assert db_dump(study.db) == after_first
     changed = p.submit(info["seq"], **{**fields, "answer": "relevant"})
     assert changed.status_code == 409 and "already submitted" in changed.text
-    assert snapshot(study.db) == after_first
+    assert db_dump(study.db) == after_first
     assert rows(study.db, "SELECT attribute, answer, seconds FROM answers") == [("legs", "irrelevant", 33.0)]
     p.close()
 
@@ -256,12 +248,12 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(study):
     walk_to(other, "explanation", study.clock)
     token, other_token = p.client.cookies[COOKIE], other.client.cookies[COOKIE]
     for name, data, cookie, status, message in _bad_requests(info, token, other_token):
-        before = snapshot(study.db)
+        before = db_dump(study.db)
         headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
         with httpx.Client(base_url=study.url) as raw:
             r = raw.post("/study", data=data, headers=headers)
         assert (r.status_code, message in r.text) == (status, True), (name, r.status_code, r.text[-600:])
-        assert snapshot(study.db) == before, name
+        assert db_dump(study.db) == before, name
     # After all that, both participants are exactly where they were and can go on.
     assert p.page() == info
     assert other.page()["kind"] == "explanation"
@@ -276,14 +268,14 @@ def test_a_participant_reaches_only_their_own_data(study):
     b_info = walk_to(b, "question", study.clock)
     b_public = rows(study.db, "SELECT public_id FROM participants ORDER BY id")[1][0]
     token_hash = rows(study.db, "SELECT token_hash FROM participants ORDER BY id")[1][0]
-    before = snapshot(study.db)
+    before = db_dump(study.db)
     for cookie in (b_public, token_hash):  # what a leaked export or database would reveal
         r = httpx.get(f"{study.url}/study", headers={"Cookie": f"{COOKIE}={cookie}"})
         assert r.status_code == 403
     # A's submission with B's page number only ever touches A's rows.
     r = a.submit(b_info["seq"], attribute="legs", answer="irrelevant", justification="A's own words.")
     assert r.status_code == 303
-    changed = [line for line in snapshot(study.db) if line not in before]
+    changed = [line for line in db_dump(study.db) if line not in before]
     assert len(changed) == 3 and all("VALUES(1," in line for line in changed)  # A's participant row, page, answer
     assert sum("A''s own words" in line for line in changed) == 2
     assert rows(study.db, "SELECT p.id FROM answers a JOIN participants p ON p.id = a.participant") == [(1,)]

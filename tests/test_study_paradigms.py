@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import csv
 import random
-import sqlite3
 from collections import Counter
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ for _module in ("flask", "waitress", "httpx"):
     pytest.importorskip(_module, reason=f"the study app needs {_module}: pip install -e '.[dev,study]'")
 
 from study_fixtures import (  # noqa: E402
+    db_dump,
     TRIAL_CONDITIONS,
     ManualClock,
     WebParticipant,
@@ -48,14 +48,6 @@ def study(request, tmp_path):
     bundle, bundle_dir, clock, db, app = serve(tmp_path, request.param)
     with running_server(app) as url:
         yield SimpleNamespace(url=url, clock=clock, db=db, bundle=bundle, bundle_dir=bundle_dir, tmp=tmp_path, paradigm=request.param)
-
-
-def snapshot(db) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def export(study) -> list[dict]:
@@ -131,11 +123,11 @@ def test_a_reload_mid_trial_shows_the_same_step_and_a_replay_is_stored_once(stud
     assert p.page() == first  # reload: same trial, same step
     fields = {"trial": first["trial"], "step": first["step"], "answer": first["choices"][0]}
     assert p.submit(first["seq"], **fields).status_code == 303
-    before = snapshot(study.db)
+    before = db_dump(study.db)
     assert p.submit(first["seq"], **fields).status_code == 303  # double click: nothing new stored
-    assert snapshot(study.db) == before
+    assert db_dump(study.db) == before
     changed = p.submit(first["seq"], **{**fields, "answer": first["choices"][1]})
-    assert changed.status_code == 409 and snapshot(study.db) == before
+    assert changed.status_code == 409 and db_dump(study.db) == before
     following = p.page()
     assert following["seq"] == first["seq"] + 1
     if study.paradigm == "progressive_reveal":
@@ -147,7 +139,7 @@ def test_tampered_trial_forms_get_a_4xx_and_change_nothing(study):
     info = to_first_trial(p)
     other = next(t.id for t in study.bundle.trials if t.id != info["trial"])
     good = {"trial": info["trial"], "step": info["step"], "answer": info["choices"][0]}
-    before = snapshot(study.db)
+    before = db_dump(study.db)
     for fields, status, message in [
         ({**good, "trial": other}, 400, "is not allowed on this page"),
         ({**good, "step": "L999"}, 400, "is not allowed on this page"),
@@ -162,7 +154,7 @@ def test_tampered_trial_forms_get_a_4xx_and_change_nothing(study):
     stranger = WebParticipant(study.url)
     stranger.client.cookies.set("two4two_participant", "x" * 43)
     assert stranger.submit(info["seq"], **good).status_code == 403
-    assert snapshot(study.db) == before
+    assert db_dump(study.db) == before
     assert p.submit(info["seq"], **good).status_code == 303  # the right answer still goes through
 
 

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import csv
 import random
-import sqlite3
 
 import pytest
 from browser_fixtures import artifacts, launch, require_browser
 
 require_browser({"flask": "the study app needs it: pip install -e '.[study]'", "waitress": "the study app needs it: pip install -e '.[study]'"})
 
-from study_fixtures import TRIAL_COMPREHENSION_ANSWER, TRIAL_CONDITIONS, ManualClock, make_trial_bundle, running_server  # noqa: E402
+from study_fixtures import (  # noqa: E402
+    TRIAL_COMPREHENSION_ANSWER,
+    TRIAL_CONDITIONS,
+    ManualClock,
+    db_dump,
+    make_trial_bundle,
+    running_server,
+)
 from two4two.cli import main  # noqa: E402
 from two4two.study.app import create_app  # noqa: E402
 from two4two.study.bundle import load_bundle  # noqa: E402
@@ -28,14 +34,6 @@ ARTIFACTS = artifacts("study_paradigms")
 def browser():
     with launch() as browser:
         yield browser
-
-
-def dump(db) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 @pytest.mark.parametrize("paradigm", tuple(TRIAL_CONDITIONS))
@@ -75,13 +73,13 @@ def test_a_participant_runs_each_paradigm_in_chromium(browser, tmp_path, paradig
                 assert page.locator("input[name=trial]").get_attribute("value") == trial
                 assert page.locator("input[name=step]").get_attribute("value") == shown
             if step == 2:  # a tampered request (another trial's id) from this participant's browser
-                before = dump(db)
+                before = db_dump(db)
                 other = next(t.id for t in bundle.trials if t.id != trial)
                 seq = page.locator("input[name=seq]").get_attribute("value")
                 response = context.request.post(url + "/study", form={"seq": seq, "trial": other, "step": shown, "answer": "Yes"},
                                                 max_redirects=0)
                 assert response.status == 400 and "is not allowed on this page" in response.text()
-                assert dump(db) == before
+                assert db_dump(db) == before
             choices = page.get_by_test_id("choice")
             choice = choices.nth(step % choices.count())
             answer = choice.inner_text()

@@ -27,6 +27,17 @@ def save_figure(fig, path: str | Path, title: str, dpi: int = 110) -> Path:
     return path
 
 
+def figure_png(fig, dpi: int = 110) -> bytes:
+    """Tighten, render to PNG bytes (for files written together with others) and free the figure."""
+    import io
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
 def save_image_grid(images, column_titles, path: str | Path, title: str, dpi: int = 110) -> Path:
     """A rows × columns grid of uint8 images (rows × columns × H × W × 3), titles above the columns."""
     plt = pyplot()

@@ -23,8 +23,6 @@ Study config (YAML):
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +34,7 @@ from two4two.errors import ConfigError, Two4TwoError
 from two4two.io import atomic_write_json
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.bundle import CONDITIONS, FORMAT, VERSION, write_manifest
+from two4two.study.pictures import built_beside, tutorial_pictures
 from two4two.study.questions import QUESTIONS
 
 COLUMNS = 5  # the quintiles; concepts: 5 kept concepts × 2 rows
@@ -163,13 +162,6 @@ def load_study_config(path: str | Path):
     return parse_study_config(raw, str(path))
 
 
-def _enlarged_png(image: np.ndarray, path: Path, scale: int = 4) -> None:
-    """A single picture, enlarged without smoothing so small renders stay crisp in a browser."""
-    from PIL import Image
-
-    Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST).save(path)
-
-
 def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
     """Write the study bundle of `config` to `out_dir`; returns the manifest's path.
 
@@ -189,11 +181,7 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
     if "counterfactual" in config.conditions:
         require_invertible(model, f"model {config.model} (needed by the counterfactual condition)")
 
-    partial = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / "stimuli").mkdir(parents=True)
-    (partial / "tutorial").mkdir()
-    try:
+    with built_beside(out_dir, ("stimuli", "tutorial")) as partial:
         split = Split(config.data, config.split, progress=progress)  # read once: every stimulus below shares it
         importance = Importance(model, list(MEASURED_ATTRIBUTES), model_name=Path(config.model).name).evaluate(split, seed=config.seed)
         key = derive_answer_key(importance, config.answer_key)
@@ -203,21 +191,10 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
         stimuli = {}
         for condition in config.conditions:
             stimuli[condition] = _make_stimulus(condition, model, config, split, partial / "stimuli" / f"{condition}.png")
-
-        images, params = split.images, split.params
-        peeky = min(range(len(params)), key=lambda i: params[i].arm_position)
-        stretchy = max(range(len(params)), key=lambda i: params[i].arm_position)
-        _enlarged_png(images[peeky], partial / "tutorial" / "peeky.png")
-        _enlarged_png(images[stretchy], partial / "tutorial" / "stretchy.png")
+        tutorial_pictures(split, partial / "tutorial")
 
         # Checked by the same reader the study app uses before it is written.
         write_manifest(partial, _manifest(config, key, stimuli, model))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(partial, out_dir)
     return out_dir / "manifest.json"
 
 

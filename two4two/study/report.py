@@ -18,7 +18,6 @@ are in the attribution table). With few methods ρ takes few values: the interva
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,11 +99,9 @@ class SideBySide:
                            "correlations": self.correlations}, indent=2)
 
     def figure_png(self) -> bytes:
-        import matplotlib
+        from two4two.plotting import figure_png, pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         scores, measures = list(self.automatic), list(self.human)
         grid = np.full((len(scores), len(measures)), np.nan)
         for c in self.correlations:
@@ -120,11 +117,7 @@ class SideBySide:
         ax.set_yticklabels(scores, fontsize=8)
         fig.colorbar(image, ax=ax, label="Spearman ρ across methods")
         ax.set_title("Do automatic scores predict what helped people?", fontsize=9)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        return buf.getvalue()
+        return figure_png(fig)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         from two4two.io import atomic_write_files

@@ -25,7 +25,6 @@ nothing when nothing was.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -139,11 +138,9 @@ class TrialAnalysis:
                            "tests": [t.__dict__ | {"significant": t.significant} for t in self.tests]}, indent=2, default=float)
 
     def figure_png(self) -> bytes:
-        import matplotlib
+        from two4two.plotting import figure_png, pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         t = self.table
         if self.paradigm == PROGRESSIVE_REVEAL:
             fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -164,42 +161,20 @@ class TrialAnalysis:
             fig, ax = plt.subplots(figsize=(10, 3.8))
             order = {"easy": 0, "medium": 1, "hard": 2}
             bins = sorted(dict.fromkeys(t["bin"]), key=lambda b: (order.get(b.split("_")[0], 3), b))
-            conditions = list(dict.fromkeys(t["condition"]))
-            width = 0.8 / max(1, len(conditions))
-            for i, c in enumerate(conditions):
-                rows = t[t["condition"] == c].set_index("bin").reindex(bins)
-                ax.bar(np.arange(len(bins)) + i * width, rows["accuracy"], width, label=c,
-                       yerr=_error_bars(rows), capsize=2)
+            centres = _grouped_bars(ax, t, "bin", bins)
             ai = self.summary.get("ai_alone_per_bin", {})
             if ai:
-                ax.scatter(np.arange(len(bins)) + 0.4 - width / 2, [ai.get(b, np.nan) for b in bins], marker="_", s=600,
-                           color="k", label="AI alone", zorder=3)
-            ax.set_xticks(np.arange(len(bins)) + 0.4 - width / 2)
-            ax.set_xticklabels(bins)
-            ax.set_ylim(0, 1.05)
+                ax.scatter(centres, [ai.get(b, np.nan) for b in bins], marker="_", s=600, color="k", label="AI alone", zorder=3)
             ax.set_ylabel("team accuracy (95 % CI)")
             ax.legend(fontsize=8, ncol=3)
             fig.suptitle("Accept or reject: human-AI team accuracy per difficulty bin (Nguyen et al. 2021, Fig. 2)", fontsize=9)
         else:
             fig, ax = plt.subplots(figsize=(7, 3.8))
-            groups = list(dict.fromkeys(t["group"]))
-            conditions = list(dict.fromkeys(t["condition"]))
-            width = 0.8 / max(1, len(conditions))
-            for i, c in enumerate(conditions):
-                rows = t[t["condition"] == c].set_index("group").reindex(groups)
-                ax.bar(np.arange(len(groups)) + i * width, rows["accuracy"], width, label=c,
-                       yerr=_error_bars(rows), capsize=2)
-            ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
-            ax.set_xticklabels(groups)
-            ax.set_ylim(0, 1.05)
+            _grouped_bars(ax, t, "group", list(dict.fromkeys(t["group"])))
             ax.set_ylabel("guessing accuracy (95 % CI)")
             ax.legend(fontsize=8)
             fig.suptitle("Guess the model's output: accuracy with and without a map (Shen & Huang 2020, Table 1)", fontsize=9)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        return buf.getvalue()
+        return figure_png(fig)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """analysis.md, table.csv, analysis.json (tests, summary), per_participant.csv (each participant's
@@ -214,6 +189,20 @@ class TrialAnalysis:
                             paths["json"]: self.to_json().encode(), paths["participants"]: self.per_participant.to_csv().encode(),
                             paths["figure"]: self.figure_png()})
         return paths
+
+
+def _grouped_bars(ax, table, key: str, values: list[str]) -> np.ndarray:
+    """One bar per condition in each group of `key` (accuracy with its interval); returns the groups' centres."""
+    conditions = list(dict.fromkeys(table["condition"]))
+    width = 0.8 / max(1, len(conditions))
+    for i, c in enumerate(conditions):
+        rows = table[table["condition"] == c].set_index(key).reindex(values)
+        ax.bar(np.arange(len(values)) + i * width, rows["accuracy"], width, label=c, yerr=_error_bars(rows), capsize=2)
+    centres = np.arange(len(values)) + 0.4 - width / 2
+    ax.set_xticks(centres)
+    ax.set_xticklabels(values)
+    ax.set_ylim(0, 1.05)
+    return centres
 
 
 def _error_bars(rows):

@@ -38,8 +38,6 @@ Config (YAML):
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +47,7 @@ import numpy as np
 
 from two4two.errors import ConfigError, Two4TwoError
 from two4two.study.bundle import FORMAT, VERSION, write_manifest
+from two4two.study.pictures import built_beside, save_enlarged, tutorial_pictures
 from two4two.study.paradigms import (
     ACCEPT_REJECT,
     CLASS_NAMES,
@@ -66,7 +65,6 @@ KNN = "knn"
 DIFFICULTIES = ("easy", "medium", "hard")
 BINS = tuple(f"{d}_{r}" for d in DIFFICULTIES for r in ("correct", "wrong"))
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 … 0.95, the paper's sweep on [0.5, 1]
-SCALE = 4  # stored images are enlarged (nearest) so 64 px renders stay crisp in a browser
 
 INTRODUCTION = (
     "This study is about an artificial-intelligence system that tells two abstract animals apart: "
@@ -225,33 +223,13 @@ def export_trial_study(config: TrialStudyConfig, out_dir: str | Path, overwrite:
     if out_dir.exists() and not overwrite:
         raise Two4TwoError(f"{out_dir}: already exists; choose another folder or pass --overwrite")
     model = load_classifier(config.model)
-    partial = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / "pictures").mkdir(parents=True)
-    (partial / "tutorial").mkdir()
-    try:
+    with built_beside(out_dir, ("pictures", "tutorial")) as partial:
         split = Split(config.data, config.split, progress=progress)
         builder = {PROGRESSIVE_REVEAL: _reveal_trials, ACCEPT_REJECT: _accept_trials, GUESS_OUTPUT: _guess_trials}[config.paradigm]
         trials, draw, facts = builder(config, model, split, partial, progress)
-        params = split.params
-        for name, index in (("peeky", min(range(len(params)), key=lambda i: params[i].arm_position)),
-                            ("stretchy", max(range(len(params)), key=lambda i: params[i].arm_position))):
-            _save(split.images[index], partial / "tutorial" / f"{name}.png")
+        tutorial_pictures(split, partial / "tutorial")
         write_manifest(partial, _manifest(config, model, trials, {**draw, **config.draw}, facts))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(partial, out_dir)
     return out_dir / "manifest.json"
-
-
-def _save(image: np.ndarray, path: Path) -> str:
-    from PIL import Image
-
-    Image.fromarray(image).resize((image.shape[1] * SCALE, image.shape[0] * SCALE), Image.NEAREST).save(path)
-    return f"{path.parent.name}/{path.name}"
 
 
 def _maps(config: TrialStudyConfig, model, split, indices: np.ndarray, methods, progress: bool) -> dict[str, np.ndarray]:
@@ -287,7 +265,7 @@ def _reveal_trials(config, model, split, root: Path, progress: bool):
             steps = []
             for level in REVEAL_LEVELS:
                 picture = np.where(shown[level][i][..., None], images[i], 128).astype(np.uint8)
-                path = _save(picture, root / "pictures" / f"{pid}_{method}_{level:02d}.png")
+                path = save_enlarged(picture, root / "pictures" / f"{pid}_{method}_{level:02d}.png")
                 steps.append({"id": f"L{level}", "prompt": "Which animal is this?", "text": f"{level} % of the picture is shown.",
                               "images": [{"image": path}], "choices": [CLASS_NAMES[0], CLASS_NAMES[1], DONT_KNOW],
                               "correct": label, "info": {"level": level}})
@@ -305,7 +283,7 @@ def _explanations(config, model, split, chosen: np.ndarray, root: Path, progress
     maps = _maps(config, model, split, chosen, config.map_methods, progress)
     for method, m in maps.items():
         overlays = heatmap_overlay(split.images[chosen], m)
-        out[method] = [[{"image": _save(o, root / "pictures" / f"{split.params[i].id}_{method}.png"),
+        out[method] = [[{"image": save_enlarged(o, root / "pictures" / f"{split.params[i].id}_{method}.png"),
                          "caption": f"Where the system looked ({LABELS[method]})"}] for o, i in zip(overlays, chosen)]
     if KNN in config.conditions:
         from two4two.explain.neighbours import NearestTraining, penultimate_features
@@ -315,7 +293,7 @@ def _explanations(config, model, split, chosen: np.ndarray, root: Path, progress
         pool = NearestTraining.of(model, train, config.neighbours_pool, seed=config.seed, progress=progress)
         predicted = (split.logits(model)[chosen] > 0).astype(int)
         nearest = pool.query(penultimate_features(model, split.images[chosen]), predicted, k=3)
-        out[KNN] = [[{"image": _save(train.images[j], root / "pictures" / f"train_{train.params[j].id}.png"),
+        out[KNN] = [[{"image": save_enlarged(train.images[j], root / "pictures" / f"train_{train.params[j].id}.png"),
                       "caption": f"Similar training picture {r + 1} (a {CLASS_NAMES[c]})"} for r, j in enumerate(row)]
                     for row, c in zip(nearest, predicted)]
     return out
@@ -337,7 +315,7 @@ def _accept_trials(config, model, split, root: Path, progress: bool):
     trials = []
     for k, index in enumerate(chosen):
         pid, predicted = split.params[index].id, CLASS_NAMES[int(p[index] > 0.5)]
-        picture = _save(split.images[index], root / "pictures" / f"{pid}.png")
+        picture = save_enlarged(split.images[index], root / "pictures" / f"{pid}.png")
         for condition in config.conditions:
             images = [{"image": picture, "caption": "The picture"}] + extras.get(condition, [[]] * len(chosen))[k]
             step = {"id": "decide", "prompt": "Is the system's prediction correct?",
@@ -368,7 +346,7 @@ def _guess_trials(config, model, split, root: Path, progress: bool):
     trials = []
     for k, index in enumerate(chosen):
         pid, label = split.params[index].id, CLASS_NAMES[labels[index]]
-        picture = _save(split.images[index], root / "pictures" / f"{pid}.png")
+        picture = save_enlarged(split.images[index], root / "pictures" / f"{pid}.png")
         group = "correct" if predicted[index] == labels[index] else "misclassified"
         for condition in config.conditions:
             images = [{"image": picture, "caption": "The picture"}] + extras.get(condition, [[]] * len(chosen))[k]
