@@ -193,6 +193,7 @@ def test_bundles_that_break_the_paradigms_rules_are_refused_naming_the_field(par
     refused(lambda r: r["conditions"][0].update(name="Bad Name"), r"conditions\[0\]\.name 'Bad Name'")
     refused(lambda r: r["trials"][0].update(info={"label": "Peeky"}), r"trials\[0\]\.info .* an object with")
     refused(lambda r: r.update(questions=[]), r"unknown field\(s\) 'questions'")
+    refused(lambda r: r["trials"][0]["info"].update(answer="x"), r"trials\[0\]\.info\.answer .* other than the export's own columns")
     if paradigm == "progressive_reveal":
         refused(lambda r: r["trials"][0]["steps"].reverse(), r"trials\[0\]\.steps\[1\]\.info\.level .* larger than the previous")
         refused(lambda r: r["trials"][0]["steps"].pop(), r"trials\[0\]\.steps 9 .* 10 step\(s\)")

@@ -22,6 +22,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
@@ -32,6 +33,7 @@ from two4two.study.paradigms import (
     ATTRIBUTE_RELEVANCE,
     PARADIGM_NAMES,
     PARADIGMS,
+    RESPONSE_COLUMNS,
     DrawError,
     Order,
     Trial,
@@ -148,11 +150,15 @@ class Bundle:
     def is_trial_paradigm(self) -> bool:
         return self.paradigm != ATTRIBUTE_RELEVANCE
 
+    @cached_property
+    def _trial_index(self) -> dict[str, Trial]:
+        return {t.id: t for t in self.trials}
+
     def trial(self, trial_id: str) -> Trial:
-        for t in self.trials:
-            if t.id == trial_id:
-                return t
-        raise BundleError(f"{MANIFEST}: no trial {trial_id!r}")
+        try:
+            return self._trial_index[trial_id]
+        except KeyError:
+            raise BundleError(f"{MANIFEST}: no trial {trial_id!r}") from None
 
     def condition(self, name: str) -> Condition:
         for c in self.conditions:
@@ -399,6 +405,8 @@ def _facts(f: _Fields, key: str) -> dict[str, Any]:
         finite = isinstance(v, (str, bool)) or (isinstance(v, (int, float)) and math.isfinite(v))
         if not ID_PATTERN.fullmatch(k) or not finite:
             raise f.error(f"{f.path(key)}.{k}", v, "an object of texts, finite numbers and booleans under plain keys")
+        if k in RESPONSE_COLUMNS:
+            raise f.error(f"{f.path(key)}.{k}", v, f"a fact under a name other than the export's own columns ({', '.join(RESPONSE_COLUMNS)})")
     return dict(value)
 
 

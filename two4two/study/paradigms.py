@@ -57,6 +57,9 @@ PARADIGMS: dict[str, Paradigm] = {
     )
 }
 PARADIGM_NAMES = (ATTRIBUTE_RELEVANCE, *PARADIGMS)
+# The columns of a trial responses export before the trials' and steps' facts; no fact may take their names.
+RESPONSE_COLUMNS = ("participant_id", "condition", "position", "trial", "step", "step_index", "group", "item", "answer",
+                    "correct_answer", "correct", "seconds", "too_fast")
 
 
 # ---------------------------------------------------------------- a bundle's trials

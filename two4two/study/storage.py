@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 from two4two.errors import StorageError
 from two4two.study.analysis import Response
 from two4two.study.bundle import ATTRIBUTES, Bundle
-from two4two.study.paradigms import DrawError, draw_plan
+from two4two.study.paradigms import RESPONSE_COLUMNS, DrawError, draw_plan
 
 SCHEMA_VERSION = "1"
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -418,8 +418,7 @@ def trial_responses_csv(rows: list[dict[str, Any]]) -> str:
     import csv
     import io
 
-    fixed = ["participant_id", "condition", "position", "trial", "step", "step_index", "group", "item", "answer",
-             "correct_answer", "correct", "seconds", "too_fast"]
+    fixed = list(RESPONSE_COLUMNS)
     facts = sorted({k for row in rows for k in row} - set(fixed))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fixed + facts, lineterminator="\n")
