@@ -87,6 +87,7 @@ TASKS = {
         "right. Guess what the system predicted for this picture."
     ),
 }
+TITLES = {PROGRESSIVE_REVEAL: "Which animal is it?", ACCEPT_REJECT: "Is the system right?", GUESS_OUTPUT: "What did the system predict?"}
 CONDITION_TEXT = {
     "confidence": "You see the system's prediction and its confidence only.",
     "no_map": "You see the picture and its true label only.",
@@ -370,7 +371,7 @@ def _manifest(config: TrialStudyConfig, model, trials: list[dict], draw: dict, f
         condition_text = CONDITION_TEXT.get(name) or (MAP_TEXT.format(method=LABELS[name]) if name in LABELS else "")
         conditions.append({
             "name": name,
-            "title": PARADIGMS[paradigm].title.capitalize() + (f": {LABELS.get(name, name)}" if paradigm != PROGRESSIVE_REVEAL else ""),
+            "title": TITLES[paradigm],  # participants never see a condition's internal name
             "tutorial": {"text": TASKS[paradigm] + ("\n\n" + condition_text if condition_text else ""),
                          "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
             "comprehension": [{"id": f"{paradigm}_1", "text": question, "choices": choices, "answer": answer}],
@@ -379,8 +380,7 @@ def _manifest(config: TrialStudyConfig, model, trials: list[dict], draw: dict, f
         "format": FORMAT,
         "version": VERSION,
         "paradigm": paradigm,
-        "title": {PROGRESSIVE_REVEAL: "Which animal is it?", ACCEPT_REJECT: "Is the system right?",
-                  GUESS_OUTPUT: "What did the system predict?"}[paradigm],
+        "title": TITLES[paradigm],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": config.model, "arch": type(model).__name__},
         "dataset": {"root": config.data, "split": config.split},
