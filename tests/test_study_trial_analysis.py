@@ -141,3 +141,6 @@ def test_simulate_and_analyze_from_the_command_line(tmp_path, capsys):
     values = np.array([[float(v) for v in line.split(",")[1:]] for line in per[1:]])
     assert ((values >= 0) & (values <= 1)).all() and values.std() > 0
     assert main(["study", "simulate", "--effect", "x=0.1", "-o", str(tmp_path / "x.csv")]) == 2
+    assert main(["study", "simulate", "--paradigm", "guess_output", "--bundle", str(bundle_dir), "-o", str(tmp_path / "x.csv")]) == 2
+    assert "is a progressive_reveal study" in capsys.readouterr().err
+    assert main(["study", "simulate", "--paradigm", "progressive_reveal", "--bundle", str(bundle_dir), "-o", str(tmp_path / "x.csv")]) == 0

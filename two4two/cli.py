@@ -437,12 +437,17 @@ def _cmd_study_report(args: argparse.Namespace) -> None:
 def _cmd_study_simulate(args: argparse.Namespace) -> None:
     from two4two.study.analysis import simulate_responses, write_responses
 
+    if args.paradigm and not args.bundle:
+        raise Two4TwoError(f"--paradigm {args.paradigm}: simulated answers refer to a bundle's trials; pass that paradigm's "
+                           "--bundle (two4two study export configs/study_reveal.yaml, study_accept_reject.yaml or study_guess.yaml)")
     if args.bundle:
         from two4two.io import atomic_write_text
         from two4two.study.bundle import load_bundle
         from two4two.study.trial_analysis import parse_effects, simulate_trial_responses
 
         bundle = load_bundle(args.bundle)
+        if args.paradigm and args.paradigm != bundle.paradigm:
+            raise Two4TwoError(f"--paradigm {args.paradigm}: the bundle {args.bundle} is a {bundle.paradigm} study")
         frame = simulate_trial_responses(bundle, args.per_condition, parse_effects(args.effect or []), seed=args.seed,
                                          too_fast_share=args.too_fast_share)
         atomic_write_text(args.output, frame.to_csv(index=False))
@@ -696,7 +701,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = study.add_parser("simulate", help="synthetic responses in the study app's format, to try analyze")
     p.add_argument("--per-condition", type=int, default=60, help="participants per condition (default 60)")
     p.add_argument("--seed", type=int, default=0)
+    from two4two.study.paradigms import PARADIGM_NAMES
+
     p.add_argument("--bundle", help="simulate a trial paradigm's participants on this bundle (default: the 2022 study)")
+    p.add_argument("--paradigm", choices=PARADIGM_NAMES[1:], help="the paradigm expected of --bundle (checked)")
     p.add_argument("--effect", nargs="+", metavar="KEY=DELTA",
                    help="planted effects on P(correct): CONDITION=DELTA, or METHOD@LEVEL=DELTA in a progressive reveal")
     p.add_argument("--too-fast-share", type=float, default=0.0, help="share of answers given too fast (trial paradigms)")
