@@ -57,9 +57,9 @@ def model(monkeypatch):
     return net
 
 
-def export(root, data, paradigm, **extra):
+def export(root, data, paradigm, folder: str | None = None, **extra):
     raw = {"name": paradigm, "paradigm": paradigm, "model": "tiny", "data": str(data), "images": 2, "seed": 1, **extra}
-    out = root / f"bundle_{paradigm}_{len(extra)}"
+    out = root / (folder or f"bundle_{paradigm}_{len(extra)}")
     return load_bundle(export_trial_study(parse_trial_config(raw), out, overwrite=True, progress=False).parent)
 
 
@@ -89,6 +89,39 @@ def test_progressive_reveal_shows_exactly_the_maps_top_pixels_at_every_level(pai
                 assert np.array_equal(shown, np.where(mask[..., None], split.images[i], 128))
                 assert step.correct == trial.info["label"]
             assert mask.sum() == round(SIZE * SIZE * 0.6)  # the last level shows 60 % of the pixels
+
+
+def test_saved_maps_are_used_when_given_and_must_explain_the_same_predictions(painted, model):
+    from PIL import Image
+
+    from two4two.explain.attribution import Attributions, load_maps
+    from two4two.explain.faithfulness import pixel_order, removal_masks
+    from two4two.split import Split
+
+    root, data = painted
+    split = Split(data, "test")
+    Attributions(model, ["gradient"]).explain(split).save(root / "maps")
+    saved = export(root, data, "progressive_reveal", "from_saved_maps", methods=["gradient"], maps=str(root / "maps"))
+    computed = export(root, data, "progressive_reveal", "computed_maps", methods=["gradient"])
+    assert [t.id for t in saved.trials] == [t.id for t in computed.trials]
+    # the saved maps (float16) decide which pixels are shown
+    maps = load_maps(root / "maps")
+    index = {pid: j for j, pid in enumerate(maps.ids)}
+    order = pixel_order(maps.maps["gradient"][[index[t.item] for t in saved.trials]], seed=1)
+    for k, trial in enumerate(saved.trials):
+        image = split.images[[p.id for p in split.params].index(trial.item)]
+        for step in trial.steps:
+            shown = np.asarray(Image.open(saved.root / step.images[0].image))[::4, ::4]
+            mask = removal_masks(order[k:k + 1], (SIZE, SIZE), step.info["level"], most_relevant=True)[0]
+            assert np.array_equal(shown, np.where(mask[..., None], image, 128))
+    with pytest.raises(Two4TwoError, match="maps: .* has no 'grad_cam'"):
+        export(root, data, "progressive_reveal", methods=["grad_cam"], maps=str(root / "maps"))
+    other = Spread()
+    with torch.no_grad():
+        other.head.weight.mul_(-1)  # predicts the other class everywhere
+    Attributions(other, ["gradient"]).explain(split).save(root / "other_maps")
+    with pytest.raises(Two4TwoError, match="explains other classes than tiny predicts"):
+        export(root, data, "progressive_reveal", methods=["gradient"], maps=str(root / "other_maps"))
 
 
 def test_accept_or_reject_bins_by_the_models_confidence_and_finds_the_nearest_training_images(painted, model):

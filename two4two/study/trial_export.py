@@ -32,6 +32,7 @@ Config (YAML):
     draw: {easy_correct: 2, ...}    # trials per group per participant (defaults per paradigm)
     confidence_edges: [0.7, 0.9]
     neighbours_data: data/study2022_64px  # whose train split 3-NN searches (default: data)
+    maps: maps/cnn                  # optional: maps of `two4two explain attributions` (default: computed)
     too_fast_seconds: 0.5
     seed: 0
 """
@@ -119,6 +120,7 @@ class TrialStudyConfig:
     too_fast_seconds: float = 0.3
     neighbours_pool: int = 5000
     neighbours_data: str | None = None  # dataset whose train split 3-NN searches (default: data)
+    maps: str | None = None  # maps of `two4two explain attributions` to use (default: computed here)
     seed: int = 0
     source: str = "<config>"
 
@@ -130,7 +132,7 @@ class TrialStudyConfig:
 
 
 TRIAL_KEYS = {"name", "paradigm", "model", "data", "split", "methods", "conditions", "images", "draw", "confidence_edges",
-              "too_fast_seconds", "neighbours_pool", "neighbours_data", "seed"}
+              "too_fast_seconds", "neighbours_pool", "neighbours_data", "maps", "seed"}
 
 
 def parse_trial_config(raw: dict, source: str = "<config>") -> TrialStudyConfig:
@@ -176,16 +178,16 @@ def parse_trial_config(raw: dict, source: str = "<config>") -> TrialStudyConfig:
     too_fast = raw.get("too_fast_seconds", 0.3)
     if isinstance(too_fast, bool) or not isinstance(too_fast, (int, float)) or not 0 <= too_fast < 60:
         raise fail("too_fast_seconds", too_fast, "seconds ≥ 0 and < 60")
-    neighbours_data = raw.get("neighbours_data")
-    if neighbours_data is not None and (not isinstance(neighbours_data, str) or not neighbours_data):
-        raise fail("neighbours_data", neighbours_data, "a dataset directory")
+    for key in ("neighbours_data", "maps"):
+        if raw.get(key) is not None and (not isinstance(raw[key], str) or not raw[key]):
+            raise fail(key, raw[key], "a directory")
     draw = raw.get("draw", {})
     if not isinstance(draw, dict) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in draw.values()):
         raise fail("draw", draw, "a mapping group → trials per participant (integers ≥ 1)")
     return TrialStudyConfig(
         name=raw["name"], paradigm=paradigm, model=raw["model"], data=raw["data"], split=str(raw.get("split", "test")),
         methods=tuple(methods), conditions=tuple(conditions), draw=dict(draw), confidence_edges=(float(edges[0]), float(edges[1])),
-        too_fast_seconds=float(too_fast), neighbours_data=neighbours_data, source=source, **values,
+        too_fast_seconds=float(too_fast), neighbours_data=raw.get("neighbours_data"), maps=raw.get("maps"), source=source, **values,
     )
 
 
@@ -234,11 +236,24 @@ def export_trial_study(config: TrialStudyConfig, out_dir: str | Path, overwrite:
 
 
 def _maps(config: TrialStudyConfig, model, split, indices: np.ndarray, methods, progress: bool) -> dict[str, np.ndarray]:
-    """Each method's map of the chosen images, explaining the model's predicted class."""
-    from two4two.explain.attribution import attribution_method
+    """Each method's map of the chosen images, explaining the model's predicted class: computed here,
+    or taken from the maps `two4two explain attributions` saved (`maps:`), which must explain the same."""
+    from two4two.explain.attribution import attribution_method, load_maps
 
     logits = split.logits(model)[indices]
     targets = (logits > 0).astype(np.int64)
+    if config.maps:
+        saved = load_maps(config.maps)
+        where = {pid: j for j, pid in enumerate(saved.ids)}
+        ids = [split.params[i].id for i in indices]
+        missing = [m for m in methods if m not in saved.maps] or [pid for pid in ids if pid not in where]
+        if missing:
+            raise Two4TwoError(f"maps: {config.maps} has no {missing[0]!r} (methods {', '.join(saved.maps)}, {len(saved.ids)} images); "
+                               "explain the split's images with these methods, or drop `maps` to compute them here")
+        rows = np.array([where[pid] for pid in ids])
+        if not np.array_equal(saved.targets[rows], targets):
+            raise Two4TwoError(f"maps: {config.maps} explains other classes than {config.model} predicts (another model?)")
+        return {m: saved.maps[m][rows] for m in methods}
     images, masks = split.images[indices], split.masks[indices]
     return {m: attribution_method(m, model, progress=progress, seed=config.seed).attribute(images, targets, masks) for m in methods}
 
