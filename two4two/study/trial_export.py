@@ -48,7 +48,6 @@ import numpy as np
 
 from two4two.errors import ConfigError, Two4TwoError
 from two4two.study.bundle import FORMAT, VERSION, write_manifest
-from two4two.study.pictures import built_beside, save_enlarged, tutorial_pictures
 from two4two.study.paradigms import (
     ACCEPT_REJECT,
     CLASS_NAMES,
@@ -60,6 +59,7 @@ from two4two.study.paradigms import (
     REVEAL_LEVELS,
     YES,
 )
+from two4two.study.pictures import built_beside, save_enlarged, tutorial_pictures
 
 NO_EXPLANATION = {ACCEPT_REJECT: "confidence", GUESS_OUTPUT: "no_map"}
 KNN = "knn"
