@@ -361,6 +361,7 @@ class FaithfulnessResult:
                 ax.plot(r.levels, r.accuracy, marker="o", ms=3, color=colours(i % 20), label=LABELS.get(m, m))
             ax.set_xscale("log")
             ax.set_xticks(list(self.reveal[next(iter(self.reveal))].levels), [f"{p:g}" for p in next(iter(self.reveal.values())).levels])
+            ax.minorticks_off()  # the log axis' own minor labels would print over the levels
             ax.set_title("only the top p % of pixels shown", fontsize=9)
             ax.set_xlabel("% of pixels shown")
             ax.set_ylabel("accuracy")
