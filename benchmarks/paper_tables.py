@@ -197,7 +197,7 @@ def write_doc(sections: list[str], stages: Stages) -> None:
     finished, and a run of some tables (--only) keeps the others the file already holds."""
     timing = ["## Wall time per stage on this machine", "", "| stage | minutes |", "|---|---|"]
     timing += [f"| {label} | {seconds / 60:.1f} |" for label, seconds in stages.times.items()]
-    new = _by_heading("\n".join(sections + timing))
+    new = _by_heading("\n".join(sections + timing) + "\n")  # each part ends its line: a later part cannot join it
     old = _by_heading(DOC.read_text()) if DOC.exists() else {}
     merged = {**old, **new}  # the old order, new tables replacing theirs, then tables the file did not have
     atomic_write_text(DOC, "".join(merged.values()).rstrip("\n") + "\n")

@@ -222,48 +222,49 @@ class WebParticipant:
     def submit(self, seq: int, **fields):
         return self.request("POST", "/study", data={"seq": str(seq), **fields})
 
-    def complete_trials(self, choose, on_page=None) -> dict:
-        """Walk a trial-paradigm bundle from consent to the end, answering comprehension questions
-        right and each trial step with `choose(info)`; returns the final page's info."""
+    def walk(self, fields_for, on_page=None) -> dict:
+        """Consent, then submit each page with `fields_for(info)` until the study ends; returns the
+        final page's info. `on_page(info)` runs before each submission (e.g. to move a test clock)."""
         self.consent()
         while True:
             info = self.page()
-            kind = info["kind"]
-            if kind in ("complete", "excluded"):
+            if info["kind"] in ("complete", "excluded"):
                 return info
             if on_page:
                 on_page(info)
-            fields: dict[str, str] = {}
-            if kind == "comprehension":
-                fields = {name: TRIAL_COMPREHENSION_ANSWER for name in info["radios"]}
-            elif kind == "trial":
-                fields = {"trial": info["trial"], "step": info["step"], "answer": choose(info)}
-            response = self.submit(info["seq"], **fields)
-            assert response.status_code == 303, (kind, response.status_code, response.text[:500])
+            response = self.submit(info["seq"], **fields_for(info))
+            assert response.status_code == 303, (info["kind"], response.status_code, response.text[:500])
+
+    def complete_trials(self, choose, on_page=None) -> dict:
+        """Walk a trial-paradigm bundle to the end, answering comprehension questions right and
+        each trial step with `choose(info)`."""
+        def fields_for(info: dict) -> dict[str, str]:
+            if info["kind"] == "comprehension":
+                return {name: TRIAL_COMPREHENSION_ANSWER for name in info["radios"]}
+            if info["kind"] == "trial":
+                return {"trial": info["trial"], "step": info["step"], "answer": choose(info)}
+            return {}
+
+        return self.walk(fields_for, on_page)
 
     def complete(self, answers: dict[str, str], justification: str, fail_comprehension: int = 0, on_page=None) -> dict:
-        """Walk from consent to the end; `answers` per attribute; returns the final page's info.
-        `on_page(info)` runs before each submission (e.g. to move a test clock)."""
-        self.consent()
+        """Walk the 2022 study to the end; `answers` per attribute; the first `fail_comprehension`
+        comprehension attempts fail."""
         failures = 0
-        while True:
-            info = self.page()
-            kind = info["kind"]
-            if kind in ("complete", "excluded"):
-                return info
-            if on_page:
-                on_page(info)
-            fields: dict[str, str] = {}
-            if kind == "comprehension":
-                condition = next(c for c, qs in COMPREHENSION.items() if f"q_{qs[0][0]}" in info["radios"])
-                self.condition = condition
-                fields = comprehension_answers(condition, correct=failures >= fail_comprehension)
+
+        def fields_for(info: dict) -> dict[str, str]:
+            nonlocal failures
+            if info["kind"] == "comprehension":
+                self.condition = next(c for c, qs in COMPREHENSION.items() if f"q_{qs[0][0]}" in info["radios"])
+                fields = comprehension_answers(self.condition, correct=failures >= fail_comprehension)
                 failures += 1
-            elif kind == "question":
+                return fields
+            if info["kind"] == "question":
                 a = info["attribute"]
-                fields = {"attribute": a, "answer": answers[a], "justification": f"{justification} ({a})"}
-            response = self.submit(info["seq"], **fields)
-            assert response.status_code == 303, (kind, response.status_code, response.text[:500])
+                return {"attribute": a, "answer": answers[a], "justification": f"{justification} ({a})"}
+            return {}
+
+        return self.walk(fields_for, on_page)
 
 
 # ---------------------------------------------------------------- trial-paradigm bundles
