@@ -1,6 +1,7 @@
 """The paper's tables on the original's animal: our figures beside Sixt et al. (2022), table by table.
 
     python benchmarks/paper_tables.py [--only cnn|inn|observer ...] [--bootstrap B]
+                                      [--inn-configs C ...] [--observer-config C]
 
 Builds what is missing and reuses what is finished (renders resume, trainings resume from
 their last epoch with `--resume` semantics), then prints and writes docs/paper_tables.md:
@@ -11,6 +12,10 @@ their last epoch with `--resume` semantics), then prints and writes docs/paper_t
     99 % of the INN's logits, read by the observer (configs/observer-cpu.yaml);
   * Table 7: the observer's test MSE per attribute on the [0, 1] scale, beside the mean predictor;
 and regenerates the README's model figures (counterfactual grid, baseline grid, concepts).
+`--inn-configs` adds experiment INNs (e.g. configs/inn-cpu-phi6.yaml): each gets its own Table
+1/3 and Table 6 sections, headed by its config's name, and its figures under
+benchmarks/results/paper_tables/<config>/, so the shipped INN's sections and the README's
+figures stay the shipped INN's. `--observer-config` does the same for the observer.
 Each stage's wall time on this machine is kept in benchmarks/results/paper_tables/timings.json,
 so a rerun that reuses a stage still reports what it cost when it ran.
 """
@@ -59,6 +64,8 @@ PAPER_AUDIT = {
     "obj_rotation_yaw": 0.102, "position_x": 0.105, "position_y": 0.103, "bending": 0.059,
     "bg_color": 0.045, "obj_rotation_roll": 0.003,
 }
+SHIPPED_INN = ROOT / "configs/inn-cpu.yaml"
+SHIPPED_OBSERVER = ROOT / "configs/observer-cpu.yaml"
 PAPER_OBSERVER_MSE = 0.0022  # Table 7: every attribute at or below this, 128 px, on a GPU
 PAPER_INN_ACCURACY = 0.967
 
@@ -117,7 +124,7 @@ def importance_table(stages: Stages, name: str, checkpoint: Path, study: Path, b
     model = load_classifier(checkpoint)
     result = stages.run(f"importance: {name}", lambda: Importance(
         model, n_resamples=bootstrap, model_name=name, training_params=training_split_of(checkpoint)).evaluate(Split(study, "test")))
-    result.write(OUT, f"importance_{name.split()[0].lower()}")
+    result.write(OUT, "importance_" + name.lower().replace(" ", "_"))
     rows = {r.attribute: r for r in result.rows}
     lines = ["| factor | flip % (ours) | paper's INN | median \\|Δlogit\\| (ours) | paper's INN | R² (ours) | paper's INN |",
              "|---|---|---|---|---|---|---|"]
@@ -147,7 +154,13 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--cnn-seeds", type=int, nargs="*", default=[1, 2],
                         help="more seeds of the small CNN, for the run-to-run spread (none: skip)")
+    parser.add_argument("--inn-configs", type=Path, nargs="+", default=[SHIPPED_INN],
+                        help="INN configs to tabulate; any but the shipped one is an experiment with sections of its own")
+    parser.add_argument("--observer-config", type=Path, default=SHIPPED_OBSERVER,
+                        help="the observer that reads Tables 6 and 7")
     args = parser.parse_args()
+    args.inn_configs = [_rooted(c) for c in args.inn_configs]
+    args.observer_config = _rooted(args.observer_config)
     stages = Stages(OUT / "timings.json")
     sections = ["# The paper's tables on the original's animal",
                 "",
@@ -167,17 +180,9 @@ def main() -> None:
         write_doc(sections, stages)
 
     if "inn" in args.only:
-        inn_config = ROOT / "configs/inn-cpu.yaml"
-        ckpt = stages.run("train INN", lambda: train(inn_config), reused=trained(inn_config))
-        inn = load_classifier(ckpt)
-        images, _ = load_split_arrays(study, "test", progress=False)
-        acc, bits = accuracy(inn, study), inn.bits_per_dim(images)
-        _, table = importance_table(stages, "INN", ckpt, study, args.bootstrap)
-        sections += [f"## Table 1/3, INN (test accuracy {acc:.3f}, paper {PAPER_INN_ACCURACY}; "
-                     f"test bits per dimension {bits:.3f})", "", table, ""]
-        print("\n".join(sections[-4:]))
-        write_doc(sections, stages)
-        figures(stages, inn, ckpt, study)
+        for inn_config in args.inn_configs:
+            sections += inn_tables(stages, inn_config, study, args)
+            write_doc(sections, stages)
 
     if "observer" in args.only:
         sections += observer_tables(stages, study, args)
@@ -190,6 +195,30 @@ def main() -> None:
 
     write_doc(sections, stages)
     print(f"\nwrote {DOC}")
+
+
+def _rooted(path: Path) -> Path:
+    return path if path.is_absolute() else (ROOT / path).resolve()
+
+
+def experiment_tag(config_path: Path, shipped: Path) -> str:
+    """'' for the shipped config, else ' <config stem>': the sections and stages of an experiment are its own."""
+    return "" if config_path.resolve() == shipped.resolve() else f" {config_path.stem}"
+
+
+def inn_tables(stages: Stages, inn_config: Path, study: Path, args) -> list[str]:
+    """Table 1/3 of one INN config, its accuracy and bits/dim; the README's figures for the shipped one."""
+    tag = experiment_tag(inn_config, SHIPPED_INN)
+    ckpt = stages.run(f"train INN{tag}", lambda: train(inn_config), reused=trained(inn_config))
+    inn = load_classifier(ckpt)
+    images, _ = load_split_arrays(study, "test", progress=False)
+    acc, bits = accuracy(inn, study), inn.bits_per_dim(images)
+    _, table = importance_table(stages, f"INN{tag}", ckpt, study, args.bootstrap)
+    lines = [f"## Table 1/3, INN{tag} (test accuracy {acc:.3f}, paper {PAPER_INN_ACCURACY}; "
+             f"test bits per dimension {bits:.3f})", "", table, ""]
+    print("\n".join(lines))
+    figures(stages, inn, study, ROOT / "docs" if not tag else OUT / tag.strip(), tag)
+    return lines
 
 
 def write_doc(sections: list[str], stages: Stages) -> None:
@@ -223,24 +252,29 @@ def observer_tables(stages: Stages, study: Path, args) -> list[str]:
     data_config = ROOT / "configs/unbiased_observer_64px.yaml"
     unbiased = stages.run("render unbiased_observer_64px", lambda: render(data_config),
                           reused=(ROOT / "data/unbiased_observer_64px/manifest.json").exists())
-    obs_config = ROOT / "configs/observer-cpu.yaml"
-    observer = load_observer(stages.run("train observer", lambda: train(obs_config), reused=trained(obs_config)))
+    obs_config, obs_tag = args.observer_config, experiment_tag(args.observer_config, SHIPPED_OBSERVER)
+    observer = load_observer(stages.run(f"train observer{obs_tag}", lambda: train(obs_config), reused=trained(obs_config)))
     images, params = load_split_arrays(unbiased, "test", progress=False)
     record = observer.validation_record(images, params)
     trivial = mean_predictor_mse(read_split(unbiased, "train"), params)
-    lines = ["## Table 7, observer test MSE on the [0, 1] scale (unbiased test split)", "",
+    lines = [f"## Table 7, observer{obs_tag} test MSE on the [0, 1] scale (unbiased test split)", "",
              "| attribute | MSE (ours) | mean predictor | ratio | paper |", "|---|---|---|---|---|"]
     for a in OBSERVED:
         mse = record[f"mse_{a}"]
         lines.append(f"| {ATTRIBUTES[a].label} | {mse:.5f} | {trivial[a]:.5f} | {mse / trivial[a]:.3f} | ≤ {PAPER_OBSERVER_MSE} |")
     lines.append("")
-    inn_config = ROOT / "configs/inn-cpu.yaml"
-    if trained(inn_config):
+    for inn_config in args.inn_configs:
+        if not trained(inn_config):
+            continue
+        tag = experiment_tag(inn_config, SHIPPED_INN)
+        read_by = f", read by observer{obs_tag}" if obs_tag else ""
         inn = load_classifier(ROOT / load_train_config(inn_config).output_dir)
-        audit = stages.run("audit (Table 6)", lambda: CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(Split(study, "test")))
-        audit.write(OUT, "audit")
+        audit = stages.run(f"audit (Table 6){tag}{obs_tag}",
+                           lambda: CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(Split(study, "test")))
+        audit.write(OUT, f"audit{tag.replace(' ', '_')}{obs_tag.replace(' ', '_')}")
         change = audit.change()
-        lines += ["## Table 6, change along INN counterfactual interpolations (99 % of the logits, observer's reading)", "",
+        lines += [f"## Table 6, change along INN{tag} counterfactual interpolations{read_by} "
+                  f"(99 % of the logits, {audit.targets[0]:+.2f} … {audit.targets[-1]:+.2f}, observer's reading)", "",
                   "| attribute | mean max−min (ours) | std | paper |", "|---|---|---|---|"]
         for a in sorted(change, key=lambda a: -change[a][0]):
             lines.append(f"| {ATTRIBUTES[a].label} | {change[a][0]:.3f} | {change[a][1]:.3f} | {PAPER_AUDIT.get(a, float('nan')):.3f} |")
@@ -270,8 +304,8 @@ def seed_spread(stages: Stages, study: Path, args) -> list[str]:
     return lines + [""]
 
 
-def figures(stages: Stages, inn, checkpoint: Path, study: Path) -> None:
-    """The README's model figures, from the INN on the original's animal."""
+def figures(stages: Stages, inn, study: Path, out_dir: Path, tag: str = "") -> None:
+    """The README's model figures (into docs/ for the shipped INN, an experiment's own folder otherwise)."""
     from PIL import Image
 
     from two4two.explain.baseline import Baseline
@@ -284,13 +318,14 @@ def figures(stages: Stages, inn, checkpoint: Path, study: Path) -> None:
         if sidecar.exists():
             sidecar.unlink()
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     split = Split(study, "test")
-    grid = stages.run("figure: counterfactual grid", lambda: Counterfactuals(inn, rows=10).explain(split, seed=0))
-    small(grid.save(ROOT / "docs" / "inn_counterfactuals.png", dpi=90)["png"])
-    base = stages.run("figure: baseline grid", lambda: Baseline(inn, rows=10).explain(split, seed=0))
-    small(base.save(ROOT / "docs" / "study_baseline.png", dpi=90)["png"])
-    concepts = stages.run("figure: concepts", lambda: Concepts(inn, images=500).explain(split, seed=0))
-    small(concepts.save(ROOT / "docs" / "concepts_inn.png", dpi=90)["png"])
+    grid = stages.run(f"figure: counterfactual grid{tag}", lambda: Counterfactuals(inn, rows=10).explain(split, seed=0))
+    small(grid.save(out_dir / "inn_counterfactuals.png", dpi=90)["png"])
+    base = stages.run(f"figure: baseline grid{tag}", lambda: Baseline(inn, rows=10).explain(split, seed=0))
+    small(base.save(out_dir / "study_baseline.png", dpi=90)["png"])
+    concepts = stages.run(f"figure: concepts{tag}", lambda: Concepts(inn, images=500).explain(split, seed=0))
+    small(concepts.save(out_dir / "concepts_inn.png", dpi=90)["png"])
 
 
 if __name__ == "__main__":
