@@ -49,9 +49,15 @@ def test_recovery_cuts_a_torn_line_and_lines_whose_files_are_missing(tmp_path, p
     with open(jsonl, "a") as fh:
         fh.write(planned[6].to_json()[:30])
     (tmp_path / "s" / "masks" / f"{planned[4].id}.png").unlink()
+    # kill -9 inside an atomic write: sample 6's mask never got past its temporary name.
+    killed = tmp_path / "s" / "masks" / f".{planned[6].id}.png.x7q2.tmp"
+    killed.write_bytes(b"")
+    mine = tmp_path / "s" / "masks" / "notes.tmp"  # not a name atomic_write makes: left alone
+    mine.write_text("keep")
     resumed = SplitWriter(tmp_path / "s", planned)
     assert resumed.next_index == 4 and resumed.remaining == [4, 5, 6, 7, 8, 9]
     assert jsonl.read_text().count("\n") == 4 and jsonl.read_text().endswith("\n")
+    assert not killed.exists() and mine.read_text() == "keep"
     for i in resumed.remaining:
         resumed.write(i, *fake_render(planned[i]))
     resumed.close()

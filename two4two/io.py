@@ -28,6 +28,12 @@ def _process_umask() -> int:
 FILE_MODE = 0o666 & ~_process_umask()
 
 
+def is_interrupted_write(path: Path) -> bool:
+    """A temporary file of `atomic_write` (hidden, ending in .tmp): if it is still there when no
+    writer runs, its write was killed before the rename, and the file it was for was never written."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def _temporary_beside(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -28,7 +28,7 @@ from two4two.dataset.layout import (
 )
 from two4two.dataset.writer import SplitWriter, png_bytes, prepare_output
 from two4two.errors import Two4TwoError
-from two4two.io import atomic_write_bytes
+from two4two.io import atomic_write_bytes, is_interrupted_write
 from two4two.locks import LOCK_NAME, exclusive
 from two4two.parameters import SceneParameters, iter_jsonl
 
@@ -158,7 +158,7 @@ def repair_damaged(job: RenderJob, workers=None, progress: bool = True, backend:
 
     report = verify(job.root, progress=progress)
     for path in report.unexpected:
-        if path.name.endswith(".tmp") and path.parent.name in ("images", "masks"):
+        if is_interrupted_write(path) and path.parent.name in ("images", "masks"):
             path.unlink(missing_ok=True)
     todo: list[tuple[str, SceneParameters]] = []
     for split, ids in report.damaged.items():  # a sample's line is its parameters (interventions added later too)

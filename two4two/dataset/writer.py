@@ -2,7 +2,8 @@
 
 A sample is done only when its line is in parameters.jsonl, and the line is written
 only after both PNGs were written to temporary names and renamed into place; it records
-their SHA-256, so damage found later is damage (`two4two verify`). Lines are appended in
+their SHA-256, so damage found later is damage (`two4two verify`). A write killed before
+its rename leaves a temporary file; reopening the split removes it. Lines are appended in
 the planned order, so a resumed run produces the same files as an uninterrupted one. The
 caller holds the dataset's lock (two4two.locks): one writer per dataset.
 """
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, fingerprint, read_manifest, sha256_hex
-from two4two.io import atomic_write_bytes
+from two4two.io import atomic_write_bytes, is_interrupted_write
 from two4two.locks import LOCK_NAME
 from two4two.parameters import CHECKSUMS_KEY, SceneParameters
 
@@ -44,6 +45,21 @@ def _complete_png(path: Path) -> bool:
         return False
 
 
+def remove_interrupted_writes(split_dir: Path) -> list[Path]:
+    """Delete what writes killed mid-way (kill -9, power loss) left in a split's images/ and masks/.
+
+    The caller holds the dataset's lock, so no write is running: each such file belongs to a
+    sample whose line was never written, which the resumed render writes again.
+    """
+    removed = []
+    for folder in (split_dir / "images", split_dir / "masks"):
+        for path in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
+            if is_interrupted_write(path):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 class SplitWriter:
     """Writes one split's samples; knows which are done and appends lines in planned order."""
 
@@ -55,6 +71,7 @@ class SplitWriter:
         self.jsonl = split_dir / "parameters.jsonl"
         self.images.mkdir(parents=True, exist_ok=True)
         self.masks.mkdir(parents=True, exist_ok=True)
+        remove_interrupted_writes(split_dir)
         self.next_index = self._recover()
         self._pending: dict[int, str] = {}
         try:
