@@ -81,11 +81,14 @@ class Stages:
         t0 = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - t0
-        if not reused or label not in self.times:
+        if not reused:
             self.times[label] = seconds
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.path, self.times)
-        print(f"[{label}: {self.times[label] / 60:.1f} min{' (first run; reused now)' if reused else ''}]")
+        if label in self.times:
+            print(f"[{label}: {self.times[label] / 60:.1f} min{' (first run; reused now)' if reused else ''}]")
+        else:  # built before this machine kept timings: docs/paper_tables.md keeps the time it took then
+            print(f"[{label}: reused; its first run's time is not on record here]")
         return result
 
 
@@ -224,12 +227,31 @@ def inn_tables(stages: Stages, inn_config: Path, study: Path, args) -> list[str]
 def write_doc(sections: list[str], stages: Stages) -> None:
     """docs/paper_tables.md with the tables so far: a run stopped by the end of a session keeps what it
     finished, and a run of some tables (--only) keeps the others the file already holds."""
-    timing = ["## Wall time per stage on this machine", "", "| stage | minutes |", "|---|---|"]
-    timing += [f"| {label} | {seconds / 60:.1f} |" for label, seconds in stages.times.items()]
-    new = _by_heading("\n".join(sections + timing) + "\n")  # each part ends its line: a later part cannot join it
     old = _by_heading(DOC.read_text()) if DOC.exists() else {}
+    # Stage times: those the file holds (another machine's or session's), updated by this run's.
+    minutes = {**_timing_rows(old.get(TIMING_HEADING, "")), **{label: s / 60 for label, s in stages.times.items()}}
+    timing = [f"{TIMING_HEADING} (a stage shared with other jobs took longer than alone)", "", "| stage | minutes |", "|---|---|"]
+    timing += [f"| {label} | {m:.1f} |" for label, m in minutes.items()]
+    new = _by_heading("\n".join(sections + timing) + "\n")
     merged = {**old, **new}  # the old order, new tables replacing theirs, then tables the file did not have
-    atomic_write_text(DOC, "".join(merged.values()).rstrip("\n") + "\n")
+    # Each part ends in one blank line, so no table runs into the heading after it.
+    atomic_write_text(DOC, "\n\n".join(part.strip("\n") for part in merged.values()) + "\n")
+
+
+TIMING_HEADING = "## Wall time per stage on this machine"
+
+
+def _timing_rows(part: str) -> dict[str, float]:
+    """The stage → minutes rows of the timing table in an earlier docs/paper_tables.md."""
+    rows = {}
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] not in ("stage", "---"):
+            try:
+                rows[cells[0]] = float(cells[1])
+            except ValueError:
+                continue
+    return rows
 
 
 def _by_heading(text: str) -> dict[str, str]:
