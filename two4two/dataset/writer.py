@@ -45,19 +45,16 @@ def _complete_png(path: Path) -> bool:
         return False
 
 
-def remove_interrupted_writes(split_dir: Path) -> list[Path]:
+def remove_interrupted_writes(split_dir: Path) -> None:
     """Delete what writes killed mid-way (kill -9, power loss) left in a split's images/ and masks/.
 
     The caller holds the dataset's lock, so no write is running: each such file belongs to a
     sample whose line was never written, which the resumed render writes again.
     """
-    removed = []
     for folder in (split_dir / "images", split_dir / "masks"):
-        for path in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
+        for path in folder.iterdir():
             if is_interrupted_write(path):
                 path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
 
 
 class SplitWriter:
