@@ -28,10 +28,13 @@ Where it differs on purpose:
   the animal as a mid-grey background would, while a changed bg_color never changes an
   animal pixel and a changed obj_color never a background pixel. The original lets a
   coloured background tint the animal; near-neutral backgrounds look the same.
-* Box pixel filter of 1 px (the original: Blackman–Harris 1.5 px), so pixels ≥ 1 px away
-  from the silhouette see only their own object.
-* Noise: `denoise` filters each object's pixels from that object's pixels only
-  (`blender_scripts/denoise.py`), so it cannot break isolation.
+* Pixel filter: the original's Blackman–Harris of 1.5 px (`pixel_filter_width`). A 1 px box
+  (this scene's earlier filter) gives harder edges than the original's; at 128 samples the
+  Blackman–Harris render differs from the original by 0.8/255 on the silhouette's edge ring,
+  the box by 3.3/255 (benchmarks/fidelity.py --experiments).
+* Noise: `denoise` estimates the background from background pixels, the animal from animal
+  pixels and the antialiased edge from edge pixels (`blender_scripts/denoise.py`), guided by
+  Cycles' Cryptomatte coverage and Normal pass, so it cannot break isolation.
 The mask is Cycles' Object Index pass: the object hit by the first sample of a pixel.
 """
 
@@ -73,13 +76,14 @@ class AnimalScene:
 
     samples: Cycles samples per pixel; denoise: the mask-aware filter (see module doc);
     subdivision_levels: Catmull–Clark render level (the original: 5); look: "pale"
-    (Filmic, the original's) or "saturated"; threads: 0 = all cores.
+    (Filmic, the original's) or "saturated"; pixel_filter_width: of the Blackman–Harris pixel
+    filter, in px (the original: 1.5); threads: 0 = all cores.
     Keyword-only knobs are for experiments (benchmarks); the defaults are the chosen settings.
     """
 
-    def __init__(self, resolution=(128, 128), samples=8, denoise=True, subdivision_levels=3, look="pale",
-                 threads=0, *, seed=0, pixel_filter=("BOX", 1.0), isolate=True, sampling_pattern=None,
-                 max_bounces=None, light_tree=False, tmpdir=None, quiet=True):
+    def __init__(self, resolution=(128, 128), samples=16, denoise=True, subdivision_levels=3, look="pale",
+                 pixel_filter_width=1.5, threads=0, *, seed=0, pixel_filter_type="BLACKMAN_HARRIS", isolate=True,
+                 sampling_pattern=None, max_bounces=None, light_tree=False, tmpdir=None, quiet=True):
         if look not in LOOKS:
             raise ValueError(f"look: expected one of {', '.join(LOOKS)}, got {look!r}")
         self.resolution = (int(resolution[0]), int(resolution[1]))
@@ -94,7 +98,8 @@ class AnimalScene:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = bpy.context.scene
         self.scene = sc
-        self._render_settings(sc, samples, threads, seed, pixel_filter, sampling_pattern, max_bounces, light_tree)
+        self._render_settings(sc, samples, threads, seed, (pixel_filter_type, pixel_filter_width), sampling_pattern,
+                              max_bounces, light_tree)
         self._view = _filmic_lut(tmpdir) if look == "pale" else None
 
         cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
@@ -179,6 +184,7 @@ class AnimalScene:
         vl.use_pass_combined = True
         vl.use_pass_object_index = True
         vl.use_pass_z = False
+        vl.use_pass_normal = True  # the denoiser's guide: shading on diffuse blocks follows the normal
         vl.use_pass_cryptomatte_object = True  # per-pixel coverage of the two main objects
         vl.pass_cryptomatte_depth = 2
         s = r.image_settings
@@ -219,7 +225,10 @@ class AnimalScene:
             r.resolution_x, r.resolution_y = self.resolution
 
     def render_raw(self):
-        """Render the current state -> (linear RGB float32 (H, W, 3), labels uint8 (H, W)), top row first."""
+        """Render the current state -> (linear RGB float32 (H, W, 3), labels uint8 (H, W)), top row first.
+
+        Also keeps the render's Cryptomatte coverage (`last_coverage`) and normals (`last_normal`).
+        """
         self.scene.render.filepath = self._exr_path
         with _silence_stdout(self.quiet):
             bpy.ops.render.render(write_still=True)
@@ -227,6 +236,7 @@ class AnimalScene:
         self.last_stats = {k.split(".")[-1]: header[k].decode() for k in header if k.startswith("cycles.")}
         rgb = np.stack([channels["ViewLayer.Combined." + c] for c in "RGB"], axis=-1)
         self.last_coverage = _coverage(channels, header)
+        self.last_normal = np.stack([channels["ViewLayer.Normal." + c] for c in "XYZ"], axis=-1)
         return rgb, np.rint(channels["ViewLayer.Object Index.X"]).astype(np.uint8)
 
     def to_display(self, rgb: np.ndarray) -> np.ndarray:
@@ -239,9 +249,9 @@ class AnimalScene:
         self.update(params)
         rgb, mask = self.render_raw()
         if self.denoise:
-            from blender_scripts.denoise import denoise_by_label
+            from blender_scripts.denoise import denoise
 
-            rgb = denoise_by_label(rgb, mask, self.last_coverage)
+            rgb = denoise(rgb, mask, self.last_coverage, self.last_normal)
         image = self.to_display(rgb)
         if params["fliplr"]:
             image, mask = image[:, ::-1], mask[:, ::-1]

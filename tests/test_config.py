@@ -109,6 +109,9 @@ def test_intervention_splits_point_back_and_are_seeded():
             r"sampler_args\.spherical\.stretchy: this distribution",
         ),
         (minimal(splits={"train_intervened_x": {"n": 5}}), r"split names must be identifiers"),
+        (minimal(render={"pixel_filter_width": 0}), r"render\.pixel_filter_width: expected a number of px in \[0\.01, 10\], got 0"),
+        (minimal(render={"pixel_filter_width": True}), r"render\.pixel_filter_width: expected a number of px"),
+        (minimal(render={"pixel_filter": 1.5}), r"render\.pixel_filter: unknown key; allowed: .*pixel_filter_width"),
     ],
 )
 def test_errors_name_the_key_path(raw, message):
@@ -169,3 +172,9 @@ def test_sampler_by_module_path_and_split_overrides():
     batch = config.sample_split("train")
     assert batch.columns["bg_color"].max() <= 0.1
     assert batch[0].resolution == (32, 48)
+
+
+def test_the_pixel_filter_width_reaches_the_render_settings():
+    config = parse_config(minimal(render={"pixel_filter_width": 2.0}), "cfg.yaml")
+    assert config.render_settings().pixel_filter_width == 2.0
+    assert parse_config(minimal(), "cfg.yaml").render_settings().pixel_filter_width == 1.5  # the original's

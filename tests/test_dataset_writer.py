@@ -104,15 +104,18 @@ def test_prepare_output_refuses_foreign_or_different_data(tmp_path):
     assert not (root / "train").exists() and not (root / "manifest.json").exists()
 
 
-def test_a_dataset_of_the_old_animal_is_never_resumed_or_mixed(tmp_path):
+@pytest.mark.parametrize("old_format, why", [
+    (1, "rendered before two4two drew the original Two4Two animal"),
+    (2, "rendered with a 1 px box filter and a denoiser that painted dark fringes"),
+])
+def test_a_dataset_of_an_older_format_is_never_resumed_or_mixed(tmp_path, old_format, why):
     identity = {"config": {"a": 1}}
     root = tmp_path / "old"
     (root / "train").mkdir(parents=True)
-    # Format 1: rendered before the animal matched the original renderer.
-    write_manifest(root, {"format": 1, "name": "x", "fingerprint": fingerprint(identity), "status": "incomplete",
+    write_manifest(root, {"format": old_format, "name": "x", "fingerprint": fingerprint(identity), "status": "incomplete",
                           "splits": {"train": {}}})
     for resume in (True, False):
-        with pytest.raises(DatasetError, match=r"format 1, rendered before .* writes format 2 .* --overwrite"):
+        with pytest.raises(DatasetError, match=rf"format {old_format}, {why}.* writes format {FORMAT_VERSION} .* --overwrite"):
             prepare_output(root, identity, resume=resume, overwrite=False)
     assert (root / "train").exists()  # nothing was touched
     assert prepare_output(root, identity, resume=False, overwrite=True) is None

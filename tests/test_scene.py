@@ -14,9 +14,11 @@ RES = 64
 
 @pytest.fixture(scope="module")
 def scene():
+    """The shipped render settings (denoiser on): isolation is a property of what users get."""
     from blender_scripts.scene import AnimalScene
+    from two4two.render import RenderSettings
 
-    s = AnimalScene(resolution=(RES, RES), samples=8, denoise=False)
+    s = AnimalScene(resolution=(RES, RES), **RenderSettings().to_dict())
     yield s
     s.close()
 

@@ -31,7 +31,7 @@ from two4two.parameters import SAMPLED_ATTRIBUTES
 from two4two.sampling import Sampler, SceneBatch, resolve_sampler
 
 TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")
-RENDER_KEYS = ("samples", "denoise", "subdivision_levels", "look")
+RENDER_KEYS = ("samples", "denoise", "subdivision_levels", "look", "pixel_filter_width")
 SPLIT_KEYS = ("n", "interventions", "sampler_args")
 # Intervention splits are stored beside their split as "<split>_intervened_<attribute>".
 INTERVENTION_SEPARATOR = "_intervened_"
@@ -160,6 +160,9 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
             from two4two.render import LOOKS
 
             _expect(value in LOOKS, where, f"expected one of {', '.join(LOOKS)}, got {value!r}")
+        elif key == "pixel_filter_width":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.01 <= value <= 10
+            _expect(ok, where, f"expected a number of px in [0.01, 10], got {value!r}")
         else:
             _expect(_is_int(value) and 0 <= value <= 6, where, f"expected an integer in [0, 6], got {value!r}")
 

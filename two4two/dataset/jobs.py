@@ -18,6 +18,7 @@ from two4two.dataset.layout import (
     FORMAT_VERSION,
     MANIFEST,
     DatasetError,
+    check_format,
     fingerprint,
     package_versions,
     read_manifest,
@@ -218,6 +219,7 @@ def add_intervention_splits(
                for name, attribute in wanted.items() if manifest["counts"].get(name) != len(originals)}
     if missing:
         check_backend(backend, pool_options.get("address"))
+        check_format(root, manifest)  # new splits must be rendered as the old ones were
         settings = RenderSettings(**manifest["render_settings"])
         with exclusive(root, "dataset"):
             manifest = read_manifest(root)  # as the lock's holder left it
@@ -263,6 +265,7 @@ def add_removal_splits(
                if manifest["counts"].get(name) != len(originals)}
     if missing:
         check_backend(backend, pool_options.get("address"))
+        check_format(root, manifest)  # new splits must be rendered as the old ones were
         settings = RenderSettings(**manifest["render_settings"])
         with exclusive(root, "dataset"):
             manifest = read_manifest(root)

@@ -29,15 +29,30 @@ from two4two.errors import Two4TwoError
 from two4two.io import atomic_write_bytes
 from two4two.parameters import CHECKSUMS_KEY, SceneParameters, iter_jsonl
 
-# 2: the animal of the original Two4Two renderer (rotation axes, centring, block shape, pale
-# Filmic look); format 1 rendered a different animal, so the two never mix in one dataset.
-FORMAT_VERSION = 2
+# 3: the original's 1.5 px Blackman–Harris pixel filter and a denoiser that leaves no dark
+# fringes on the blocks' shaded edges. Older formats never mix with it in one dataset; what
+# each one was, for the message that refuses it:
+FORMAT_VERSION = 3
+OLD_FORMATS = {
+    1: "rendered before two4two drew the original Two4Two animal",
+    2: "rendered with a 1 px box filter and a denoiser that painted dark fringes on the blocks' shaded edges",
+}
 MANIFEST = "manifest.json"
 MASK_LABELS = ("background", *BLOCK_NAMES)  # a mask pixel's value indexes this
 
 
 class DatasetError(Two4TwoError):
     """The output directory holds something else, or a dataset is incomplete or damaged."""
+
+
+def check_format(root, manifest: dict) -> None:
+    """Refuse a dataset of another format with a message that says what it was."""
+    found = manifest.get("format")
+    if found != FORMAT_VERSION:
+        what = OLD_FORMATS.get(found, "written by another version of two4two")
+        raise DatasetError(
+            f"{root}: holds a dataset of format {found!r}, {what}; this version writes format {FORMAT_VERSION} "
+            "and will not mix the two. Render into another -o, or pass --overwrite to replace it")
 
 
 def package_versions() -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, fingerprint, read_manifest, sha256_hex
+from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, check_format, fingerprint, read_manifest, sha256_hex
 from two4two.io import atomic_write_bytes, is_interrupted_write
 from two4two.locks import LOCK_NAME
 from two4two.parameters import CHECKSUMS_KEY, SceneParameters
@@ -159,12 +159,8 @@ def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) ->
         if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()) and not overwrite:
             raise DatasetError(f"{root}: exists and is not a two4two dataset; choose another -o or pass --overwrite")
         return None
-    if old.get("format") != FORMAT_VERSION and not overwrite:
-        raise DatasetError(
-            f"{root}: holds a dataset of format {old.get('format')!r}, rendered before two4two drew the original "
-            f"Two4Two animal; this version writes format {FORMAT_VERSION} and will not mix the two. "
-            "Render into another -o, or pass --overwrite to replace it"
-        )
+    if not overwrite:
+        check_format(root, old)
     if old.get("fingerprint") == fp and not overwrite:
         if old.get("status") == "complete" and not resume:
             return old
