@@ -109,20 +109,28 @@ def _guided_mean(out, values, sources, targets, guide, radius, sigma) -> None:
     ty, tx = np.nonzero(targets)
     if ty.size == 0 or not sources.any():
         return
-    r = radius
+    r, channels = radius, guide.shape[-1]
     width = sources.shape[1] + 2 * r  # everything padded by the radius: every neighbour index is valid
     padded_sources = np.pad(sources, r).ravel()
-    padded_guide = np.pad(guide, ((r, r), (r, r), (0, 0))).reshape(-1, guide.shape[-1])
-    padded_values = np.pad(values, ((r, r), (r, r), (0, 0))).reshape(-1, values.shape[-1])
+    padded = np.pad(np.concatenate([guide, values], axis=-1), ((r, r), (r, r), (0, 0)))
+    padded = padded.reshape(-1, padded.shape[-1])
     dy, dx, spatial = _offsets(radius, sigma)
     centre = (ty + r) * width + (tx + r)
     neighbours = centre[:, None] + (dy * width + dx)[None, :]
     base = spatial[None, :] * padded_sources[neighbours]
-    difference = padded_guide[neighbours] - padded_guide[centre][:, None, :]
-    weight = base * np.exp(-0.5 * np.einsum("tkc,tkc->tk", difference, difference))
+    gathered = padded[neighbours]  # targets × offsets × (guide, values): one gather for both
+    own = padded[centre]
+    distance = np.zeros(base.shape, np.float32)
+    for c in range(channels):
+        d = gathered[..., c] - own[:, None, c]
+        distance += d * d
+    weight = base * np.exp(-0.5 * distance)
     total = weight.sum(axis=1)
     trusted = (base.sum(axis=1) >= _MIN_SUPPORT * spatial.sum()) & (total > 1e-12)
-    estimate = np.einsum("tk,tkc->tc", weight, padded_values[neighbours]) / np.maximum(total, 1e-12)[:, None]
+    estimate = np.empty((ty.size, values.shape[-1]), np.float32)
+    for c in range(values.shape[-1]):
+        estimate[:, c] = (weight * gathered[..., channels + c]).sum(axis=1)
+    estimate /= np.maximum(total, 1e-12)[:, None]
     out[ty[trusted], tx[trusted]] = estimate[trusted]
 
 
