@@ -239,7 +239,12 @@ def test_the_inn_is_just_another_classifier_to_importance(trained_inn):
     result = Importance(load_classifier(trained_inn), n_resamples=50).evaluate(Split(trained_inn.parent / "data", "test"))
     rows = {r.attribute: r for r in result.rows}
     assert rows["obj_color"].median_abs_delta_logit.value > 2 * rows["bg_color"].median_abs_delta_logit.value
-    assert rows["obj_color"].r_squared.value > 0.3 > rows["bg_color"].r_squared.value
+    # The shortcut is followed, and directed: R² 0.95, 56 % of predictions flip (measured).
+    assert rows["obj_color"].r_squared.value > 0.5 and rows["obj_color"].flip_percent.value > 30
+    # The background moves the logit little (median |Δlogit| 0.12 against 1.46 for the colour,
+    # 3 % flips). R² is scale-free, so on these 32 px renders, where a 1.5 px pixel filter mixes
+    # the background into most animal pixels, even that small dependence reads as R² 0.44.
+    assert rows["bg_color"].flip_percent.value <= 10 and rows["obj_color"].r_squared.value > rows["bg_color"].r_squared.value
 
 
 @pytest.mark.slow
