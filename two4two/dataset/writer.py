@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from two4two.dataset.layout import FORMAT_VERSION, MANIFEST, DatasetError, check_format, fingerprint, read_manifest, sha256_hex
+from two4two.dataset.layout import MANIFEST, DatasetError, check_format, fingerprint, read_manifest, sha256_hex
 from two4two.io import atomic_write_bytes, is_interrupted_write
 from two4two.locks import LOCK_NAME
 from two4two.parameters import CHECKSUMS_KEY, SceneParameters
