@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from two4two.fidelity import compare, downsampled, load_references
+from two4two.fidelity import compare_with, downsampled, load_references
 from two4two.parameters import SceneParameters
 from two4two.render import RenderSettings, worker_payload
 
@@ -56,11 +56,9 @@ def render_all(refs, resolution=128, **scene_kwargs):
     return out, seconds
 
 
-def scores(refs, renders, resolution=128) -> list[dict]:
-    """compare() for every reference; at 64 px against the reference averaged 2 × 2."""
-    factor = 128 // resolution
-    targets = refs if factor == 1 else [downsampled(r, factor) for r in refs]
-    return [compare(image, mask, t.image, t.mask) for t, (image, mask) in zip(targets, renders)]
+def scores(refs, renders) -> list[dict]:
+    """compare_with() for every reference; at 64 px against the reference averaged 2 × 2."""
+    return [compare_with(ref, image, mask) for ref, (image, mask) in zip(refs, renders)]
 
 
 def whole_image(rows) -> str:
@@ -136,7 +134,7 @@ def main() -> None:
     print(f"render time {seconds * 1000:.0f} ms/image in one process")
 
     small, seconds_64 = render_all(refs, resolution=64, **settings.to_dict())
-    rows_64 = scores(refs, small, 64)
+    rows_64 = scores(refs, small)
     print("\n== 64 x 64, against the original's 128 px renders averaged 2 x 2")
     print_summary(refs, rows_64)
     worst = max(zip(refs, rows_64), key=lambda pair: pair[1]["max_deficit"])
@@ -145,7 +143,7 @@ def main() -> None:
 
     noise(refs, renders, settings, args.reference_samples)
     if args.experiments:
-        experiments(refs, settings)
+        experiments(refs, settings, {128: rows, 64: rows_64})
     if args.figure:
         figure(refs, renders, Path(args.figure))
     if args.before_after:
@@ -173,11 +171,12 @@ def noise(refs, renders, settings, reference_samples) -> None:
           f"original (128 samples) {np.mean(orig_res):.3f} /255  (8-bit rounding alone: 0.289)")
 
 
-def experiments(refs, settings) -> None:
+def experiments(refs, settings, shipped_rows: dict) -> None:
     shipped = settings.to_dict()
     print("\nexperiments: the whole image, mean over images | worst image")
+    for resolution, rows in shipped_rows.items():
+        print(f"   {'shipped':36s} {resolution:3d} px  {whole_image(rows)}")
     variants = {
-        "shipped": {},
         "8 samples": {"samples": 8},
         "12 samples": {"samples": 12},
         "1 px box filter (format 2's)": {"pixel_filter_width": 1.0, "pixel_filter_type": "BOX"},
@@ -189,7 +188,7 @@ def experiments(refs, settings) -> None:
     for name, extra in variants.items():
         for resolution in (128, 64):
             renders, seconds = render_all(refs, resolution=resolution, **{**shipped, **extra})
-            print(f"   {name:36s} {resolution:3d} px  {whole_image(scores(refs, renders, resolution))}  "
+            print(f"   {name:36s} {resolution:3d} px  {whole_image(scores(refs, renders))}  "
                   f"{seconds * 1000:4.0f} ms/image")
 
     print("\nexperiments: interior MAD (/255), all images | bg_color in [0.4, 0.6]")

@@ -59,6 +59,14 @@ def downsampled(ref: Reference, factor: int = 2) -> Reference:
     return Reference(ref.id, params, blocks.mean(axis=(1, 3)), mask)
 
 
+def compare_with(ref: Reference, image: np.ndarray, mask: np.ndarray) -> dict:
+    """compare() against `ref` at the render's size: a smaller render (64 px against the 128 px
+    reference) is compared with the reference averaged down to it (`downsampled`)."""
+    factor = ref.mask.shape[0] // mask.shape[0]
+    target = ref if factor == 1 else downsampled(ref, factor)
+    return compare(image, mask, target.image, target.mask)
+
+
 def _band(silhouette: np.ndarray, width: int) -> np.ndarray:
     return ndimage.binary_dilation(silhouette, structure=np.ones((3, 3), bool), iterations=width)
 

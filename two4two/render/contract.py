@@ -28,10 +28,11 @@ class RenderError(Two4TwoError, RuntimeError):
 class RenderSettings:
     """How each image is rendered. Part of a dataset's identity (stored in its manifest)."""
 
-    # 16 samples and the mask-aware denoiser: the silhouette's edge as faithful as a plain
-    # 128-sample render, background grain below the original's (benchmarks/fidelity.py,
-    # benchmarks/render.py). With 8 samples the shaded rims' bounce light is too sparse to
-    # estimate: 17 pixels per 128 px image more than 40/255 darker than the original's, 16: 0.3.
+    # 16 samples and the mask-aware denoiser: the silhouette's edge ring closer to the original's
+    # than a plain 128-sample render through a 1 px box (2.99/255 against 3.32), background grain
+    # below the original's (benchmarks/fidelity.py, benchmarks/render.py). With 8 samples the
+    # shaded rims' bounce light is too sparse to estimate: 4.4 pixels per 128 px image more than
+    # 40/255 darker than the original's, 16: 0.32.
     # The denoiser estimates each object from its own pixels only: isolation holds.
     samples: int = 16
     denoise: bool = True
