@@ -294,12 +294,14 @@ def observer_tables(stages: Stages, study: Path, args) -> list[str]:
         audit = stages.run(f"audit (Table 6){tag}{obs_tag}",
                            lambda: CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(Split(study, "test")))
         audit.write(OUT, f"audit{tag.replace(' ', '_')}{obs_tag.replace(' ', '_')}")
-        change = audit.change()
+        change, inside = audit.change(), audit.inside()
         lines += [f"## Table 6, change along INN{tag} counterfactual interpolations{read_by} "
                   f"(99 % of the logits, {audit.targets[0]:+.2f} … {audit.targets[-1]:+.2f}, observer's reading)", "",
-                  "| attribute | mean max−min (ours) | std | paper |", "|---|---|---|---|"]
+                  "| attribute | mean max−min (ours) | std | readings in [−0.05, 1.05] | paper |", "|---|---|---|---|---|"]
         for a in sorted(change, key=lambda a: -change[a][0]):
-            lines.append(f"| {ATTRIBUTES[a].label} | {change[a][0]:.3f} | {change[a][1]:.3f} | {PAPER_AUDIT.get(a, float('nan')):.3f} |")
+            share = "–" if np.isnan(inside[a]) else f"{100 * inside[a]:.1f} %"
+            lines.append(f"| {ATTRIBUTES[a].label} | {change[a][0]:.3f} | {change[a][1]:.3f} | {share} | "
+                         f"{PAPER_AUDIT.get(a, float('nan')):.3f} |")
         lines.append("")
     return lines
 

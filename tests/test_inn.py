@@ -56,6 +56,34 @@ def test_log_determinant_matches_the_brute_force_jacobian(scale_map):
     assert abs(float(brute)) > 1e-2  # the map is not volume preserving by accident
 
 
+def test_additive_couplings_and_1x1_kernels_invert_and_score_exactly():
+    """The paper's global code: a last level at 1 × 1 with 1 × 1 coupling networks; additive
+    couplings keep only the actnorms' and 1 × 1 convolutions' volume change."""
+    model = randomised_flow(resolution=8, levels=3, classifier_level=3, coupling="additive", coupling_kernel=[3, 3, 1], seed=6)
+    assert model.phi_shape == (48, 1, 1)
+    def kernels(level):
+        return {m.kernel_size for m in model.levels[level][0].flows[0].modules() if isinstance(m, torch.nn.Conv2d)}
+
+    assert kernels(2) == {(1, 1)} and kernels(0) == {(3, 3), (1, 1)}
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    enc = model.encode(x)
+    assert (model.decode(enc.phi, enc.faded) - x).abs().max() < 1e-8
+
+    def whole_code(flat):
+        latents, _ = model.latent_code(flat.view(1, 3, 8, 8))
+        return torch.cat([z.flatten() for z in latents])
+
+    jacobian = torch.autograd.functional.jacobian(whole_code, x[:1].flatten())
+    _, brute = torch.linalg.slogdet(jacobian)
+    _, log_det = model.latent_code(x[:1])
+    assert abs(float(log_det) - float(brute)) < 1e-6
+    # Additive: a coupling shifts and never scales, so its log-determinant is 0 while it moves values.
+    coupling = model.levels[0][0].flows[0]
+    z = torch.rand(2, 12, 4, 4, dtype=torch.float64)
+    moved, coupling_log_det = coupling(z)
+    assert torch.all(coupling_log_det == 0) and (moved - z).abs().max() > 1e-3
+
+
 def test_counterfactuals_reach_their_target_logits_when_re_encoded():
     model = randomised_flow(dtype=torch.float32, seed=2)
     x = torch.rand(3, 3, 16, 16)
@@ -128,6 +156,10 @@ def test_a_bad_inn_shape_is_a_clear_error():
         InvertibleClassifier(resolution=16, levels=2, steps=[2, 2, 2])
     with pytest.raises(ValueError, match="scale_map"):
         InvertibleClassifier(resolution=16, levels=2, classifier_level=1, scale_map="tanh")
+    with pytest.raises(ValueError, match="coupling_kernel"):
+        InvertibleClassifier(resolution=16, levels=2, classifier_level=1, coupling_kernel=5)
+    with pytest.raises(ValueError, match="coupling: 'spline'"):
+        InvertibleClassifier(resolution=16, levels=2, classifier_level=1, coupling="spline")
 
 
 def test_only_invertible_models_make_counterfactuals():

@@ -208,6 +208,18 @@ def test_audit_change_is_max_minus_min_along_each_interpolation():
     assert to_unit_scale("position_y", np.array([-0.8, -0.4, 0.0])).tolist() == pytest.approx([0, 0.5, 1])
 
 
+def test_audit_counts_the_readings_that_left_the_range():
+    """A counterfactual that reads shape 1.8 has left the animals of the data: the share inside
+    [−0.05, 1.05] says how often, per attribute; yaw, a circle, has no outside."""
+    shape = np.array([[0.0, 0.5, 1.04, 1.8], [-0.06, 0.2, 0.3, 0.4]])
+    yaw = np.array([[0.0, 3.0, 9.0, 20.0], [0.1, 0.2, 0.3, 0.4]])
+    result = AuditResult(targets=np.linspace(-3, 3, 4), observed={"spherical": shape, "obj_rotation_yaw": yaw},
+                         original_mse={"spherical": 0.001, "obj_rotation_yaw": 0.002}, ids=["a", "b"])
+    inside = result.inside()
+    assert inside["spherical"] == pytest.approx(6 / 8) and np.isnan(inside["obj_rotation_yaw"])
+    assert "75.0 %" in result.format_table()
+
+
 INN = """\
 kind: classifier
 name: tiny_inn

@@ -277,6 +277,34 @@ def test_counterfactuals_of_a_plain_cnn_are_a_clear_error(trained, tmp_path, cap
 def test_a_bad_inn_setting_is_named_before_training(tmp_path):
     with pytest.raises(ConfigError, match="model: classifier_level"):
         parse_model_config({"data": "d", "output_dir": "o", "model": {"arch": "inn", "levels": 2, "classifier_level": 5}})
+    with pytest.raises(ConfigError, match="training.head_learning_rate: only for a model with a linear head.*small_cnn"):
+        parse_model_config({"data": "d", "output_dir": "o", "training": {"head_learning_rate": 0.1}})
+    with pytest.raises(ConfigError, match=r"training.warmup_fraction: expected a number in \(0, 1\), got 1.5"):
+        parse_model_config({"data": "d", "output_dir": "o", "training": {"warmup_fraction": 1.5}})
+
+
+@pytest.mark.slow
+@pytest.mark.blender
+def test_the_inn_head_learns_at_its_own_rate(trained, tmp_path):
+    """head_learning_rate: the paper trained its linear classifier with a rate of its own. With the
+    flow's rate ~0 and the head's large, one epoch moves the head and leaves the flow as it was."""
+    text = INN_MODEL.format(data=trained / "data", out=tmp_path / "inn").replace(
+        "epochs: 8, batch_size: 32, learning_rate: 0.003", "epochs: 1, batch_size: 32, learning_rate: 1.0e-12, head_learning_rate: 0.05")
+    (tmp_path / "inn.yaml").write_text(text)
+    cfg = load_train_config(tmp_path / "inn.yaml")
+    assert cfg.training.head_learning_rate == 0.05
+    assert main(["train", str(tmp_path / "inn.yaml")]) == 0
+    state = torch.load(tmp_path / "inn" / "last.pt", weights_only=True)
+    torch.manual_seed(cfg.training.seed)  # the same initialisation as the training's
+    fresh = build_classifier(**cfg.model).state_dict()
+    after = state["state_dict"]
+    head = [k for k in after if k.startswith("head.")]
+    flow = [k for k in after if not k.startswith("head.") and "done_init" not in k and k in fresh
+            and fresh[k].dtype.is_floating_point and not any(n in k for n in ("actnorm", "flows.2"))]
+    assert head and flow
+    assert max(float((after[k] - fresh[k]).abs().max()) for k in head) > 1e-3
+    assert max(float((after[k] - fresh[k]).abs().max()) for k in flow) < 1e-6
+    assert [g["max_lr"] for g in state["optimiser"]["param_groups"]] == [1e-12, 0.05]
 
 
 @pytest.mark.parametrize("arch", ["small_cnn", "resnet18", "mobilenet_v2", "inn"])

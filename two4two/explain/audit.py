@@ -28,9 +28,16 @@ def to_unit_scale(attribute: str, values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
+PLAUSIBLE = (-0.05, 1.05)  # readings outside the sampled range (with a margin) are no longer an animal of the data
+
+
 def interpolation_ranges(values: np.ndarray) -> np.ndarray:
     """max − min along each interpolation (rows: images, columns: steps)."""
     return values.max(axis=-1) - values.min(axis=-1)
+
+
+def _share(value: float) -> str:
+    return "–" if np.isnan(value) else f"{100 * value:.1f} %"
 
 
 @dataclass
@@ -44,31 +51,40 @@ class AuditResult:
         """Per attribute: mean and std over images of max − min along the interpolation."""
         return {a: (float(r.mean()), float(r.std())) for a, r in ((a, interpolation_ranges(v)) for a, v in self.observed.items())}
 
+    def inside(self, low: float = PLAUSIBLE[0], high: float = PLAUSIBLE[1]) -> dict[str, float]:
+        """Per attribute: the share of all readings along the interpolations within [low, high]
+        of the [0, 1] scale (NaN for yaw, a circle with no outside). Counterfactuals that move an
+        attribute past its range (shape 1.8) have left the data: they change it by texture."""
+        return {a: float("nan") if ATTRIBUTES[a].circular else float(np.mean((v >= low) & (v <= high)))
+                for a, v in self.observed.items()}
+
     def format_table(self) -> str:
-        change = self.change()
+        change, inside = self.change(), self.inside()
         lines = [
             f"Counterfactual audit: {len(self.ids)} interpolations × {len(self.targets)} steps, "
             f"logits {self.targets[0]:+.2f} … {self.targets[-1]:+.2f}",
-            f"{'attribute':<16} {'mean max−min':>13} {'std':>8} {'observer MSE':>13}",
+            f"{'attribute':<16} {'mean max−min':>13} {'std':>8} {'in [-0.05, 1.05]':>17} {'observer MSE':>13}",
         ]
         for a in sorted(change, key=lambda a: -change[a][0]):
-            lines.append(f"{ATTRIBUTES[a].label:<16} {change[a][0]:>13.3f} {change[a][1]:>8.3f} {self.original_mse[a]:>13.5f}")
+            lines.append(f"{ATTRIBUTES[a].label:<16} {change[a][0]:>13.3f} {change[a][1]:>8.3f} {_share(inside[a]):>17} "
+                         f"{self.original_mse[a]:>13.5f}")
         return "\n".join(lines)
 
     def write(self, out_dir: str | Path, stem: str = "audit") -> dict[str, Path]:
         """CSV and Markdown of the table and the Figure-5-style plot."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        change = self.change()
+        change, inside = self.change(), self.inside()
         rows = [
             {"attribute": a, "label": ATTRIBUTES[a].label, "mean_max_minus_min": change[a][0], "std_max_minus_min": change[a][1],
-             "observer_mse_on_originals": self.original_mse[a]}
+             "share_inside_range": inside[a], "observer_mse_on_originals": self.original_mse[a]}
             for a in sorted(change, key=lambda a: -change[a][0])
         ]
         paths = {"csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
         atomic_write_csv(paths["csv"], rows)
-        md = ["| attribute | mean max−min | std | observer MSE on originals |", "|---|---|---|---|"]
-        md += [f"| {r['label']} | {r['mean_max_minus_min']:.3f} | {r['std_max_minus_min']:.3f} | {r['observer_mse_on_originals']:.5f} |" for r in rows]
+        md = ["| attribute | mean max−min | std | readings in [−0.05, 1.05] | observer MSE on originals |", "|---|---|---|---|---|"]
+        md += [f"| {r['label']} | {r['mean_max_minus_min']:.3f} | {r['std_max_minus_min']:.3f} | {_share(r['share_inside_range'])} "
+               f"| {r['observer_mse_on_originals']:.5f} |" for r in rows]
         atomic_write_text(paths["md"], "\n".join(md) + "\n")
         self.plot(paths["png"])
         return paths

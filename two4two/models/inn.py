@@ -32,6 +32,22 @@ class Encoding:
 
 
 SCALE_MAPS = ("sigmoid_inv", "sigmoid", "exp")
+COUPLINGS = ("affine", "additive")
+
+
+def _flow_step(channels: int, hidden: int, coupling: str, scale_map: str, kernel: int):
+    """One Glow step from normflows (affine or additive coupling → LU 1 × 1 convolution → actnorm),
+    its coupling network of kernels (k, 1, k) with the last layer zero-initialised (the step
+    starts as the identity)."""
+    from normflows.flows import AffineCouplingBlock, GlowBlock
+    from normflows.nets import ConvNet2d
+
+    scale = coupling == "affine"
+    step = GlowBlock(channels, hidden, scale=scale, scale_map=scale_map)
+    if kernel != 3:  # GlowBlock fixes (3, 1, 3); the coupling is its first flow
+        sizes = ((channels + 1) // 2, hidden, hidden, (2 if scale else 1) * (channels // 2))
+        step.flows[0] = AffineCouplingBlock(ConvNet2d(sizes, (kernel, 1, kernel), 0.0, True), scale, scale_map, "channel")
+    return step
 
 
 def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -41,12 +57,16 @@ def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 class InvertibleClassifier(nn.Module):
     """Multi-scale Glow flow with a linear classifier on an intermediate level.
 
-    `steps` and `hidden_channels` are one value for every level or one per level.
-    `beta` weighs the classifier's binary cross-entropy against the likelihood in
-    bits per dimension (`training_loss`). `scale_map` is the couplings' scale: with
-    "sigmoid_inv" decoding multiplies by a scale in (0, 1), so a counterfactual step off
-    the data cannot blow up through a division by a vanishing scale (Glow's "sigmoid"
-    divides when decoding).
+    `steps`, `hidden_channels` and `coupling_kernel` are one value for every level or one
+    per level. `beta` weighs the classifier's binary cross-entropy against the likelihood in
+    bits per dimension (`training_loss`): the paper's 10⁻⁴ leaves φ a generative code that a
+    linear classifier must read, a large β lets the flow serve the logit with changes too
+    small to see. `scale_map` is the affine couplings' scale: with "sigmoid_inv" decoding
+    multiplies by a scale in (0, 1), so a counterfactual step off the data cannot blow up
+    through a division by a vanishing scale (Glow's "sigmoid" divides when decoding).
+    `coupling="additive"` drops the scale altogether (volume-preserving couplings, NICE's).
+    `coupling_kernel` 1 makes a level's coupling networks 1 × 1 convolutions, as the paper's
+    last level at 1 × 1, where a 3 × 3 kernel would see only zero padding around its centre.
     """
 
     def __init__(
@@ -58,12 +78,19 @@ class InvertibleClassifier(nn.Module):
         classifier_level: int = 3,
         beta: float = 1.0,
         scale_map: str = "sigmoid_inv",
+        coupling: str = "affine",
+        coupling_kernel: int | list[int] = 3,
     ):
         super().__init__()
-        from normflows.flows import GlowBlock, Squeeze
+        from normflows.flows import Squeeze
 
         steps_per_level = self._per_level(steps, levels, "steps")
         hidden_per_level = self._per_level(hidden_channels, levels, "hidden_channels")
+        kernel_per_level = self._per_level(coupling_kernel, levels, "coupling_kernel")
+        if any(k not in (1, 3) for k in kernel_per_level):
+            raise ValueError(f"coupling_kernel: expected 1 or 3 (one value or one per level), got {coupling_kernel!r}")
+        if coupling not in COUPLINGS:
+            raise ValueError(f"coupling: {coupling!r} is not one of {', '.join(COUPLINGS)}")
         if not 1 <= classifier_level <= levels:
             raise ValueError(f"classifier_level: {classifier_level} is outside 1..levels ({levels})")
         if scale_map not in SCALE_MAPS:
@@ -76,9 +103,10 @@ class InvertibleClassifier(nn.Module):
         channels, size = 3, resolution
         for level in range(levels):
             channels, size = 4 * channels, size // 2
-            self.levels.append(
-                nn.ModuleList(GlowBlock(channels, hidden_per_level[level], scale_map=scale_map) for _ in range(steps_per_level[level]))
-            )
+            self.levels.append(nn.ModuleList(
+                _flow_step(channels, hidden_per_level[level], coupling, scale_map, kernel_per_level[level])
+                for _ in range(steps_per_level[level])
+            ))
             if level + 1 == classifier_level:
                 self.phi_shape = (channels, size, size)
             if level + 1 < levels:

@@ -46,6 +46,8 @@ TRAINING_KEYS = {
     "augment_shift": int,
     "channels_last": bool,
     "ema_decay": float,
+    "head_learning_rate": float,
+    "warmup_fraction": float,
 }
 POSITIVE_KEYS = ("epochs", "batch_size")  # zero of these trains nothing
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
@@ -68,6 +70,8 @@ class TrainingSettings:
     augment_shift: int = 0  # move each image by up to this many pixels (edges repeated): the class stays, the memorised image does not
     channels_last: bool = False  # NHWC memory format: on this CPU it speeds the INN up (benchmarks/training_speed.py), not the others
     ema_decay: float = 0.0  # >0: validate and keep an exponential moving average of the weights (and BN statistics), not the last step's
+    head_learning_rate: float = 0.0  # >0: the linear head's own peak rate (the INN's classifier on φ, as the paper trained it); 0: learning_rate
+    warmup_fraction: float = 0.3  # share of all steps over which the rate rises to its peak before the cosine decay
 
 
 @dataclass
@@ -114,7 +118,7 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         raise ConfigError(f"{source}: model.arch: expected one of {', '.join(archs)} for kind {kind}, got {model!r}")
     model = {"arch": archs[0], **model}
     try:  # cheap, and names a bad model argument before any data is loaded
-        build_model(**model)
+        built = build_model(**model)
     except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # RuntimeError: a width too big to allocate
         raise ConfigError(f"{source}: model: {_one_line(exc)}") from None
     training_raw = raw.get("training") or {}
@@ -135,6 +139,11 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         settings[key] = value
     if kind == "observer" and settings.get("augment_shift"):
         raise ConfigError(f"{source}: training.augment_shift: not for an observer, which reads the animal's position back")
+    if settings.get("head_learning_rate") and not isinstance(getattr(built, "head", None), _linear()):
+        raise ConfigError(f"{source}: training.head_learning_rate: only for a model with a linear head on its features "
+                          f"(arch inn); arch {model['arch']} has none")
+    if not 0.0 < settings.get("warmup_fraction", 0.3) < 1.0:
+        raise ConfigError(f"{source}: training.warmup_fraction: expected a number in (0, 1), got {settings['warmup_fraction']!r}")
     if settings.get("ema_decay", 0.0) >= 1.0:
         raise ConfigError(f"{source}: training.ema_decay: expected a number in [0, 1), got {settings['ema_decay']!r}")
     dataset_config = raw.get("dataset_config")
@@ -153,6 +162,23 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         dataset_config=Path(dataset_config) if dataset_config else None,
         raw=raw,
     )
+
+
+def _linear():
+    from torch import nn
+
+    return nn.Linear
+
+
+def parameter_groups(model, settings: TrainingSettings) -> list[dict]:
+    """The optimiser's groups: everything at learning_rate, or the head at its own rate."""
+    if not settings.head_learning_rate:
+        return [{"params": list(model.parameters()), "lr": settings.learning_rate}]
+    head = {id(p) for p in model.head.parameters()}
+    return [
+        {"params": [p for p in model.parameters() if id(p) not in head], "lr": settings.learning_rate},
+        {"params": list(model.head.parameters()), "lr": settings.head_learning_rate},
+    ]
 
 
 def pick_device():
@@ -340,10 +366,12 @@ def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
         train_targets = model.training_targets(train_params, ts.label_noise)
     else:
         train_targets = np.array([p.label if ts.label_noise else p.true_label for p in train_params], np.float32)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=ts.learning_rate, weight_decay=ts.weight_decay)
+    groups = parameter_groups(model, ts)
+    optimiser = torch.optim.AdamW(groups, lr=ts.learning_rate, weight_decay=ts.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(train_images) / ts.batch_size)))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=ts.learning_rate, total_steps=max(1, ts.epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(  # warm-up, then cosine decay, per group
+        optimiser, max_lr=[g["lr"] for g in groups], total_steps=max(1, ts.epochs * steps_per_epoch),
+        pct_start=ts.warmup_fraction,
     )
     bce = torch.nn.BCEWithLogitsLoss()
     averaged = None
