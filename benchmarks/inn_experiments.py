@@ -1,0 +1,192 @@
+"""Every INN configuration tried for issue 31, trained, audited and put in one table.
+
+    python benchmarks/inn_experiments.py [--only NAME ...] [--list]
+
+An experiment is a base config with overrides (EXPERIMENTS below): the supervised weight β,
+the size of φ, the depth. For each one asked for it trains (an interrupted training resumes,
+as `two4two train --resume`), then measures on the study2022_64px test split:
+  * test accuracy against the true class and bits per dimension;
+  * Table 1/3's flip % of every attribute (the importance module);
+  * Table 6: the observer's reading of every attribute along counterfactual interpolations
+    over 99 % of the logits (mean max − min), and the share of those readings inside
+    [−0.05, 1.05] (a counterfactual outside has stopped being an animal of the data);
+  * the counterfactual grid (docs/inn_experiments/NAME.png).
+Each finished experiment's figures go to docs/inn_experiments/NAME.json, with the wall time of
+every step, and docs/inn_experiments.md is rewritten from all of them: the trainings live in
+models/ and do not outlast a session, the records do, so the table grows across sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paper_tables import (  # noqa: E402  (the sibling benchmark's stages)
+    PAPER_AUDIT,
+    ROOT,
+    SHIPPED_OBSERVER,
+    accuracy,
+    render,
+    train,
+    trained,
+)
+
+from two4two.io import atomic_write_json, atomic_write_text  # noqa: E402
+from two4two.parameters import ATTRIBUTES  # noqa: E402
+
+RECORDS = ROOT / "docs" / "inn_experiments"
+DOC = ROOT / "docs" / "inn_experiments.md"
+STUDY = ROOT / "data" / "study2022_64px"
+GLOBAL = "configs/inn-cpu-global.yaml"
+
+# name → (base config, overrides of its model and training sections). Same data and seed throughout.
+EXPERIMENTS = {
+    "global-beta-1e-4": (GLOBAL, {}),  # configs/inn-cpu-global.yaml as shipped
+    "global-beta-1e-2": (GLOBAL, {"model": {"beta": 0.01}}),
+    "global-beta-10": (GLOBAL, {"model": {"beta": 10.0}}),
+    "phi8-beta-10": ("configs/inn-cpu.yaml", {}),  # the INN shipped before issue 31: φ 48 × 8 × 8
+}
+TABLE6 = ("arm_position", "obj_color", "spherical", "bg_color", "bending", "obj_rotation_roll")
+PLAUSIBLE_SHARE = 0.95  # of every attribute's readings inside [−0.05, 1.05]
+
+
+def experiment_config(name: str) -> Path:
+    """The experiment's full config, written beside its record (the base with the overrides)."""
+    import yaml
+
+    base, overrides = EXPERIMENTS[name]
+    raw = yaml.safe_load((ROOT / base).read_text())
+    for section, values in overrides.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    raw["name"] = f"inn_experiment_{name}"
+    raw["output_dir"] = f"models/inn_experiments/{name}"
+    path = RECORDS / f"{name}.yaml"
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, f"# {name}: {base} with {json.dumps(overrides) if overrides else 'no overrides'}\n"
+                      + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None))
+    return path
+
+
+def timed(times: dict, label: str, fn):
+    t0 = time.perf_counter()
+    result = fn()
+    times[label] = round(time.perf_counter() - t0, 1)
+    print(f"[{label}: {times[label] / 60:.1f} min]", flush=True)
+    return result
+
+
+def run(name: str, observer) -> dict:
+    from PIL import Image
+
+    from two4two.dataset import load_split_arrays
+    from two4two.explain.audit import CounterfactualAudit
+    from two4two.explain.counterfactual import Counterfactuals
+    from two4two.importance import Importance
+    from two4two.models.training import load_classifier, load_train_config
+    from two4two.split import Split
+
+    config_path = experiment_config(name)
+    config = load_train_config(config_path)
+    times: dict[str, float] = {}
+    checkpoint = timed(times, "train", lambda: train(config_path))
+    history = json.loads((ROOT / config.output_dir / "history.json").read_text())
+    inn = load_classifier(checkpoint)
+    images, _ = load_split_arrays(STUDY, "test", progress=False)
+    test = Split(STUDY, "test")
+    acc = timed(times, "accuracy", lambda: accuracy(inn, STUDY))
+    bits = timed(times, "bits per dimension", lambda: inn.bits_per_dim(images))
+    importance = timed(times, "Table 1/3", lambda: Importance(inn, n_resamples=200, model_name=name).evaluate(test))
+    audit = timed(times, "Table 6", lambda: CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(test))
+    grid = timed(times, "grid", lambda: Counterfactuals(inn, rows=10).explain(test, seed=0))
+    png = grid.save(RECORDS / f"{name}.png", dpi=80, title=f"INN counterfactuals: {name}")["png"]
+    Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)
+    Path(png).with_suffix(".json").unlink(missing_ok=True)
+    change, inside = audit.change(), audit.inside()
+    model = config.model
+    record = {
+        "name": name,
+        "base": EXPERIMENTS[name][0],
+        "overrides": EXPERIMENTS[name][1],
+        "beta": model.get("beta"),
+        "phi_shape": list(inn.phi_shape),
+        "steps": model.get("steps"),
+        "hidden_channels": model.get("hidden_channels"),
+        "coupling": model.get("coupling", "affine"),
+        "epochs": len(history),
+        "images_seen": len(history) * (config.training.max_train_samples or 20000),
+        "training_minutes": round(sum(h["seconds"] for h in history) / 60, 1),
+        "images_per_second": round(float(np.mean([h["images_per_second"] for h in history])), 1),
+        "test_accuracy": acc,
+        "test_bits_per_dim": bits,
+        "flip_percent": {r.attribute: r.flip_percent.value for r in importance.rows},
+        "table6": {a: change[a][0] for a in change},
+        "inside": {a: inside[a] for a in inside if not np.isnan(inside[a])},
+        "seconds": times,
+    }
+    atomic_write_json(RECORDS / f"{name}.json", record)
+    return record
+
+
+def write_doc() -> None:
+    records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")) if p.stem in EXPERIMENTS]
+    records.sort(key=lambda r: list(EXPERIMENTS).index(r["name"]))
+    short = {a: ATTRIBUTES[a].label for a in TABLE6}
+    lines = [
+        "# INN configurations tried (issue 31)", "",
+        "Written by `python benchmarks/inn_experiments.py` from `docs/inn_experiments/NAME.json`; each row is "
+        "one training on study2022_64px (20 000 training images, seed 0), measured on its 500 test images. "
+        "Table 6 columns: the observer's mean max − min along counterfactual interpolations over 99 % of the "
+        "logits (paper: legs 0.66, colour 0.44, shape 0.62). *Inside*: the smallest share, over the attributes, "
+        "of readings inside [−0.05, 1.05] (must be ≥ 95 %). Grids: `docs/inn_experiments/NAME.png`.", "",
+        "| experiment | β | φ | steps | hidden | epochs | min | img/s | accuracy | bits/dim | "
+        + " | ".join(short.values()) + " | inside | flip % legs / colour / shape | largest other flip % |",
+        "|---" * (12 + len(short)) + "|",
+    ]
+    for r in records:
+        others = max(v for a, v in r["flip_percent"].items() if a not in ("arm_position", "obj_color", "spherical"))
+        worst_inside = min(r["inside"].values()) if r["inside"] else float("nan")
+        flips = " / ".join(f"{r['flip_percent'].get(a, float('nan')):.1f}" for a in ("arm_position", "obj_color", "spherical"))
+        lines.append(
+            f"| {r['name']} | {r['beta']:g} | {'×'.join(map(str, r['phi_shape']))} | {r['steps']} | {r['hidden_channels']} "
+            f"| {r['epochs']} | {r['training_minutes']:.0f} | {r['images_per_second']:.0f} | {r['test_accuracy']:.3f} "
+            f"| {r['test_bits_per_dim']:.3f} | " + " | ".join(f"{r['table6'].get(a, float('nan')):.3f}" for a in TABLE6)
+            + f" | {100 * worst_inside:.1f} % | {flips} | {others:.1f} |")
+    paper = " | ".join(f"{PAPER_AUDIT[a]:.3f}" for a in TABLE6)
+    lines += [f"| *paper (128 px, GPU, 2.5 M images)* | 0.0001 | 768×1×1 | 7 × 32 | 48 … 512 | – | – | – | 0.967 | – | {paper} | – | – | – |", ""]
+    missing = [n for n in EXPERIMENTS if n not in {r["name"] for r in records}]
+    if missing:
+        lines += [f"Not run yet: {', '.join(missing)}.", ""]
+    atomic_write_text(DOC, "\n".join(lines))
+    print(f"wrote {DOC.relative_to(ROOT)} ({len(records)} experiments)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), help="these experiments (default: every one)")
+    parser.add_argument("--list", action="store_true", help="list the experiments and whether each has a record")
+    args = parser.parse_args()
+    if args.list:
+        for name, (base, overrides) in EXPERIMENTS.items():
+            print(f"{name:20s} {'recorded' if (RECORDS / f'{name}.json').exists() else '-':9s} {base} {overrides or ''}")
+        return
+    from two4two.models.training import load_observer
+
+    if not (STUDY / "manifest.json").exists():
+        render(ROOT / "configs/study2022_64px.yaml")
+    if not (ROOT / "data/unbiased_observer_64px/manifest.json").exists():
+        render(ROOT / "configs/unbiased_observer_64px.yaml")
+    observer = load_observer(train(SHIPPED_OBSERVER) if not trained(SHIPPED_OBSERVER) else ROOT / "models/observer_cpu_64px")
+    for name in args.only or list(EXPERIMENTS):
+        record = run(name, observer)
+        print(json.dumps({k: record[k] for k in ("name", "test_accuracy", "test_bits_per_dim", "table6")}, indent=1))
+        write_doc()
+
+
+if __name__ == "__main__":
+    main()
