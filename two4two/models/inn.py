@@ -19,6 +19,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from normflows.flows import AffineCouplingBlock, GlowBlock, Squeeze
+from normflows.flows.affine.coupling import AffineCoupling
+from normflows.nets import ConvNet2d
 from torch import nn
 
 
@@ -31,7 +34,7 @@ class Encoding:
     log_det: torch.Tensor
 
 
-SCALE_MAPS = ("sigmoid_inv", "sigmoid", "exp")
+SCALE_MAPS = ("sigmoid_inv", "sigmoid", "exp", "bounded")
 COUPLINGS = ("affine", "additive")
 
 
@@ -39,15 +42,38 @@ def _flow_step(channels: int, hidden: int, coupling: str, scale_map: str, kernel
     """One Glow step from normflows (affine or additive coupling → LU 1 × 1 convolution → actnorm),
     its coupling network of kernels (k, 1, k) with the last layer zero-initialised (the step
     starts as the identity)."""
-    from normflows.flows import AffineCouplingBlock, GlowBlock
-    from normflows.nets import ConvNet2d
-
     scale = coupling == "affine"
-    step = GlowBlock(channels, hidden, scale=scale, scale_map=scale_map)
+    library_map = "sigmoid_inv" if scale_map == "bounded" else scale_map
+    step = GlowBlock(channels, hidden, scale=scale, scale_map=library_map)
     if kernel != 3:  # GlowBlock fixes (3, 1, 3); the coupling is its first flow
         sizes = ((channels + 1) // 2, hidden, hidden, (2 if scale else 1) * (channels // 2))
-        step.flows[0] = AffineCouplingBlock(ConvNet2d(sizes, (kernel, 1, kernel), 0.0, True), scale, scale_map, "channel")
+        step.flows[0] = AffineCouplingBlock(ConvNet2d(sizes, (kernel, 1, kernel), 0.0, True), scale, library_map, "channel")
+    if scale and scale_map == "bounded":  # split → coupling → merge: swap the coupling, keep its network
+        step.flows[0].flows[1] = _BoundedAffineCoupling(step.flows[0].flows[1].param_map)
     return step
+
+
+class _BoundedAffineCoupling(AffineCoupling):
+    """Affine coupling with scale s = sigmoid(h) + 0.5 in (0.5, 1.5), the paper's: neither
+    direction can multiply a value by more than 2 per step, so neither training (which
+    divides by s) nor a counterfactual's decoding (which multiplies) can blow up through it."""
+
+    def __init__(self, param_map):
+        super().__init__(param_map, scale=True, scale_map="bounded")
+
+    def _shift_scale(self, z1):
+        param = self.param_map(z1)
+        return param[:, 0::2, ...], torch.sigmoid(param[:, 1::2, ...]) + 0.5
+
+    def forward(self, z):  # latent → data (decoding)
+        z1, z2 = z
+        shift, scale = self._shift_scale(z1)
+        return [z1, z2 * scale + shift], torch.log(scale).flatten(1).sum(1)
+
+    def inverse(self, z):  # data → latent (encoding)
+        z1, z2 = z
+        shift, scale = self._shift_scale(z1)
+        return [z1, (z2 - shift) / scale], -torch.log(scale).flatten(1).sum(1)
 
 
 def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -63,7 +89,8 @@ class InvertibleClassifier(nn.Module):
     linear classifier must read, a large β lets the flow serve the logit with changes too
     small to see. `scale_map` is the affine couplings' scale: with "sigmoid_inv" decoding
     multiplies by a scale in (0, 1), so a counterfactual step off the data cannot blow up
-    through a division by a vanishing scale (Glow's "sigmoid" divides when decoding).
+    through a division by a vanishing scale (Glow's "sigmoid" divides when decoding), but
+    encoding divides by it; "bounded" is the paper's sigmoid(h) + 0.5, in (0.5, 1.5) both ways.
     `coupling="additive"` drops the scale altogether (volume-preserving couplings, NICE's).
     `coupling_kernel` 1 makes a level's coupling networks 1 × 1 convolutions, as the paper's
     last level at 1 × 1, where a 3 × 3 kernel would see only zero padding around its centre.
@@ -82,8 +109,6 @@ class InvertibleClassifier(nn.Module):
         coupling_kernel: int | list[int] = 3,
     ):
         super().__init__()
-        from normflows.flows import Squeeze
-
         steps_per_level = self._per_level(steps, levels, "steps")
         hidden_per_level = self._per_level(hidden_channels, levels, "hidden_channels")
         kernel_per_level = self._per_level(coupling_kernel, levels, "coupling_kernel")
