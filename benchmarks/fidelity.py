@@ -179,6 +179,9 @@ def experiments(refs, settings, shipped_rows: dict) -> None:
     variants = {
         "8 samples": {"samples": 8},
         "12 samples": {"samples": 12},
+        "14 samples": {"samples": 14},
+        "18 samples": {"samples": 18},
+        "20 samples": {"samples": 20},
         "1 px box filter (format 2's)": {"pixel_filter_width": 1.0, "pixel_filter_type": "BOX"},
         "no denoiser": {"denoise": False},
         "128 samples, no denoiser": {"samples": 128, "denoise": False},
@@ -197,6 +200,7 @@ def experiments(refs, settings, shipped_rows: dict) -> None:
         "original's physics (no isolation)": {"isolate": False},
         "no bounce light": {"max_bounces": 0},
         "subdivision level 5": {"subdivision_levels": 5},
+        "subdivision level 2 (10 % faster)": {"subdivision_levels": 2},
     }
     for name, extra in variants.items():
         renders, seconds = render_all(refs, **{**shipped, **extra})
