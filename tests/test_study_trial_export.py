@@ -210,6 +210,6 @@ def test_the_shipped_trial_configs_load():
     reveal = load_study_config(configs / "study_reveal.yaml")
     assert reveal.paradigm == "progressive_reveal" and reveal.methods == ("gradient", "guided_backprop", "grad_cam")
     accept = load_study_config(configs / "study_accept_reject.yaml")
-    assert accept.conditions[0] == "confidence" and "knn" in accept.conditions and accept.confidence_edges == (0.6, 0.8)
+    assert accept.conditions[0] == "confidence" and "knn" in accept.conditions and accept.confidence_edges == (0.6, 0.75)
     guess = load_study_config(configs / "study_guess.yaml")
     assert guess.draw == {"misclassified": 10, "correct": 10} and guess.map_methods == ("gradient", "guided_backprop", "grad_cam")
