@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,14 @@ from paper_tables import (  # noqa: E402  (the sibling benchmark's stages)
     PAPER_AUDIT,
     ROOT,
     SHIPPED_OBSERVER,
+    Stages,
     accuracy,
     render,
     train,
     trained,
 )
 
+from two4two.explain.audit import share_text  # noqa: E402
 from two4two.io import atomic_write_json, atomic_write_text  # noqa: E402
 from two4two.parameters import ATTRIBUTES  # noqa: E402
 
@@ -98,18 +99,10 @@ def experiment_config(name: str) -> Path:
     return path
 
 
-def timed(times: dict, label: str, fn):
-    t0 = time.perf_counter()
-    result = fn()
-    times[label] = round(time.perf_counter() - t0, 1)
-    print(f"[{label}: {times[label] / 60:.1f} min]", flush=True)
-    return result
-
-
 def run(name: str, observer) -> dict:
     from PIL import Image
 
-    from two4two.dataset import load_split_arrays
+    from two4two.dataset.layout import read_manifest
     from two4two.explain.audit import CounterfactualAudit
     from two4two.explain.counterfactual import Counterfactuals
     from two4two.importance import Importance
@@ -118,18 +111,17 @@ def run(name: str, observer) -> dict:
 
     config_path = experiment_config(name)
     config = load_train_config(config_path)
-    times: dict[str, float] = {}
-    checkpoint = timed(times, "train", lambda: train(config_path))
+    stages = Stages(ROOT / "benchmarks" / "results" / "inn_experiments" / name / "timings.json")
+    checkpoint = stages.run("train", lambda: train(config_path), reused=trained(config_path))
     history = json.loads((ROOT / config.output_dir / "history.json").read_text())
     inn = load_classifier(checkpoint)
-    images, _ = load_split_arrays(STUDY, "test", progress=False)
     test = Split(STUDY, "test")
-    acc = timed(times, "accuracy", lambda: accuracy(inn, STUDY))
-    bits = timed(times, "bits per dimension", lambda: inn.bits_per_dim(images))
-    importance = timed(times, "Table 1/3", lambda: Importance(inn, n_resamples=200, model_name=name).evaluate(test))
-    audit = None if observer is None else timed(
-        times, "Table 6", lambda: CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(test))
-    grid = timed(times, "grid", lambda: Counterfactuals(inn, rows=10).explain(test, seed=0))
+    acc = stages.run("accuracy", lambda: accuracy(inn, STUDY))
+    bits = stages.run("bits per dimension", lambda: inn.bits_per_dim(test.images))
+    importance = stages.run("Table 1/3", lambda: Importance(inn, n_resamples=200, model_name=name).evaluate(test))
+    audit = None if observer is None else stages.run(
+        "Table 6", lambda: CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(test))
+    grid = stages.run("grid", lambda: Counterfactuals(inn, rows=10).explain(test, seed=0))
     png = grid.save(RECORDS / f"{name}.png", dpi=80, title=f"INN counterfactuals: {name}")["png"]
     Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)
     Path(png).with_suffix(".json").unlink(missing_ok=True)
@@ -145,7 +137,8 @@ def run(name: str, observer) -> dict:
         "hidden_channels": model.get("hidden_channels"),
         "coupling": model.get("coupling", "affine"),
         "epochs": len(history),
-        "images_seen": len(history) * (config.training.max_train_samples or 20000),
+        "images_seen": len(history) * min(read_manifest(STUDY)["splits"][config.training.train_split]["n"],
+                                          config.training.max_train_samples or float("inf")),
         "training_minutes": round(sum(h["seconds"] for h in history) / 60, 1),
         "images_per_second": round(float(np.mean([h["images_per_second"] for h in history])), 1),
         "test_accuracy": acc,
@@ -153,7 +146,7 @@ def run(name: str, observer) -> dict:
         "flip_percent": {r.attribute: r.flip_percent.value for r in importance.rows},
         "table6": {a: change[a][0] for a in change},
         "inside": {a: inside[a] for a in inside if not np.isnan(inside[a])},
-        "seconds": times,
+        "seconds": {label: round(seconds, 1) for label, seconds in stages.times.items()},
     }
     atomic_write_json(RECORDS / f"{name}.json", record)
     return record
@@ -166,7 +159,8 @@ def _cell(value) -> str:
 def write_doc() -> None:
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")) if p.stem in EXPERIMENTS]
     records.sort(key=lambda r: list(EXPERIMENTS).index(r["name"]))
-    short = {a: ATTRIBUTES[a].label for a in TABLE6}
+    header = ["experiment", "β", "φ", "steps", "hidden", "epochs", "min", "img/s", "accuracy", "bits/dim",
+              *(ATTRIBUTES[a].label for a in TABLE6), "inside", "flip % legs / colour / shape", "largest other flip %"]
     lines = [
         "# INN configurations tried (issue 31)", "",
         "Written by `python benchmarks/inn_experiments.py` from `docs/inn_experiments/NAME.json`; each row is "
@@ -174,9 +168,8 @@ def write_doc() -> None:
         "Table 6 columns: the observer's mean max − min along counterfactual interpolations over 99 % of the "
         "logits (paper: legs 0.66, colour 0.44, shape 0.62). *Inside*: the smallest share, over the attributes, "
         "of readings inside [−0.05, 1.05] (must be ≥ 95 %). Grids: `docs/inn_experiments/NAME.png`.", "",
-        "| experiment | β | φ | steps | hidden | epochs | min | img/s | accuracy | bits/dim | "
-        + " | ".join(short.values()) + " | inside | flip % legs / colour / shape | largest other flip % |",
-        "|---" * (12 + len(short)) + "|",
+        "| " + " | ".join(header) + " |",
+        "|---" * len(header) + "|",
     ]
     for r in records:
         others = max(v for a, v in r["flip_percent"].items() if a not in ("arm_position", "obj_color", "spherical"))
@@ -186,7 +179,7 @@ def write_doc() -> None:
             f"| {r['name']} | {r['beta']:g} | {'×'.join(map(str, r['phi_shape']))} | {r['steps']} | {r['hidden_channels']} "
             f"| {r['epochs']} | {r['training_minutes']:.0f} | {r['images_per_second']:.0f} | {r['test_accuracy']:.3f} "
             f"| {r['test_bits_per_dim']:.3f} | " + " | ".join(_cell(r["table6"].get(a)) for a in TABLE6)
-            + f" | {'–' if np.isnan(worst_inside) else f'{100 * worst_inside:.1f} %'} | {flips} | {others:.1f} |")
+            + f" | {share_text(worst_inside)} | {flips} | {others:.1f} |")
     paper = " | ".join(f"{PAPER_AUDIT[a]:.3f}" for a in TABLE6)
     lines += [f"| *paper (128 px, GPU, 2.5 M images)* | 0.0001 | 768×1×1 | 7 × 32 | 48 … 512 | – | – | – | 0.967 | – | {paper} | – | – | – |", ""]
     lines += ["## Stability pilots of the 1 × 1 φ (configs/inn-cpu-global.yaml's architecture)", ""]

@@ -268,7 +268,7 @@ def _by_heading(text: str) -> dict[str, str]:
 def observer_tables(stages: Stages, study: Path, args) -> list[str]:
     from observer import mean_predictor_mse  # the sibling benchmark's trivial baseline
 
-    from two4two.explain.audit import CounterfactualAudit
+    from two4two.explain.audit import CounterfactualAudit, share_text
     from two4two.models.observer import OBSERVED
 
     data_config = ROOT / "configs/unbiased_observer_64px.yaml"
@@ -299,8 +299,7 @@ def observer_tables(stages: Stages, study: Path, args) -> list[str]:
                   f"(99 % of the logits, {audit.targets[0]:+.2f} … {audit.targets[-1]:+.2f}, observer's reading)", "",
                   "| attribute | mean max−min (ours) | std | readings in [−0.05, 1.05] | paper |", "|---|---|---|---|---|"]
         for a in sorted(change, key=lambda a: -change[a][0]):
-            share = "–" if np.isnan(inside[a]) else f"{100 * inside[a]:.1f} %"
-            lines.append(f"| {ATTRIBUTES[a].label} | {change[a][0]:.3f} | {change[a][1]:.3f} | {share} | "
+            lines.append(f"| {ATTRIBUTES[a].label} | {change[a][0]:.3f} | {change[a][1]:.3f} | {share_text(inside[a])} | "
                          f"{PAPER_AUDIT.get(a, float('nan')):.3f} |")
         lines.append("")
     return lines

@@ -61,6 +61,7 @@ def test_additive_couplings_and_1x1_kernels_invert_and_score_exactly():
     couplings keep only the actnorms' and 1 × 1 convolutions' volume change."""
     model = randomised_flow(resolution=8, levels=3, classifier_level=3, coupling="additive", coupling_kernel=[3, 3, 1], seed=6)
     assert model.phi_shape == (48, 1, 1)
+
     def kernels(level):
         return {m.kernel_size for m in model.levels[level][0].flows[0].modules() if isinstance(m, torch.nn.Conv2d)}
 

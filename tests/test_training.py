@@ -300,7 +300,7 @@ def test_the_inn_head_learns_at_its_own_rate(trained, tmp_path):
     after = state["state_dict"]
     head = [k for k in after if k.startswith("head.")]
     flow = [k for k in after if not k.startswith("head.") and "done_init" not in k and k in fresh
-            and fresh[k].dtype.is_floating_point and not any(n in k for n in ("actnorm", "flows.2"))]
+            and fresh[k].dtype.is_floating_point and "flows.2" not in k]  # flows.2: actnorm, set from the data
     assert head and flow
     assert max(float((after[k] - fresh[k]).abs().max()) for k in head) > 1e-3
     assert max(float((after[k] - fresh[k]).abs().max()) for k in flow) < 1e-6

@@ -36,7 +36,8 @@ def interpolation_ranges(values: np.ndarray) -> np.ndarray:
     return values.max(axis=-1) - values.min(axis=-1)
 
 
-def _share(value: float) -> str:
+def share_text(value: float) -> str:
+    """A share from `AuditResult.inside` as a percentage, "–" where it does not apply (yaw)."""
     return "–" if np.isnan(value) else f"{100 * value:.1f} %"
 
 
@@ -66,7 +67,7 @@ class AuditResult:
             f"{'attribute':<16} {'mean max−min':>13} {'std':>8} {'in [-0.05, 1.05]':>17} {'observer MSE':>13}",
         ]
         for a in sorted(change, key=lambda a: -change[a][0]):
-            lines.append(f"{ATTRIBUTES[a].label:<16} {change[a][0]:>13.3f} {change[a][1]:>8.3f} {_share(inside[a]):>17} "
+            lines.append(f"{ATTRIBUTES[a].label:<16} {change[a][0]:>13.3f} {change[a][1]:>8.3f} {share_text(inside[a]):>17} "
                          f"{self.original_mse[a]:>13.5f}")
         return "\n".join(lines)
 
@@ -83,7 +84,7 @@ class AuditResult:
         paths = {"csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
         atomic_write_csv(paths["csv"], rows)
         md = ["| attribute | mean max−min | std | readings in [−0.05, 1.05] | observer MSE on originals |", "|---|---|---|---|---|"]
-        md += [f"| {r['label']} | {r['mean_max_minus_min']:.3f} | {r['std_max_minus_min']:.3f} | {_share(r['share_inside_range'])} "
+        md += [f"| {r['label']} | {r['mean_max_minus_min']:.3f} | {r['std_max_minus_min']:.3f} | {share_text(r['share_inside_range'])} "
                f"| {r['observer_mse_on_originals']:.5f} |" for r in rows]
         atomic_write_text(paths["md"], "\n".join(md) + "\n")
         self.plot(paths["png"])

@@ -139,7 +139,7 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         settings[key] = value
     if kind == "observer" and settings.get("augment_shift"):
         raise ConfigError(f"{source}: training.augment_shift: not for an observer, which reads the animal's position back")
-    if settings.get("head_learning_rate") and not isinstance(getattr(built, "head", None), _linear()):
+    if settings.get("head_learning_rate") and not _has_linear_head(built):
         raise ConfigError(f"{source}: training.head_learning_rate: only for a model with a linear head on its features "
                           f"(arch inn); arch {model['arch']} has none")
     if not 0.0 < settings.get("warmup_fraction", 0.3) < 1.0:
@@ -164,10 +164,10 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
     )
 
 
-def _linear():
+def _has_linear_head(model) -> bool:
     from torch import nn
 
-    return nn.Linear
+    return isinstance(getattr(model, "head", None), nn.Linear)
 
 
 def parameter_groups(model, settings: TrainingSettings) -> list[dict]:
