@@ -50,6 +50,7 @@ GLOBAL = "configs/inn-cpu-global.yaml"
 EXPERIMENTS = {
     "global-beta-1e-4": (GLOBAL, {}),  # configs/inn-cpu-global.yaml as shipped
     "global-beta-1e-2": (GLOBAL, {"model": {"beta": 0.01}}),
+    "global-beta-1": (GLOBAL, {"model": {"beta": 1.0}}),
     "global-beta-10": (GLOBAL, {"model": {"beta": 10.0}}),
     "phi8-beta-10": ("configs/inn-cpu.yaml", {}),  # the INN shipped before issue 31: φ 48 × 8 × 8
 }
