@@ -28,33 +28,23 @@ a non-finite value is refused with an error naming the method, never returned.
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 from two4two.errors import Two4TwoError
-
-METHODS = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients", "smoothgrad", "grad_cam",
-           "occlusion", "lrp", "deeplift", "random", "sobel", "silhouette")
-CONTROLS = ("random", "sobel", "silhouette")
-BASELINES = {"black": 0.0, "grey": 0.5}  # input value ([0, 1]) of "nothing here"; "auto" picks one per model
-BASELINE_METHODS = ("integrated_gradients", "deeplift", "occlusion")
-LABELS = {"gradient": "gradient", "input_x_gradient": "input × gradient", "guided_backprop": "guided backprop",
-          "integrated_gradients": "integrated gradients", "smoothgrad": "SmoothGrad", "grad_cam": "Grad-CAM",
-          "occlusion": "occlusion", "lrp": "LRP", "deeplift": "DeepLift", "random": "random (control)",
-          "sobel": "Sobel edges (control)", "silhouette": "silhouette (control)"}
-
 
 class AttributionError(Two4TwoError, ValueError):
     """A method cannot explain this model, or its inputs are not what it needs."""
 
 
 def check_methods(names: Sequence[str]) -> list[str]:
-    unknown = [n for n in names if n not in METHODS]
+    unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise AttributionError(f"{unknown[0]!r} is not an attribution method; allowed: {', '.join(METHODS)}")
+        raise AttributionError(f"{unknown[0]!r} is not an attribution method; allowed: {', '.join(REGISTRY)}")
     return list(dict.fromkeys(names))
 
 
@@ -157,77 +147,199 @@ def randomised(model, layers: int, seed: int = 0):
     return out.eval()
 
 
-# ---- the methods ----------------------------------------------------------------------
+# ---- the methods: one class each, registered by name ---------------------------------
 
 
-@dataclass
+REGISTRY: dict[str, type["AttributionMethod"]] = {}
+BASELINES = {"black": 0.0, "grey": 0.5}  # input value ([0, 1]) of "nothing here"; "auto" picks one per model
+
+
 class AttributionMethod:
-    """One method bound to one model: `attribute(images, target, masks=None) -> (N, H, W) float32`."""
+    """One method bound to one model: `attribute(images, target, masks=None) -> (N, H, W) float32`.
 
-    name: str
-    model: object = None
-    batch_size: int = 32
-    progress: bool = False
-    seed: int = 0
-    ig_steps: int = 16
-    smoothgrad_samples: int = 10
-    smoothgrad_sigma: float = 0.15  # of the [0, 1] input range (Smilkov et al. use 10–20 %)
-    occlusion_window: int | None = None  # default: an eighth of the image side, stride = window
-    baseline: str = "auto"  # black, grey, or auto: grey for the INN, black otherwise
-    _explainer: object = field(default=None, repr=False)
+    A subclass names itself (`name`, `label`), declares its own options as keyword arguments of
+    `__init__`, and computes one batch in `_batch`; the method lists below are read off the classes.
+    """
 
-    def __post_init__(self) -> None:
-        check_methods([self.name])
-        if self.baseline != "auto" and self.baseline not in BASELINES:
-            raise AttributionError(f"baseline: {self.baseline!r} is not one of auto, {', '.join(BASELINES)}")
-        if self.name not in CONTROLS:
-            if self.model is None:
+    name: ClassVar[str]
+    label: ClassVar[str]
+    needs_model: ClassVar[bool] = True
+    uses_baseline: ClassVar[bool] = False  # compares the image with "nothing here" (`baseline`)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    def __init__(self, model=None, *, batch_size: int = 32, progress: bool = False, seed: int = 0,
+                 baseline: str = "auto"):
+        if baseline != "auto" and baseline not in BASELINES:
+            raise AttributionError(f"baseline: {baseline!r} is not one of auto, {', '.join(BASELINES)}")
+        self.model, self.batch_size, self.progress, self.seed, self.baseline = model, batch_size, progress, seed, baseline
+        self._wrapped = None
+        if self.needs_model:
+            if model is None:
                 raise AttributionError(f"{self.name}: needs a model")
-            self._wrapped = _two_class(self.model)
-            self._explainer = self._build()
+            self._wrapped = _two_class(model)
+            self._explainer = self._build(self._wrapped)
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """The keyword options this method takes (its own and the shared ones)."""
+        return {n for k in cls.__mro__ if "__init__" in k.__dict__
+                for n, p in inspect.signature(k.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY}
 
     @property
     def baseline_value(self) -> float:
         """The input value that stands for "nothing here" in this method's comparisons."""
         if self.baseline == "auto":
-            return BASELINES["grey" if getattr(getattr(self, "_wrapped", None), "invertible", False) else "black"]
+            return BASELINES["grey" if self._wrapped is not None and self._wrapped.invertible else "black"]
         return BASELINES[self.baseline]
 
-    def _build(self):
-        from captum import attr
+    def _build(self, wrapped):
+        raise NotImplementedError
 
-        w = self._wrapped
-        if self.name == "gradient":
-            return attr.Saliency(w)
-        if self.name == "input_x_gradient":
-            return attr.InputXGradient(w)
-        if self.name == "guided_backprop":
-            return attr.GuidedBackprop(w)
-        if self.name == "integrated_gradients":
-            return attr.IntegratedGradients(w)
-        if self.name == "smoothgrad":
-            return attr.NoiseTunnel(attr.Saliency(w))
-        if self.name == "grad_cam":
-            return attr.LayerGradCam(w, last_conv_stage(w))
-        if self.name == "occlusion":
-            return attr.Occlusion(w)
-        if self.name == "deeplift":
-            if not w.invertible and hasattr(getattr(w.net, "net", None), "layer4"):
-                raise AttributionError("deeplift: captum's DeepLift needs every ReLU module to be called once, and "
-                                       "torchvision's ResNet-18 calls each block's ReLU twice; use integrated_gradients")
-            return attr.DeepLift(w)
-        if self.name == "lrp":
-            return self._lrp(attr)
-        raise AssertionError(self.name)
+    def attribute(self, images: np.ndarray, target, masks: np.ndarray | None = None) -> np.ndarray:
+        """Signed maps (N, H, W) float32, the channels summed, for uint8 images (N, H, W, 3)."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise AttributionError(f"{self.name}: expected uint8 images N × H × W × 3, got {images.dtype} {images.shape}")
+        targets = np.broadcast_to(np.asarray(target, dtype=np.int64), (len(images),))
+        if not np.isin(targets, (0, 1)).all():
+            raise AttributionError(f"{self.name}: target must be 0 (peaky) or 1 (stretchy), got {np.unique(targets)}")
+        return self._maps(images, targets, masks)
 
-    def _lrp(self, attr):
+    def _maps(self, images: np.ndarray, targets: np.ndarray, masks) -> np.ndarray:
+        """The model's maps, batch by batch through captum; a non-finite map is an error, never returned."""
+        from tqdm import tqdm
+
+        from two4two.models.inputs import image_batch
+
+        torch, n = _torch(), len(images)
+        out = np.empty(images.shape[:3], np.float32)
+        with tqdm(total=n, desc=self.label, unit="img", disable=not self.progress, leave=False) as bar:
+            for start in range(0, n, self.batch_size):
+                stop = min(n, start + self.batch_size)
+                x = image_batch(images[start:stop]).requires_grad_(True)
+                torch.manual_seed(self.seed)
+                a = self._batch(x, torch.from_numpy(np.array(targets[start:stop], dtype=np.int64)))
+                out[start:stop] = a.detach().sum(dim=1).float().numpy()
+                bar.update(stop - start)
+        bad = ~np.isfinite(out).all(axis=(1, 2))
+        if bad.any():
+            hint = (f" (baseline {self.baseline!r} = {self.baseline_value}: try another, e.g. --baseline grey)"
+                    if self.uses_baseline else "")
+            raise AttributionError(f"{self.name}: the model gives non-finite values on this method's inputs, "
+                                   f"{int(bad.sum())} of {n} maps are not finite{hint}")
+        return out
+
+    def _batch(self, x, t):
+        return self._explainer.attribute(x, target=t)
+
+    def _baseline_like(self, x):
+        return _torch().full_like(x, self.baseline_value)
+
+
+def _captum():
+    from captum import attr
+
+    return attr
+
+
+class Gradient(AttributionMethod):
+    name, label = "gradient", "gradient"
+
+    def _build(self, wrapped):
+        return _captum().Saliency(wrapped)
+
+    def _batch(self, x, t):  # signed: captum's Saliency takes |·| unless told not to
+        return self._explainer.attribute(x, target=t, abs=False)
+
+
+class InputXGradient(AttributionMethod):
+    name, label = "input_x_gradient", "input × gradient"
+
+    def _build(self, wrapped):
+        return _captum().InputXGradient(wrapped)
+
+
+class GuidedBackprop(AttributionMethod):
+    name, label = "guided_backprop", "guided backprop"
+
+    def _build(self, wrapped):
+        return _captum().GuidedBackprop(wrapped)
+
+
+class IntegratedGradients(AttributionMethod):
+    name, label, uses_baseline = "integrated_gradients", "integrated gradients", True
+
+    def __init__(self, model=None, *, ig_steps: int = 16, **shared):
+        self.ig_steps = ig_steps
+        super().__init__(model, **shared)
+
+    def _build(self, wrapped):
+        return _captum().IntegratedGradients(wrapped)
+
+    def _batch(self, x, t):
+        return self._explainer.attribute(x, baselines=self._baseline_like(x), target=t, n_steps=self.ig_steps,
+                                         internal_batch_size=len(x))
+
+
+class SmoothGrad(AttributionMethod):
+    name, label = "smoothgrad", "SmoothGrad"
+
+    def __init__(self, model=None, *, smoothgrad_samples: int = 10, smoothgrad_sigma: float = 0.15, **shared):
+        # sigma: of the [0, 1] input range (Smilkov et al. use 10–20 %)
+        self.smoothgrad_samples, self.smoothgrad_sigma = smoothgrad_samples, smoothgrad_sigma
+        super().__init__(model, **shared)
+
+    def _build(self, wrapped):
+        attr = _captum()
+        return attr.NoiseTunnel(attr.Saliency(wrapped))
+
+    def _batch(self, x, t):
+        return self._explainer.attribute(x, nt_type="smoothgrad", nt_samples=self.smoothgrad_samples,
+                                         nt_samples_batch_size=self.smoothgrad_samples, stdevs=self.smoothgrad_sigma,
+                                         target=t, abs=False)
+
+
+class GradCAM(AttributionMethod):
+    name, label = "grad_cam", "Grad-CAM"
+
+    def _build(self, wrapped):
+        return _captum().LayerGradCam(wrapped, last_conv_stage(wrapped))
+
+    def _batch(self, x, t):
+        cam = self._explainer.attribute(x, target=t, relu_attributions=True)
+        return _torch().nn.functional.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)
+
+
+class Occlusion(AttributionMethod):
+    name, label, uses_baseline = "occlusion", "occlusion", True
+
+    def __init__(self, model=None, *, occlusion_window: int | None = None, **shared):
+        self.occlusion_window = occlusion_window  # default: an eighth of the image side, stride = window
+        super().__init__(model, **shared)
+
+    def _build(self, wrapped):
+        return _captum().Occlusion(wrapped)
+
+    def _batch(self, x, t):
+        side = self.occlusion_window or max(2, x.shape[2] // 8)  # 64 non-overlapping patches of the baseline
+        return self._explainer.attribute(x.detach(), sliding_window_shapes=(3, side, side), strides=(3, side, side),
+                                         baselines=self.baseline_value, target=t, perturbations_per_eval=4)
+
+
+class LRP(AttributionMethod):
+    name, label = "lrp", "LRP"
+
+    def _build(self, wrapped):
         from captum.attr._utils.lrp_rules import EpsilonRule
 
         torch = _torch()
-        w = self._wrapped
-        net = None if w.invertible else w.net
+        net = None if wrapped.invertible else wrapped.net
         if net is None or not hasattr(net, "stage4"):
-            kind = "the INN" if w.invertible else type(getattr(net, "net", net)).__name__
+            kind = "the INN" if wrapped.invertible else type(getattr(net, "net", net)).__name__
             raise AttributionError(f"lrp: captum's LRP rules support the small CNN only, not {kind} "
                                    "(no rule for skip connections, ReLU6 or couplings)")
         # captum's rules keep each layer's shape, so the head's Flatten + Linear become the same
@@ -244,78 +356,57 @@ class AttributionMethod:
         for m in net.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)):
                 m.rule = EpsilonRule(epsilon=1e-6)
-        return attr.LRP(w)
+        return _captum().LRP(wrapped)
 
-    # -- the verb --------------------------------------------------------------------
+    def _batch(self, x, t):
+        # captum's LRP starts from the target output's value but passes relevance through the
+        # wrapper's negation unchanged, so column 0 (−z) would give z's map. LRP-ε is linear in
+        # the starting relevance: class 0's map is −(z's map).
+        sign = _torch().where(t == 1, 1.0, -1.0)[:, None, None, None]
+        return self._explainer.attribute(x, target=_torch().ones_like(t)) * sign
 
-    def attribute(self, images: np.ndarray, target, masks: np.ndarray | None = None) -> np.ndarray:
-        """Signed maps (N, H, W) float32, the channels summed, for uint8 images (N, H, W, 3)."""
-        from tqdm import tqdm
 
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise AttributionError(f"{self.name}: expected uint8 images N × H × W × 3, got {images.dtype} {images.shape}")
-        n = len(images)
-        targets = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,))
-        if not np.isin(targets, (0, 1)).all():
-            raise AttributionError(f"{self.name}: target must be 0 (peaky) or 1 (stretchy), got {np.unique(targets)}")
-        if self.name == "silhouette":
-            if masks is None or np.shape(masks) != images.shape[:3]:
-                raise AttributionError(f"silhouette: needs the masks (N × H × W) of the images, got "
-                                       f"{None if masks is None else np.shape(masks)}")
-            return (np.asarray(masks) > 0).astype(np.float32)
-        if self.name == "random":
-            return np.random.default_rng(self.seed).standard_normal(images.shape[:3]).astype(np.float32)
-        if self.name == "sobel":
-            return sobel_edges(images)
-        out = np.empty(images.shape[:3], np.float32)
-        with tqdm(total=n, desc=LABELS[self.name], unit="img", disable=not self.progress, leave=False) as bar:
-            for start in range(0, n, self.batch_size):
-                stop = min(n, start + self.batch_size)
-                out[start:stop] = self._batch(images[start:stop], targets[start:stop])
-                bar.update(stop - start)
-        bad = ~np.isfinite(out).all(axis=(1, 2))
-        if bad.any():
-            hint = (f" (baseline {self.baseline!r} = {self.baseline_value}: try another, e.g. --baseline grey)"
-                    if self.name in BASELINE_METHODS else "")
-            raise AttributionError(f"{self.name}: the model gives non-finite values on this method's inputs, "
-                                   f"{int(bad.sum())} of {n} maps are not finite{hint}")
-        return out
+class DeepLift(AttributionMethod):
+    name, label, uses_baseline = "deeplift", "DeepLift", True
 
-    def _batch(self, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        from two4two.models.inputs import image_batch
+    def _build(self, wrapped):
+        if not wrapped.invertible and hasattr(getattr(wrapped.net, "net", None), "layer4"):
+            raise AttributionError("deeplift: captum's DeepLift needs every ReLU module to be called once, and "
+                                   "torchvision's ResNet-18 calls each block's ReLU twice; use integrated_gradients")
+        return _captum().DeepLift(wrapped)
 
-        torch = _torch()
-        x = image_batch(images).requires_grad_(True)
-        t = torch.from_numpy(np.array(targets, dtype=np.int64))
-        e, h, w = self._explainer, x.shape[2], x.shape[3]
-        torch.manual_seed(self.seed)
-        if self.name == "gradient":  # signed: captum's Saliency takes |·| unless told not to
-            a = e.attribute(x, target=t, abs=False)
-        elif self.name == "smoothgrad":
-            a = e.attribute(x, nt_type="smoothgrad", nt_samples=self.smoothgrad_samples, nt_samples_batch_size=self.smoothgrad_samples,
-                            stdevs=self.smoothgrad_sigma, target=t, abs=False)
-        elif self.name == "integrated_gradients":
-            a = e.attribute(x, baselines=torch.full_like(x, self.baseline_value), target=t, n_steps=self.ig_steps,
-                            internal_batch_size=len(x))
-        elif self.name == "deeplift":
-            a = e.attribute(x, baselines=torch.full_like(x, self.baseline_value), target=t)
-        elif self.name == "grad_cam":
-            cam = e.attribute(x, target=t, relu_attributions=True)
-            a = torch.nn.functional.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)
-        elif self.name == "occlusion":
-            side = self.occlusion_window or max(2, h // 8)  # 64 non-overlapping patches of the baseline
-            a = e.attribute(x.detach(), sliding_window_shapes=(3, side, side), strides=(3, side, side),
-                            baselines=self.baseline_value, target=t, perturbations_per_eval=4)
-        elif self.name == "lrp":
-            # captum's LRP starts from the target output's value but passes relevance through the
-            # wrapper's negation unchanged, so column 0 (−z) would give z's map. LRP-ε is linear in
-            # the starting relevance: class 0's map is −(z's map).
-            sign = torch.where(t == 1, 1.0, -1.0)[:, None, None, None]
-            a = e.attribute(x, target=torch.ones_like(t)) * sign
-        else:
-            a = e.attribute(x, target=t)
-        return a.detach().sum(dim=1).float().numpy()
+    def _batch(self, x, t):
+        return self._explainer.attribute(x, baselines=self._baseline_like(x), target=t)
+
+
+class RandomControl(AttributionMethod):
+    name, label, needs_model = "random", "random (control)", False
+
+    def _maps(self, images, targets, masks):
+        return np.random.default_rng(self.seed).standard_normal(images.shape[:3]).astype(np.float32)
+
+
+class SobelControl(AttributionMethod):
+    name, label, needs_model = "sobel", "Sobel edges (control)", False
+
+    def _maps(self, images, targets, masks):
+        return sobel_edges(images)
+
+
+class SilhouetteControl(AttributionMethod):
+    name, label, needs_model = "silhouette", "silhouette (control)", False
+
+    def _maps(self, images, targets, masks):
+        if masks is None or np.shape(masks) != images.shape[:3]:
+            raise AttributionError(f"silhouette: needs the masks (N × H × W) of the images, got "
+                                   f"{None if masks is None else np.shape(masks)}")
+        return (np.asarray(masks) > 0).astype(np.float32)
+
+
+METHODS = tuple(REGISTRY)
+CONTROLS = tuple(n for n, c in REGISTRY.items() if not c.needs_model)
+BASELINE_METHODS = tuple(n for n, c in REGISTRY.items() if c.uses_baseline)
+LABELS = {n: c.label for n, c in REGISTRY.items()}
 
 
 def heatmap_overlay(images: np.ndarray, maps: np.ndarray, alpha: float = 0.55) -> np.ndarray:
@@ -343,7 +434,13 @@ def sobel_edges(images: np.ndarray) -> np.ndarray:
 
 
 def attribution_method(name: str, model=None, **options) -> AttributionMethod:
-    return AttributionMethod(name, model, **options)
+    """Method `name` bound to `model`, given those of `options` it takes (the others are other methods')."""
+    cls = REGISTRY[check_methods([name])[0]]
+    known = set().union(*(c.option_names() for c in REGISTRY.values()))
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise AttributionError(f"{unknown[0]}: not an option of any attribution method; allowed: {', '.join(sorted(known))}")
+    return cls(model, **{k: v for k, v in options.items() if k in cls.option_names()})
 
 
 # ---- maps of a split, saved ---------------------------------------------------------
