@@ -13,10 +13,11 @@ Regions of a mask (labels 1 + index in two4two.animal.BLOCK_NAMES): `animal` (ev
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -318,30 +319,155 @@ def cascading_randomisation(model, method_name: str, images: np.ndarray, targets
 # ---- the whole evaluation -----------------------------------------------------------
 
 
+class _Inputs:
+    """What the scores of one evaluation read, each computed once and only when a score asks for it."""
+
+    def __init__(self, evaluation: "AttributionEvaluation", split, maps, removals: dict | None, attributes: Sequence[str]):
+        self.evaluation, self.split, self.maps, self.removals, self.attributes = evaluation, split, maps, removals or {}, attributes
+        self.model, self.seed, self.n = evaluation.model, evaluation.seed, len(maps.ids)
+        self.masks, self.images, self.targets = split.masks[: self.n], split.images[: self.n], maps.targets
+        self.logits = split.logits(self.model)[: self.n]
+        self.explained = class_logit(self.logits, self.targets)
+        self.extra: dict = {"n": self.n, "wsl_alpha": {}}
+
+    def holds(self, need: str | None) -> bool:
+        return {None: True, "removals": len(self.deletion_blocks) >= 3, "bg_color": "bg_color" in self.attributes,
+                "attributes": bool(self.attributes), "contrast": self.evaluation.contrast is not None,
+                "sanity": self.evaluation.sanity_images > 0}[need]
+
+    @functools.cached_property
+    def regions(self) -> dict[str, np.ndarray]:
+        return {r: region_masks(self.masks, r) for r in ("animal", *BLOCK_GROUPS)}
+
+    @functools.cached_property
+    def removal_drops(self) -> dict[str, np.ndarray]:
+        """Per removed part, how much the explained class's logit drops without it."""
+        drops = {}
+        for part, removed in self.removals.items():
+            if [p.original_id for p in removed.params[: self.n]] != list(self.maps.ids):
+                raise ValueError(f"removal split {removed!r}: its originals are not the maps' images")
+            drops[part] = self.explained - class_logit(removed.logits(self.model)[: self.n], self.targets)
+        self.extra["removal_drop"] = {part: {"mean": float(np.mean(d)), "mean_abs": float(np.mean(np.abs(d))),
+                                             "flip_percent": float(np.mean(np.sign(self.explained - d) != np.sign(self.explained)) * 100)}
+                                      for part, d in drops.items()}
+        return drops
+
+    @property
+    def deletion_blocks(self) -> list[str]:
+        return [b for b in SINGLE_BLOCKS if b in self.removals]
+
+    @functools.cached_property
+    def background_effect(self) -> np.ndarray:
+        return class_logit(self.split.intervention("bg_color").logits(self.model)[: self.n], self.targets) - self.explained
+
+    @functools.cached_property
+    def interventions(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Per attribute: |Δlogit| of its intervention and the pixels it changed."""
+        out = []
+        for attribute in self.attributes:
+            inter = self.split.intervention(attribute)
+            out.append((attribute, np.abs(inter.logits(self.model)[: self.n] - self.logits),
+                        changed_pixels(self.images, inter.images[: self.n], self.masks, inter.masks[: self.n])))
+        return out
+
+
+def _wsl(x: _Inputs, method: str, a: np.ndarray) -> np.ndarray:
+    values, x.extra["wsl_alpha"][method] = wsl_localisation(a, x.masks)
+    return values
+
+
+def _single_deletion(x: _Inputs, method: str, a: np.ndarray) -> np.ndarray:
+    blocks = x.deletion_blocks
+    drops = np.stack([x.removal_drops[b] for b in blocks], axis=1)
+    return single_deletion(part_masses(a, x.masks, blocks), drops)
+
+
+def _attribute_agreement(x: _Inputs, i: int, method: str, a: np.ndarray, n_resamples: int) -> Interval:
+    masses = [changed_mass(a, changed) for _, _, changed in x.interventions]
+    per_attribute = x.extra.setdefault("attribute_agreement_per_attribute", {}).setdefault(method, {})
+    for (attribute, effect, _), mass in zip(x.interventions, masses):
+        per_attribute[attribute] = spearman(mass, effect)
+    effect = np.concatenate([e for _, e, _ in x.interventions])
+    return spearman_interval(np.concatenate(masses), effect, n_resamples, x.seed + 100 + i)
+
+
+def _contrast_pass(x: _Inputs, i: int, method: str, a: np.ndarray, n_resamples: int) -> Interval:
+    """BAM-style (Yang & Kim 2019, "Benchmarking attribution methods with relative feature
+    importance"): a map passes on an image when its background share is higher for the model
+    that relies on the background; on average when the mean difference's interval is above 0."""
+    from two4two.explain.attribution import attribution_method
+
+    background = region_masks(x.masks, "background")
+    shares = []
+    for model in x.evaluation.contrast:
+        targets = (x.split.logits(model)[: x.n] > 0).astype(np.int64)
+        maps = attribution_method(method, model, seed=x.seed, **x.evaluation.options).attribute(x.images, targets, x.masks)
+        shares.append(relevance_mass_accuracy(maps, background))
+    diff = shares[0] - shares[1]
+    passed = np.where(np.isfinite(diff), diff > 0, np.nan)  # an image without background has no answer
+    mean_diff = mean_interval(diff, n_resamples, x.seed + 300 + i)
+    x.extra.setdefault("contrast", {})[method] = {
+        "mean_share_reliant": float(np.nanmean(shares[0])), "mean_share_unreliant": float(np.nanmean(shares[1])),
+        "mean_difference": [mean_diff.value, mean_diff.low, mean_diff.high], "passes_on_average": bool(mean_diff.low > 0)}
+    return mean_interval(passed, n_resamples, x.seed + 200 + i)
+
+
+def _sanity(x: _Inputs, i: int, method: str, a: np.ndarray, n_resamples: int) -> Interval:
+    k = min(x.evaluation.sanity_images, x.n)
+    steps = cascading_randomisation(x.model, method, x.images[:k], x.targets[:k], x.masks[:k], x.seed, **x.evaluation.options)
+    x.extra.setdefault("sanity", []).extend(steps)
+    return mean_interval(np.array(steps[-1]["per_image_spearman_abs"]), n_resamples, x.seed + 400)
+
+
 @dataclass(frozen=True)
 class Score:
+    """One score: how it reads, where it comes from, and how `AttributionEvaluation` computes it.
+
+    `per_image(inputs, method, map)` gives one value per image, averaged with a bootstrap
+    interval; `interval(inputs, method_index, method, map, n_resamples)` gives the interval
+    itself. Neither: computed elsewhere (the faithfulness curves) and merged in. `needs`: what
+    the evaluation must be given for it (removal splits, an intervention, a model pair, …).
+    """
+
     name: str
     label: str
     higher_is_better: bool = True
     source: str = ""
+    per_image: Callable | None = None
+    interval: Callable | None = None
+    needs: str | None = None
+
+
+def _pointing(region: str) -> Callable:
+    return lambda x, m, a: pointing_game(a, x.regions[region], seed=x.seed)
+
+
+def _mass(region: str) -> Callable:
+    return lambda x, m, a: relevance_mass_accuracy(a, x.regions[region])
+
+
+def _rank(region: str) -> Callable:
+    return lambda x, m, a: relevance_rank_accuracy(a, x.regions[region], x.seed)
 
 
 SCORES = (
-    Score("pointing_game_animal", "pointing game (animal)", True, "Zhang et al. 2018"),
-    Score("pointing_game_right_legs", "pointing game (right legs)", True, "Zhang et al. 2018"),
-    Score("mass_animal", "relevance mass (animal)", True, "Arras et al. 2022"),
-    Score("mass_right_legs", "relevance mass (right legs)", True, "Arras et al. 2022"),
-    Score("mass_left_legs", "relevance mass (left legs)", True, "Arras et al. 2022"),
-    Score("mass_spine", "relevance mass (spine)", True, "Arras et al. 2022"),
-    Score("rank_animal", "relevance rank (animal)", True, "Arras et al. 2022"),
-    Score("rank_right_legs", "relevance rank (right legs)", True, "Arras et al. 2022"),
-    Score("energy_pointing_game", "energy pointing game", True, "Wang et al. 2020"),
-    Score("wsl", "WSL (IoU > 0.5)", True, "Nguyen et al. 2021"),
-    Score("single_deletion", "single deletion ρ (8 blocks)", True, "Hesse et al. 2023"),
-    Score("background_independence", "background independence", True, "Hesse et al. 2023"),
-    Score("attribute_agreement", "attribute agreement ρ", True, "ours: intervention pairs"),
-    Score("contrast_pass", "model contrast: per-image pass", True, "Yang & Kim 2019 (BAM), adapted"),
-    Score("sanity_spearman_abs", "sanity: |ρ| after full randomisation", False, "Adebayo et al. 2018"),
+    Score("pointing_game_animal", "pointing game (animal)", True, "Zhang et al. 2018", _pointing("animal")),
+    Score("pointing_game_right_legs", "pointing game (right legs)", True, "Zhang et al. 2018", _pointing("right_legs")),
+    Score("mass_animal", "relevance mass (animal)", True, "Arras et al. 2022", _mass("animal")),
+    *(Score(f"mass_{g}", f"relevance mass ({g.replace('_', ' ')})", True, "Arras et al. 2022", _mass(g)) for g in BLOCK_GROUPS),
+    Score("rank_animal", "relevance rank (animal)", True, "Arras et al. 2022", _rank("animal")),
+    Score("rank_right_legs", "relevance rank (right legs)", True, "Arras et al. 2022", _rank("right_legs")),
+    Score("energy_pointing_game", "energy pointing game", True, "Wang et al. 2020", lambda x, m, a: energy_pointing_game(a, x.masks)),
+    Score("wsl", "WSL (IoU > 0.5)", True, "Nguyen et al. 2021", _wsl),
+    Score("single_deletion", "single deletion ρ (8 blocks)", True, "Hesse et al. 2023", _single_deletion, needs="removals"),
+    Score("background_independence", "background independence", True, "Hesse et al. 2023",
+          lambda x, m, a: background_independence(a, x.masks, x.background_effect, x.explained), needs="bg_color"),
+    Score("attribute_agreement", "attribute agreement ρ", True, "ours: intervention pairs",
+          interval=_attribute_agreement, needs="attributes"),
+    Score("contrast_pass", "model contrast: per-image pass", True, "Yang & Kim 2019 (BAM), adapted",
+          interval=_contrast_pass, needs="contrast"),
+    Score("sanity_spearman_abs", "sanity: |ρ| after full randomisation", False, "Adebayo et al. 2018",
+          interval=_sanity, needs="sanity"),
     Score("road_probability_gap", "ROAD: LeRF − MoRF (probability)", True, "Rong et al. 2022"),
     Score("reveal_cross_entropy", "top-p % shown: cross-entropy", False, "Biessmann & Refiano 2021"),
 )
@@ -569,103 +695,17 @@ class AttributionEvaluation:
         n = len(maps.ids)
         if [p.id for p in split.params[:n]] != list(maps.ids):
             raise ValueError(f"maps: their image ids are not the first {n} of {split!r}; compute them on this split")
-        masks, images = split.masks[:n], split.images[:n]
-        logits, targets = split.logits(self.model)[:n], maps.targets
-        explained = class_logit(logits, targets)
-        per_image: dict[str, dict[str, np.ndarray]] = {m: {} for m in maps.maps}
-        extra: dict = {"n": n, "wsl_alpha": {}}
-        regions = {r: region_masks(masks, r) for r in ("animal", *BLOCK_GROUPS)}
-        for m, a in maps.maps.items():
-            s = per_image[m]
-            s["pointing_game_animal"] = pointing_game(a, regions["animal"], seed=self.seed)
-            s["pointing_game_right_legs"] = pointing_game(a, regions["right_legs"], seed=self.seed)
-            for r in ("animal", *BLOCK_GROUPS):
-                s[f"mass_{r}"] = relevance_mass_accuracy(a, regions[r])
-            s["rank_animal"] = relevance_rank_accuracy(a, regions["animal"], self.seed)
-            s["rank_right_legs"] = relevance_rank_accuracy(a, regions["right_legs"], self.seed)
-            s["energy_pointing_game"] = energy_pointing_game(a, masks)
-            s["wsl"], extra["wsl_alpha"][m] = wsl_localisation(a, masks)
+        x = _Inputs(self, split, maps, removals, attributes)
         if removals:
-            self._part_deletion(split, maps, removals, explained, masks, per_image, extra)
-        if "bg_color" in attributes:
-            bg = split.intervention("bg_color")
-            effect = class_logit(bg.logits(self.model)[:n], targets) - explained
-            for m, a in maps.maps.items():
-                per_image[m]["background_independence"] = background_independence(a, masks, effect, explained)
-        values = {m: {k: mean_interval(v, self.n_resamples, self.seed + i) for i, (k, v) in enumerate(s.items())}
-                  for m, s in per_image.items()}
-        if attributes:
-            self._attribute_agreement(split, maps, attributes, images, masks, logits, values, extra)
-        if self.contrast is not None:
-            self._model_contrast(split, maps, images, masks, values, extra)
-        sanity = self._sanity(maps, images, targets, masks, values) if self.sanity_images else []
-        return AttributionScores(values, extra, sanity)
-
-    def _part_deletion(self, split, maps, removals, explained, masks, per_image, extra) -> None:
-        n = len(explained)
-        drops = {}
-        for part, removed in removals.items():
-            if [p.original_id for p in removed.params[:n]] != list(maps.ids):
-                raise ValueError(f"removal split {removed!r}: its originals are not the maps' images")
-            drops[part] = explained - class_logit(removed.logits(self.model)[:n], maps.targets)
-        extra["removal_drop"] = {part: {"mean": float(np.mean(d)), "mean_abs": float(np.mean(np.abs(d))),
-                                        "flip_percent": float(np.mean(np.sign(explained - d) != np.sign(explained)) * 100)}
-                                 for part, d in drops.items()}
-        blocks = [b for b in SINGLE_BLOCKS if b in drops]
-        if len(blocks) >= 3:
-            drop_matrix = np.stack([drops[b] for b in blocks], axis=1)
-            for m, a in maps.maps.items():
-                per_image[m]["single_deletion"] = single_deletion(part_masses(a, masks, blocks), drop_matrix)
-
-    def _attribute_agreement(self, split, maps, attributes, images, masks, logits, values, extra) -> None:
-        n = len(logits)
-        masses = {m: [] for m in maps.maps}
-        effects = []
-        per_attribute = {m: {} for m in maps.maps}
-        for attribute in attributes:
-            inter = split.intervention(attribute)
-            new_images, new_masks = inter.images[:n], inter.masks[:n]
-            effect = np.abs(inter.logits(self.model)[:n] - logits)
-            changed = changed_pixels(images, new_images, masks, new_masks)
-            effects.append(effect)
-            for m, a in maps.maps.items():
-                mass = changed_mass(a, changed)
-                masses[m].append(mass)
-                per_attribute[m][attribute] = spearman(mass, effect)
-        effect = np.concatenate(effects)
-        for i, m in enumerate(maps.maps):
-            values[m]["attribute_agreement"] = spearman_interval(np.concatenate(masses[m]), effect, self.n_resamples, self.seed + 100 + i)
-        extra["attribute_agreement_per_attribute"] = per_attribute
-
-    def _model_contrast(self, split, maps, images, masks, values, extra) -> None:
-        """BAM-style (Yang & Kim 2019, "Benchmarking attribution methods with relative feature
-        importance"): a map passes on an image when its background share is higher for the model
-        that relies on the background; on average when the mean difference's interval is above 0."""
-        from two4two.explain.attribution import attribution_method
-
-        reliant, unreliant = self.contrast
-        background = region_masks(masks, "background")
-        extra["contrast"] = {}
-        for i, m in enumerate(maps.maps):
-            shares = []
-            for model in (reliant, unreliant):
-                targets = (split.logits(model)[: len(images)] > 0).astype(np.int64)
-                a = attribution_method(m, model, seed=self.seed, **self.options).attribute(images, targets, masks)
-                shares.append(relevance_mass_accuracy(a, background))
-            diff = shares[0] - shares[1]
-            passed = np.where(np.isfinite(diff), diff > 0, np.nan)  # an image without background has no answer
-            values[m]["contrast_pass"] = mean_interval(passed, self.n_resamples, self.seed + 200 + i)
-            mean_diff = mean_interval(diff, self.n_resamples, self.seed + 300 + i)
-            extra["contrast"][m] = {"mean_share_reliant": float(np.nanmean(shares[0])), "mean_share_unreliant": float(np.nanmean(shares[1])),
-                                    "mean_difference": [mean_diff.value, mean_diff.low, mean_diff.high],
-                                    "passes_on_average": bool(mean_diff.low > 0)}
-
-    def _sanity(self, maps, images, targets, masks, values) -> list[dict]:
-        k = min(self.sanity_images, len(images))
-        records = []
-        for m in maps.maps:
-            steps = cascading_randomisation(self.model, m, images[:k], targets[:k], masks[:k], self.seed, **self.options)
-            records += steps
-            values[m]["sanity_spearman_abs"] = mean_interval(np.array(steps[-1]["per_image_spearman_abs"]), self.n_resamples, self.seed + 400)
-        return records
-
+            x.removal_drops  # noqa: B018  (recorded in extra even when fewer than 3 single blocks were removed)
+        per_image = [s for s in SCORES if s.per_image is not None and x.holds(s.needs)]
+        values = {}
+        for m, a in maps.maps.items():
+            means = {s.name: s.per_image(x, m, a) for s in per_image}
+            values[m] = {k: mean_interval(v, self.n_resamples, self.seed + i) for i, (k, v) in enumerate(means.items())}
+        for s in SCORES:
+            if s.interval is not None and x.holds(s.needs):
+                for i, (m, a) in enumerate(maps.maps.items()):
+                    values[m][s.name] = s.interval(x, i, m, a, self.n_resamples)
+        sanity = x.extra.pop("sanity", [])
+        return AttributionScores(values, x.extra, sanity)
