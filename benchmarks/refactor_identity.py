@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def main() -> None:
     if not args.before:
         print(json.dumps(after, indent=1))
         return
-    checkout = args.work / f"checkout_{args.before}"
+    checkout = Path(tempfile.gettempdir()) / "two4two_identity" / f"checkout_{args.before}"  # outside the repository's tree
     if not checkout.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), args.before], check=True)
     env = {**os.environ, "PYTHONPATH": str(checkout)}

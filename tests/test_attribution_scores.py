@@ -22,7 +22,7 @@ from two4two.explain.attribution_scores import (
     single_deletion,
     wsl_localisation,
 )
-from two4two.importance import Interval
+from two4two.intervals import Interval
 
 pytest.importorskip("statsmodels", reason="importance fits with statsmodels: pip install -e '.[models]'")
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from two4two.config import INTERVENTION_SEPARATOR
 from two4two.dataset import DatasetError, read_split
+from two4two.intervals import Interval, bootstrap_interval
 from two4two.io import atomic_write_csv, atomic_write_text
 from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
 from two4two.split import Split
@@ -32,18 +33,6 @@ def as_numeric(attribute: str, params: Sequence[SceneParameters]) -> np.ndarray:
     if attribute == "obj_name":
         return np.array([p.obj_name == "stretchy" for p in params], float)
     return np.array([float(getattr(p, attribute)) for p in params])
-
-
-@dataclass
-class Interval:
-    value: float
-    low: float
-    high: float
-
-    def fmt(self, digits: int = 3) -> str:
-        if math.isnan(self.value):
-            return "—"
-        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
 @dataclass
@@ -177,19 +166,6 @@ def plot_reliance_vs_bias(result: "ImportanceResult", path: str | Path) -> Path:
     for ax in axes:
         ax.tick_params(axis="x", labelsize=7)
     return save_figure(fig, path, f"Model reliance vs data bias: {result.model_name}")
-
-
-def bootstrap_interval(data: tuple[np.ndarray, ...], statistic: Callable, n_resamples: int, seed: int) -> Interval:
-    from scipy import stats
-
-    value = float(statistic(*data, axis=-1))
-    if len(data[0]) < 3 or not np.isfinite(value):
-        return Interval(value, float("nan"), float("nan"))
-    res = stats.bootstrap(
-        data, statistic, paired=True, vectorized=True, n_resamples=n_resamples, method="percentile",
-        confidence_level=0.95, random_state=np.random.default_rng(seed),
-    )
-    return Interval(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
 def _r_squared(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:

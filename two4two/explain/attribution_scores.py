@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from two4two.animal import BLOCK_GROUPS, BLOCK_NAMES, block_labels
-from two4two.importance import Interval, bootstrap_interval
+from two4two.intervals import Interval, mean_interval, spearman, spearman_interval
 
 REGIONS = ("animal", *BLOCK_GROUPS, "background")
 WSL_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # Nguyen et al. 2021 sweep α over {0.05, …, 0.95}
@@ -238,35 +238,6 @@ def changed_pixels(images: np.ndarray, new_images: np.ndarray, masks=None, new_m
 def changed_mass(maps: np.ndarray, changed: np.ndarray) -> np.ndarray:
     """Σ |a| over the changed pixels: how much of the map points where the change happened."""
     return (np.abs(_flat(maps)) * _flat(changed)).sum(axis=1)
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy import stats
-
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return float("nan")
-    return float(stats.spearmanr(x[ok], y[ok]).statistic)
-
-
-def spearman_interval(x: np.ndarray, y: np.ndarray, n_resamples: int, seed: int) -> Interval:
-    """Spearman ρ over pairs with a percentile-bootstrap interval (resampling pairs)."""
-    from scipy import stats
-
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    value = spearman(x, y)
-    if math.isnan(value):
-        return Interval(value, float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    rank_x, rank_y = stats.rankdata(x), stats.rankdata(y)
-    draws = []
-    for _ in range(n_resamples):
-        i = rng.integers(0, len(x), len(x))
-        a, b = rank_x[i], rank_y[i]
-        if np.ptp(a) and np.ptp(b):
-            draws.append(stats.pearsonr(stats.rankdata(a), stats.rankdata(b)).statistic)
-    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (float("nan"), float("nan"))
-    return Interval(value, float(low), float(high))
 
 
 # ---- sanity checks ------------------------------------------------------------------
@@ -667,15 +638,6 @@ def plot_sanity(records: list[dict], path: Path) -> Path:
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
     plt.close(fig)
     return path
-
-
-def mean_interval(values: np.ndarray, n_resamples: int, seed: int) -> Interval:
-    """Mean over images (NaN excluded) with a percentile-bootstrap 95 % interval."""
-    v = np.asarray(values, np.float64)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return Interval(float("nan"), float("nan"), float("nan"))
-    return bootstrap_interval((v,), np.mean, n_resamples, seed)
 
 
 class AttributionEvaluation:

@@ -292,7 +292,7 @@ class FaithfulnessResult:
     def score_intervals(self, n_resamples: int = 1000, seed: int = 0) -> dict:
         """method → {road_probability_gap, reveal_cross_entropy: Interval}: the scores this adds to the
         attribution score table (two4two.explain.attribution_scores.SCORES), bootstrapped over images."""
-        from two4two.explain.attribution_scores import mean_interval
+        from two4two.intervals import mean_interval
 
         out = {}
         for i, (m, c) in enumerate(self.road.items()):

@@ -19,6 +19,7 @@ are in the attribution table). With few methods ρ takes few values: the interva
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -26,6 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from two4two.errors import Two4TwoError
+from two4two.intervals import percentile_interval
 
 DEFAULT_SCORES = ("pointing_game_animal", "wsl", "single_deletion", "attribute_agreement", "road_probability_gap",
                   "reveal_cross_entropy")
@@ -160,9 +162,8 @@ def side_by_side(scores: Mapping[str, Mapping[str, float]], human: Sequence[Huma
                 correlations.append({"score": s, "measure": h.name, "n": len(have), "rho": None, "low": None, "high": None})
                 continue
             rho = float(stats.spearmanr(auto, means[have]).statistic)
-            rhos = np.array([stats.spearmanr(auto, b[have]).statistic for b in boot])
-            rhos = rhos[np.isfinite(rhos)]
-            low, high = (float(np.percentile(rhos, 2.5)), float(np.percentile(rhos, 97.5))) if len(rhos) else (None, None)
+            low, high = percentile_interval([stats.spearmanr(auto, b[have]).statistic for b in boot])
+            low, high = (None, None) if math.isnan(low) else (low, high)
             correlations.append({"score": s, "measure": h.name, "n": len(have), "rho": rho, "low": low, "high": high})
     automatic = {s: {m: float(scores[s][m]) for m in methods if m in scores[s]} for s in score_names}
     humans = {h.name: {m: float(h.table[m].mean()) for m in methods if m in h.table.columns} for h in human}
