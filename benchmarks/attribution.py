@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_tables import ROOT, Stages, render, train, trained  # noqa: E402  (the sibling benchmark's stages)
 
 from two4two.animal import BLOCK_GROUPS, BLOCK_NAMES  # noqa: E402
-from two4two.config import REMOVAL_SEPARATOR  # noqa: E402
+from two4two.layout import has_split, removal_split  # noqa: E402
 from two4two.dataset import ensure  # noqa: E402
 from two4two.explain.attribution import LABELS, METHODS, Attributions  # noqa: E402
 from two4two.explain.attribution_scores import AttributionEvaluation  # noqa: E402
@@ -208,7 +208,7 @@ def main() -> None:
     study = stages.run("render study2022_64px", lambda: render(ROOT / "configs/study2022_64px.yaml"),
                        reused=(ROOT / "data/study2022_64px/manifest.json").exists())
     stages.run("render part removals", lambda: ensure(study, removals={"test": [*BLOCK_GROUPS, *BLOCK_NAMES]}),
-               reused=all((study / f"test{REMOVAL_SEPARATOR}{p}" / "parameters.jsonl").exists() for p in (*BLOCK_GROUPS, *BLOCK_NAMES)))
+               reused=all(has_split(study, removal_split("test", p)) for p in (*BLOCK_GROUPS, *BLOCK_NAMES)))
     contrast, contrast_table = contrast_pair(stages, study, args.bootstrap) if "cnn" in args.models else (None, "")
     sections = ["# Attribution maps scored against the generator's ground truth", "",
                 "Written by `python benchmarks/attribution.py` on this 2-core CPU: study2022 at 64 px, the first "

@@ -103,7 +103,7 @@ def experiment_config(name: str) -> Path:
 def run(name: str, observer) -> dict:
     from PIL import Image
 
-    from two4two.dataset.layout import read_manifest
+    from two4two.layout import read_manifest
     from two4two.explain.audit import CounterfactualAudit
     from two4two.explain.counterfactual import Counterfactuals
     from two4two.importance import Importance

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from two4two.layout import parameters_path
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "soak"
 CONFIG = """\
@@ -97,7 +99,7 @@ def main() -> None:
     print(f"reference: {time.perf_counter() - t0:.0f} s")
 
     rng = random.Random(args.seed)
-    jsonl = soaked / "train" / "parameters.jsonl"
+    jsonl = parameters_path(soaked, "train")
     kill_at = [args.n * (k + 1) // (args.cli_kills + 1) for k in range(args.cli_kills)][state["cli_kills"]:]
     t0 = time.perf_counter() - state["seconds"]
     while True:
@@ -138,7 +140,7 @@ def main() -> None:
 
     report = verify(soaked, progress=False)
     ids = [json.loads(line)["id"] for line in lines(jsonl)]
-    planned = [json.loads(line)["id"] for line in lines(reference / "train" / "parameters.jsonl")]
+    planned = [json.loads(line)["id"] for line in lines(parameters_path(reference, "train"))]
     identical = tree(soaked) == tree(reference)
     print(f"\nsoak of {args.n} images at 64 px, {args.workers} workers: {state['seconds'] / 60:.1f} min under chaos")
     print(f"  worker kills {state['worker_kills']}, CLI kills {state['cli_kills']}, restarts {state['restarts']}")

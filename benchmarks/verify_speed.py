@@ -18,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from two4two.dataset.layout import MANIFEST, read_manifest
+from two4two.layout import MANIFEST, parameters_path, read_manifest
 from two4two.dataset.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def checksummed(root: Path) -> Path:
     """`root` itself when its lines hold checksums, else a hard-linked copy whose lines do."""
     manifest = read_manifest(root)
     first_split = next(iter(manifest["splits"]))
-    first_line = (root / first_split / "parameters.jsonl").open().readline()
+    first_line = parameters_path(root, first_split).open().readline()
     if '"sha256"' in first_line:
         return root
     copy = ROOT / "benchmarks" / "results" / "verify" / root.name
@@ -37,7 +37,7 @@ def checksummed(root: Path) -> Path:
     shutil.rmtree(copy, ignore_errors=True)
     for split in manifest["splits"]:
         out_lines = []
-        for raw in (root / split / "parameters.jsonl").read_text().splitlines():
+        for raw in parameters_path(root, split).read_text().splitlines():
             line = json.loads(raw)
             sums = {}
             for kind, folder in (("image", "images"), ("mask", "masks")):
@@ -47,7 +47,7 @@ def checksummed(root: Path) -> Path:
                 os.link(source, target)
                 sums[kind] = hashlib.sha256(source.read_bytes()).hexdigest()
             out_lines.append(json.dumps({**line, "sha256": sums}) + "\n")
-        (copy / split / "parameters.jsonl").write_text("".join(out_lines))
+        parameters_path(copy, split).write_text("".join(out_lines))
     shutil.copy(root / MANIFEST, copy / MANIFEST)
     return copy
 

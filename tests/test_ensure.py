@@ -115,23 +115,23 @@ def test_the_baseline_explainer_orders_its_columns_by_logit_and_saves_png_and_js
 
 
 def test_part_removal_splits_are_the_originals_without_the_part_rendered_once(painted):
-    from two4two.config import REMOVAL_SEPARATOR
+    from two4two.layout import parameters_path
 
     _, root = painted
     ensure(root, removals={"test": ["right_legs", "spine_left"]}, **paint_options())
     manifest = read_manifest(root)
     originals = read_split(root, "test")
     for part, blocks in (("right_legs", ("arm_right_top", "arm_right_bottom")), ("spine_left", ("spine_left",))):
-        name = f"test{REMOVAL_SEPARATOR}{part}"
+        name = f"test_removed_{part}"  # the layout's name for it
         assert manifest["splits"][name] == {"n": 24, "intervention_of": None, "removal_of": "test", "group": part}
         removed = Split(root, "test").removal(part).params
         assert [p.original_id for p in removed] == [p.id for p in originals]
         assert all(p.hidden_blocks == blocks for p in removed)
         # Everything but the hidden blocks and the provenance is the original's.
         assert all(r.replace(id=o.id, original_id=None, hidden_blocks=()) == o for r, o in zip(removed, originals))
-    before = (root / f"test{REMOVAL_SEPARATOR}spine_left" / "parameters.jsonl").stat().st_mtime_ns
+    before = parameters_path(root, "test_removed_spine_left").stat().st_mtime_ns
     ensure(root, removals={"test": ["spine_left"]}, **paint_options())
-    assert (root / f"test{REMOVAL_SEPARATOR}spine_left" / "parameters.jsonl").stat().st_mtime_ns == before
+    assert parameters_path(root, "test_removed_spine_left").stat().st_mtime_ns == before
     with pytest.raises(DatasetError, match="'tail' is not a block group or block; allowed: right_legs"):
         ensure(root, removals={"test": ["tail"]}, **paint_options())
     with pytest.raises(DatasetError, match="no part-removal split"):

@@ -77,7 +77,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from two4two.models.training import load_train_config, train_model
 
     config = load_train_config(args.config)
-    if config.dataset_config is not None and not (config.data / config.training.train_split / "parameters.jsonl").exists():
+    from two4two.layout import has_split
+
+    if config.dataset_config is not None and not has_split(config.data, config.training.train_split):
         from two4two.dataset import ensure
 
         ensure(config.dataset_config, output_dir=config.data, **_pool_args(args))
@@ -309,17 +311,15 @@ def _cmd_explain_observe(args: argparse.Namespace) -> None:
 
 def _load_for_describe(target: Path, split: str | None, n: int | None):
     """Parameters to describe and a default place for the plot, from any accepted input."""
-    from two4two.config import INTERVENTION_SEPARATOR, load_config
+    from two4two.config import load_config
+    from two4two.layout import INTERVENTION_SEPARATOR, PARAMETERS, parameters_path, split_names
     from two4two.parameters import read_jsonl
 
     if target.is_dir():
-        files = sorted(
-            f
-            for f in target.glob("*/parameters.jsonl")
-            if INTERVENTION_SEPARATOR not in f.parent.name and (split is None or f.parent.name == split)
-        )
+        files = [parameters_path(target, name) for name in split_names(target)
+                 if INTERVENTION_SEPARATOR not in name and (split is None or name == split)]
         if not files:
-            raise Two4TwoError(f"{target}: no SPLIT/parameters.jsonl found in this directory")
+            raise Two4TwoError(f"{target}: no SPLIT/{PARAMETERS} found in this directory")
         params = [p for f in files for p in read_jsonl(f)]
         return params, target / "bias_report.png", f"{target} ({', '.join(f.parent.name for f in files)})"
     if target.suffix in (".jsonl", ".json"):

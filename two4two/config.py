@@ -27,15 +27,13 @@ import numpy as np
 import yaml
 
 from two4two.errors import ConfigError, ParameterError, shown
+from two4two.layout import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR, intervention_split, is_derived_split
 from two4two.parameters import SAMPLED_ATTRIBUTES
 from two4two.sampling import Sampler, SceneBatch, resolve_sampler
 
 TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")
 RENDER_KEYS = ("samples", "denoise", "subdivision_levels", "look", "pixel_filter_width")
 SPLIT_KEYS = ("n", "interventions", "sampler_args")
-# Intervention splits are stored beside their split as "<split>_intervened_<attribute>".
-INTERVENTION_SEPARATOR = "_intervened_"
-REMOVAL_SEPARATOR = "_removed_"  # SPLIT_removed_GROUP: SPLIT re-rendered without a block group (part removal)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -68,7 +66,7 @@ class SplitConfig:
     sampler_args: dict[str, Any] = field(default_factory=dict)
 
     def intervention_split_names(self) -> list[str]:
-        return [f"{self.name}{INTERVENTION_SEPARATOR}{a}" for a in self.interventions]
+        return [intervention_split(self.name, a) for a in self.interventions]
 
 
 @dataclass
@@ -172,9 +170,9 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     for split_name, spec in splits_raw.items():
         where = f"{source}: splits.{shown(split_name)}"
         _expect(
-            isinstance(split_name, str) and split_name.isidentifier() and INTERVENTION_SEPARATOR not in split_name and REMOVAL_SEPARATOR not in split_name,
+            isinstance(split_name, str) and split_name.isidentifier() and not is_derived_split(split_name),
             where,
-            "split names must be identifiers (letters, digits, _) without '_intervened_' or '_removed_'",
+            f"split names must be identifiers (letters, digits, _) without {INTERVENTION_SEPARATOR!r} or {REMOVAL_SEPARATOR!r}",
         )
         _expect(isinstance(spec, dict), where, "expected a mapping with at least n")
         for key in spec:

@@ -21,10 +21,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from two4two.config import INTERVENTION_SEPARATOR
 from two4two.dataset import DatasetError, read_split
 from two4two.intervals import Interval, bootstrap_interval
 from two4two.io import atomic_write_csv, atomic_write_text
+from two4two.layout import has_split, intervened_attributes
 from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
 from two4two.split import Split
 
@@ -220,8 +220,7 @@ def summarise_pairs(
 
 def available_interventions(root: str | Path, split: str) -> list[str]:
     """Attributes with an intervention split of `split`, in the paper's order (others after)."""
-    prefix = f"{split}{INTERVENTION_SEPARATOR}"
-    found = [p.parent.name[len(prefix) :] for p in Path(root).glob(f"{prefix}*/parameters.jsonl")]
+    found = intervened_attributes(root, split)
     rank = {a: i for i, a in enumerate(MEASURED_ATTRIBUTES)}
     return sorted(found, key=lambda a: (rank.get(a, len(rank)), a))
 
@@ -259,7 +258,7 @@ class Importance:
 
         bias = {}
         training_params = self.training_params
-        if training_params is None and self.data_bias_split and (root / self.data_bias_split / "parameters.jsonl").exists():
+        if training_params is None and self.data_bias_split and has_split(root, self.data_bias_split):
             training_params = read_split(root, self.data_bias_split)
         if training_params:
             bias = {b.attribute: b for b in describe(training_params)}

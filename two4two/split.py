@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from two4two.config import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR
 from two4two.dataset import DatasetError, load_split_arrays, read_split
+from two4two.layout import has_split, intervention_split, removal_split
 from two4two.parameters import SceneParameters
 
 
 class Split:
     def __init__(self, root: str | Path, name: str = "test", progress: bool = False):
         self.root, self.name, self.progress = Path(root), name, progress
-        if not (self.root / name / "parameters.jsonl").exists():
+        if not has_split(self.root, name):
             raise DatasetError(f"{self.root}: no split {name!r}")
         self._logits: dict[int, tuple[Any, np.ndarray]] = {}
         self._interventions: dict[str, Split] = {}
@@ -46,7 +46,7 @@ class Split:
     @cached_property
     def masks(self) -> np.ndarray:
         """Every mask, uint8 N × H × W of block labels (0 background, 1 + index in BLOCK_NAMES)."""
-        from two4two.dataset.layout import load_mask, read_split_checksums
+        from two4two.layout import load_mask, read_split_checksums
 
         sums = read_split_checksums(self.root, self.name)
         return np.stack([load_mask(self.root, self.name, p.id, sums.get(p.id, {}).get("mask")) for p in self.params])
@@ -72,7 +72,7 @@ class Split:
 
     def require_interventions(self, attributes) -> None:
         """Raise one error naming every attribute whose intervention split of this split is not rendered."""
-        missing = [a for a in attributes if not (self.root / self._intervention_name(a) / "parameters.jsonl").exists()]
+        missing = [a for a in attributes if not has_split(self.root, intervention_split(self.name, a))]
         if missing:
             raise DatasetError(
                 f"{self.root}: no intervention split for {', '.join(missing)} of {self.name!r}; render them with "
@@ -83,16 +83,13 @@ class Split:
         """The split of this one's originals with `attribute` intervened on (cached)."""
         if attribute not in self._interventions:
             self.require_interventions([attribute])
-            self._interventions[attribute] = Split(self.root, self._intervention_name(attribute), self.progress)
+            self._interventions[attribute] = Split(self.root, intervention_split(self.name, attribute), self.progress)
         return self._interventions[attribute]
 
     def removal(self, group: str) -> "Split":
         """This split's originals re-rendered without block group `group` (two4two.animal.BLOCK_GROUPS)."""
-        name = f"{self.name}{REMOVAL_SEPARATOR}{group}"
-        if not (self.root / name / "parameters.jsonl").exists():
+        name = removal_split(self.name, group)
+        if not has_split(self.root, name):
             raise DatasetError(f"{self.root}: no part-removal split {name!r}; render it with "
                                f"two4two evaluate attributions (it renders the removals it needs)")
         return Split(self.root, name, self.progress)
-
-    def _intervention_name(self, attribute: str) -> str:
-        return f"{self.name}{INTERVENTION_SEPARATOR}{attribute}"

@@ -1,6 +1,6 @@
-"""Datasets on disk: the layout, a crash-safe writer with resume, render jobs, and a PyTorch Dataset.
+"""Datasets on disk: a crash-safe writer with resume, render jobs, and a PyTorch Dataset (the
+paths, split names and readers are two4two.layout's, re-exported here).
 
-    layout.py         DIR/manifest.json, DIR/SPLIT/{images,masks}/ID.png, DIR/SPLIT/parameters.jsonl; readers
     writer.py         SplitWriter (crash-safe, resumable, in planned order) and the output-directory check
     jobs.py           plan a config, render what is missing through one pool, add interventions, ensure
     overview.py       images above their masks, for a glance
@@ -8,7 +8,7 @@
 """
 
 from two4two.dataset.jobs import RenderJob, add_intervention_splits, ensure, plan_config, plan_params_file, render_splits, run_render_job
-from two4two.dataset.layout import (
+from two4two.layout import (
     FORMAT_VERSION,
     MANIFEST,
     MASK_LABELS,

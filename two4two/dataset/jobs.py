@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from two4two.dataset.layout import (
+from two4two.layout import (
     FORMAT_VERSION,
     MANIFEST,
     DatasetError,
     check_format,
     fingerprint,
+    intervention_split,
     package_versions,
     read_manifest,
     read_split,
     read_split_checksums,
+    removal_split,
     sha256_hex,
     write_manifest,
 )
@@ -199,7 +201,7 @@ def add_intervention_splits(
     its sampler, its seed rule), exactly as if the config had listed them, and rendered
     with its render settings through the chosen backend.
     """
-    from two4two.config import INTERVENTION_SEPARATOR, parse_config
+    from two4two.config import parse_config
     from two4two.render import RenderSettings, check_backend
     from two4two.sampling import SceneBatch
 
@@ -214,7 +216,7 @@ def add_intervention_splits(
         raise DatasetError(f"{root}: no split {split!r} in its config; it has {', '.join(config.splits)}")
     originals = read_split(root, split)
     batch = SceneBatch.from_params(originals)
-    wanted = {f"{split}{INTERVENTION_SEPARATOR}{a}": a for a in attributes}
+    wanted = {intervention_split(split, a): a for a in attributes}
     missing = {name: config.sample_intervention(split, attribute, batch).to_list()
                for name, attribute in wanted.items() if manifest["counts"].get(name) != len(originals)}
     if missing:
@@ -249,7 +251,6 @@ def add_removal_splits(
 ) -> list[str]:
     """Render the missing `split`_removed_`group` splits: each original of `split` again without
     that block group (part removal, the ground truth of "the model without this part")."""
-    from two4two.config import REMOVAL_SEPARATOR
     from two4two.render import RenderSettings, check_backend
 
     root = Path(root)
@@ -260,7 +261,7 @@ def add_removal_splits(
     if info.get("intervention_of") or info.get("removal_of"):
         raise DatasetError(f"{split}: is itself a derived split; remove parts from an original split")
     originals = read_split(root, split)
-    wanted = {f"{split}{REMOVAL_SEPARATOR}{g}": g for g in groups}
+    wanted = {removal_split(split, g): g for g in groups}
     missing = {name: removal_params(originals, group) for name, group in wanted.items()
                if manifest["counts"].get(name) != len(originals)}
     if missing:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from two4two.dataset.layout import MASK_LABELS, DatasetError, load_image, load_mask, read_split
+from two4two.layout import MASK_LABELS, DatasetError, load_image, load_mask, read_split
 
 
 def mask_palette() -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from two4two.dataset.layout import DatasetError, load_image, load_mask, read_split, read_split_checksums
+from two4two.layout import DatasetError, load_image, load_mask, read_split, read_split_checksums
 
 
 class Two4TwoDataset:

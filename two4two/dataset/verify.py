@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from two4two.dataset.layout import MANIFEST, DatasetError, read_manifest, sha256_hex
+from two4two.layout import MANIFEST, PARAMETERS, DatasetError, has_split, read_manifest, sha256_hex
 from two4two.locks import LOCK_NAME
 from two4two.parameters import CHECKSUMS_KEY
 
@@ -47,7 +47,7 @@ class VerifyReport:
         rate = self.files / self.seconds if self.seconds else float("inf")
         head = (f"{self.root}: {self.files} files checked in {self.seconds:.1f} s ({rate:.0f} files/s): "
                 f"{len(self.missing)} missing, {len(self.corrupt)} corrupt, {len(self.unexpected)} unexpected, "
-                f"{len(self.problems)} problems with parameters.jsonl")
+                f"{len(self.problems)} problems with {PARAMETERS}")
         if self.without_checksums:
             head += (f"; {self.without_checksums} samples have no checksums (written before two4two recorded them): "
                      "their files were only checked to be complete PNGs")
@@ -65,7 +65,7 @@ class VerifyReport:
 
 def _split_lines(split_dir: Path, report: VerifyReport) -> list[dict]:
     """The lines of a split's parameters.jsonl that name a sample; torn lines and duplicates are problems."""
-    jsonl = split_dir / "parameters.jsonl"
+    jsonl = split_dir / PARAMETERS
     lines, seen = [], set()
     try:
         raw_lines = jsonl.read_bytes().split(b"\n")
@@ -116,14 +116,14 @@ def verify(root: str | Path, workers: int | None = None, progress: bool = True) 
     checks: list[tuple[str, str, Path, str | None]] = []  # split, id, path, expected checksum
     for split in splits:
         split_dir = root / split
-        if not (split_dir / "parameters.jsonl").exists():
+        if not has_split(root, split):
             if manifest.get("counts", {}).get(split):
-                report.problems.append(f"{split_dir / 'parameters.jsonl'}: missing, but the manifest counts {manifest['counts'][split]} samples")
+                report.problems.append(f"{split_dir / PARAMETERS}: missing, but the manifest counts {manifest['counts'][split]} samples")
             continue
         lines = _split_lines(split_dir, report)
         counted = manifest.get("counts", {}).get(split)
         if manifest.get("status") == "complete" and counted is not None and counted != len(lines):
-            report.problems.append(f"{split_dir / 'parameters.jsonl'}: {len(lines)} samples, the manifest counts {counted}")
+            report.problems.append(f"{split_dir / PARAMETERS}: {len(lines)} samples, the manifest counts {counted}")
         known = {kind: set() for kind in KINDS}
         for line in lines:
             sums = line.get(CHECKSUMS_KEY) if isinstance(line.get(CHECKSUMS_KEY), dict) else None
@@ -135,7 +135,7 @@ def verify(root: str | Path, workers: int | None = None, progress: bool = True) 
         for entry in sorted(split_dir.iterdir()):
             if entry.name in KINDS and entry.is_dir():
                 report.unexpected += [p for p in sorted(entry.iterdir()) if p.name not in known[entry.name]]
-            elif entry.name != "parameters.jsonl":
+            elif entry.name != PARAMETERS:
                 report.unexpected.append(entry)
     allowed_top = {MANIFEST, LOCK_NAME, *splits}
     report.unexpected += [p for p in sorted(root.iterdir())

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from two4two.dataset.layout import MANIFEST, DatasetError, check_format, fingerprint, read_manifest, sha256_hex
+from two4two.layout import MANIFEST, PARAMETERS, DatasetError, check_format, fingerprint, read_manifest, sha256_hex
 from two4two.io import atomic_write_bytes, is_interrupted_write
 from two4two.locks import LOCK_NAME
 from two4two.parameters import CHECKSUMS_KEY, SceneParameters
@@ -65,7 +65,7 @@ class SplitWriter:
         self.planned = planned
         self.images = split_dir / "images"
         self.masks = split_dir / "masks"
-        self.jsonl = split_dir / "parameters.jsonl"
+        self.jsonl = split_dir / PARAMETERS
         self.images.mkdir(parents=True, exist_ok=True)
         self.masks.mkdir(parents=True, exist_ok=True)
         remove_interrupted_writes(split_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from two4two.animal import BLOCK_GROUPS
-from two4two.config import REMOVAL_SEPARATOR
+from two4two.layout import has_split, removal_split
 from two4two.errors import Two4TwoError
 from two4two.explain.attribution import LABELS, METHODS, attribution_method, check_methods, load_maps
 from two4two.explain.faithfulness import DEFAULT_PERCENTAGES, impute, pixel_order, removal_masks, true_class_probability
@@ -79,7 +79,7 @@ class ExplorerSession:
             self.n = len(self.params)
             self.methods = list(ON_DEMAND)
         self.interventions = available_interventions(split.root, split.name)
-        self.removals = [g for g in BLOCK_GROUPS if (split.root / f"{split.name}{REMOVAL_SEPARATOR}{g}" / "parameters.jsonl").exists()]
+        self.removals = [g for g in BLOCK_GROUPS if has_split(split.root, removal_split(split.name, g))]
         self._by_original: dict[str, dict[str, int]] = {}  # split name → original id → row
         self._perturbed = lru_cache(maxsize=4096)(self._perturbed_uncached)
         self._map = lru_cache(maxsize=1024)(self._map_uncached)

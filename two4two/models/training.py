@@ -29,6 +29,7 @@ import numpy as np
 
 from two4two.errors import CheckpointError, ConfigError, Two4TwoError, shown
 from two4two.io import atomic_write_json
+from two4two.layout import has_split
 from two4two.locks import exclusive
 
 TRAINING_KEYS = {
@@ -347,7 +348,7 @@ def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
 
     ts = config.training
     for split in (ts.train_split, ts.validation_split):
-        if not (config.data / split / "parameters.jsonl").exists():
+        if not has_split(config.data, split):
             hint = f"two4two train renders it from dataset_config {config.dataset_config}" if config.dataset_config else "render it first"
             raise Two4TwoError(f"data: {config.data} has no split {split!r}; {hint}")
 
@@ -572,7 +573,7 @@ def training_split_of(path: str | Path):
     if not isinstance(dataset, str) or not dataset or not isinstance(split, str):
         return None
     root = Path(dataset)
-    return read_split(root, split) if (root / split / "parameters.jsonl").exists() else None
+    return read_split(root, split) if has_split(root, split) else None
 
 
 def load_train_config(path: str | Path) -> ModelConfig:

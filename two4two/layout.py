@@ -1,11 +1,16 @@
-"""Datasets on disk: the layout, the manifest, and reading splits back.
+"""Datasets on disk: every path and split name, the manifest, and reading splits back.
 
     DIR/manifest.json                 config, seed, render settings, versions, counts, status
     DIR/SPLIT/images/ID.png           sRGB image
     DIR/SPLIT/masks/ID.png            uint8 labels 0–8 (see MASK_LABELS)
     DIR/SPLIT/parameters.jsonl        one line per finished sample, in planned order, with the
                                       SHA-256 of its two PNGs ("sha256": {"image": …, "mask": …})
+    DIR/SPLIT_intervened_ATTRIBUTE/   SPLIT with one attribute redrawn per sample (interventions)
+    DIR/SPLIT_removed_PART/           SPLIT re-rendered without a block or block group (part removal)
     DIR/.lock                         held by the process writing the dataset (two4two.locks)
+
+No other module spells these names: it asks this one (`intervention_split`, `parameters_path`, …).
+The module sits below the config layer, which checks split names against the separators.
 
 A file that does not match its recorded checksum is damaged: readers say so, naming the file,
 `two4two verify DIR` lists every such file, `two4two render CONFIG --resume --repair` re-renders them.
@@ -38,7 +43,43 @@ OLD_FORMATS = {
     2: "rendered with a 1 px box filter and a denoiser that painted dark fringes on the blocks' shaded edges",
 }
 MANIFEST = "manifest.json"
+PARAMETERS = "parameters.jsonl"
+INTERVENTION_SEPARATOR = "_intervened_"
+REMOVAL_SEPARATOR = "_removed_"
 MASK_LABELS = ("background", *BLOCK_NAMES)  # a mask pixel's value indexes this
+
+
+def intervention_split(split: str, attribute: str) -> str:
+    return f"{split}{INTERVENTION_SEPARATOR}{attribute}"
+
+
+def removal_split(split: str, part: str) -> str:
+    return f"{split}{REMOVAL_SEPARATOR}{part}"
+
+
+def is_derived_split(name: str) -> bool:
+    """An intervention or removal split (one a config cannot name itself)."""
+    return INTERVENTION_SEPARATOR in name or REMOVAL_SEPARATOR in name
+
+
+def parameters_path(root: str | Path, split: str) -> Path:
+    return Path(root) / split / PARAMETERS
+
+
+def has_split(root: str | Path, split: str) -> bool:
+    """Whether the split has been written (its parameter file exists)."""
+    return parameters_path(root, split).exists()
+
+
+def split_names(root: str | Path) -> list[str]:
+    """Every split written under root, sorted."""
+    return sorted(p.parent.name for p in Path(root).glob(f"*/{PARAMETERS}"))
+
+
+def intervened_attributes(root: str | Path, split: str) -> list[str]:
+    """The attributes whose intervention split of `split` has been written, sorted."""
+    prefix = intervention_split(split, "")
+    return [name[len(prefix):] for name in split_names(root) if name.startswith(prefix)]
 
 
 class DatasetError(Two4TwoError):
@@ -85,9 +126,9 @@ def write_manifest(root: Path, manifest: dict) -> None:
 
 
 def read_split(root: str | Path, split: str) -> list[SceneParameters]:
-    path = Path(root) / split / "parameters.jsonl"
+    path = parameters_path(root, split)
     if not path.exists():
-        available = sorted(p.parent.name for p in Path(root).glob("*/parameters.jsonl"))
+        available = split_names(root)
         raise DatasetError(f"{root}: no split {split!r}; available: {', '.join(available) or 'none'}")
     return list(iter_jsonl(path))
 
@@ -95,7 +136,7 @@ def read_split(root: str | Path, split: str) -> list[SceneParameters]:
 def read_split_checksums(root: str | Path, split: str) -> dict[str, dict[str, str]]:
     """Each sample's recorded PNG checksums ({id: {"image": hex, "mask": hex}}); samples written
     before two4two recorded them are absent."""
-    path = Path(root) / split / "parameters.jsonl"
+    path = parameters_path(root, split)
     out = {}
     with open(path, "rb") as fh:
         for raw in fh:
@@ -125,7 +166,7 @@ def read_png(path: Path, sha256: str | None = None, root: str | Path | None = No
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}); {repair_hint(root)}") from None
     if sha256 is not None and sha256_hex(data) != sha256:
-        raise DatasetError(f"{path}: damaged (its SHA-256 is not the one recorded in parameters.jsonl); {repair_hint(root)}")
+        raise DatasetError(f"{path}: damaged (its SHA-256 is not the one recorded in {PARAMETERS}); {repair_hint(root)}")
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
