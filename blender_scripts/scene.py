@@ -51,7 +51,7 @@ import numpy as np
 
 from blender_scripts.exr import read_exr_uncompressed
 from two4two.animal import BLOCK_NAMES, CUBE_FACES, animal_geometry
-from two4two.render.contract import LOOKS, check_payload
+from blender_scripts.payload import LOOKS, check_payload
 
 LABELS = {0: "Background", **{i + 1: name for i, name in enumerate(BLOCK_NAMES)}}  # object names
 ORIGINAL_LIGHT_WATTS = 20_000.0

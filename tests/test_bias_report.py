@@ -9,7 +9,7 @@ from two4two.bias_report import (
     mutual_information,
     plot_joint_distributions,
 )
-from two4two.sampling import resolve_sampler
+from samplers import resolve_sampler
 
 
 def test_threshold_accuracy_on_hand_made_data():

@@ -173,7 +173,7 @@ def test_hidden_blocks_round_trip_and_an_empty_list_keeps_the_old_line_format():
 
 def test_a_sampler_hides_blocks_for_a_whole_batch_and_interventions_keep_them():
     from two4two.errors import ConfigError
-    from two4two.sampling import resolve_sampler
+    from samplers import resolve_sampler
 
     sampler = resolve_sampler("study2022")().with_overrides({"hidden_blocks": ["spine_left"]})
     batch = sampler.sample(5, 0)

@@ -7,7 +7,8 @@ from scipy import stats
 
 from two4two.errors import ConfigError, ParameterError
 from two4two.parameters import SAMPLED_ATTRIBUTES, SceneParameters, read_jsonl, write_jsonl
-from two4two.sampling import REGISTRY, Sampler, SceneBatch, draw, redraw_where, resolve_sampler, uniform
+from samplers import REGISTRY, resolve_sampler
+from two4two.sampling import Sampler, SceneBatch, draw, redraw_where, uniform
 
 
 def test_every_distribution_form_draws():
@@ -114,7 +115,8 @@ def test_intervene_on_a_batch_keeps_order_and_every_other_column():
 
 
 def test_registry_names_and_module_paths_resolve():
-    for short, path in REGISTRY.items():
+    for short, cls in REGISTRY.items():
+        path = f"{cls.__module__}:{cls.__qualname__}"
         assert resolve_sampler(short) is resolve_sampler(path)
         assert len(resolve_sampler(short)().sample(100, 0)) == 100
     with pytest.raises(ConfigError, match="neither a registered sampler"):

@@ -29,7 +29,8 @@ import yaml
 from two4two.errors import ConfigError, ParameterError, shown
 from two4two.layout import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR, intervention_split, is_derived_split
 from two4two.parameters import SAMPLED_ATTRIBUTES
-from two4two.sampling import Sampler, SceneBatch, resolve_sampler
+from samplers import resolve_sampler
+from two4two.sampling import Sampler, SceneBatch
 
 TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")
 RENDER_KEYS = ("samples", "denoise", "subdivision_levels", "look", "pixel_filter_width")

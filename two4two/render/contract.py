@@ -1,4 +1,5 @@
-"""What every render backend shares: settings, results, errors, validation, the worker payload.
+"""What every render backend shares: settings, results, errors, validation (the payload a worker
+receives is `blender_scripts.payload`'s, the worker side of this contract).
 
 The local process pool (`two4two.render.local_pool`) and the Ray pool
 (`two4two.render.ray_pool`) both build on this module and on `Attempts`, the one place
@@ -14,10 +15,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from blender_scripts.payload import LOOKS, PAYLOAD_KEYS, check_payload, worker_payload  # noqa: F401  (re-exported)
 from two4two.errors import ParameterError, Two4TwoError
 from two4two.parameters import FIELD_NAMES, SceneParameters, check_value
 
-LOOKS = ("pale", "saturated")
 
 
 class RenderError(Two4TwoError, RuntimeError):
@@ -88,29 +89,6 @@ def default_workers() -> int:
 def default_threads(workers: int) -> int:
     """Split the cores evenly between workers."""
     return max(1, available_cpus() // workers)
-
-
-# What a worker receives per sample: every scene parameter and the colours resolved to sRGB.
-PAYLOAD_KEYS = (*FIELD_NAMES, "obj_color_rgb", "bg_color_rgb", "stand_in_rgb")
-
-
-def check_payload(payload: dict) -> None:
-    """Raise ValueError naming any missing or unknown key (a misspelled key must not be ignored)."""
-    unknown = sorted(set(payload) - set(PAYLOAD_KEYS))
-    missing = [k for k in PAYLOAD_KEYS if k not in payload]
-    if unknown or missing:
-        problems = ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + ([f"missing {', '.join(missing)}"] if missing else [])
-        raise ValueError(f"render payload: {'; '.join(problems)}; expected exactly: {', '.join(PAYLOAD_KEYS)}")
-
-
-def worker_payload(params: SceneParameters) -> dict:
-    """What a worker needs: the parameters plus their colours resolved to sRGB."""
-    payload = params.to_dict()
-    payload["hidden_blocks"] = list(params.hidden_blocks)  # to_dict leaves an empty list out
-    payload["obj_color_rgb"] = params.obj_color_rgb()
-    payload["bg_color_rgb"] = params.bg_color_rgb()
-    payload["stand_in_rgb"] = params.stand_in_rgb()
-    return payload
 
 
 def validate_all(params: Sequence[SceneParameters]) -> None:

@@ -18,23 +18,21 @@ sampler, i.e. the value that attribute takes in a fresh, independent sample.
     primitives.py     distribution specs and drawing (truncnorm, uniform, draw, redraw_where)
     distributions.py  distributions written in configs, parsed and checked against the ranges
     batch.py          SceneBatch: many parameter sets as columns
-    sampler.py        Sampler and the registry of named scenarios
+    sampler.py        Sampler (the named scenarios are the `samplers` package's)
 """
 
 from two4two.parameters import FIELD_NAMES
 from two4two.sampling.batch import SceneBatch, attribute_columns
 from two4two.sampling.primitives import draw, redraw_where, truncnorm, uniform
-from two4two.sampling.sampler import REGISTRY, Sampler, resolve_sampler
+from two4two.sampling.sampler import Sampler
 
 __all__ = [
     "FIELD_NAMES",
-    "REGISTRY",
     "Sampler",
     "SceneBatch",
     "attribute_columns",
     "draw",
     "redraw_where",
-    "resolve_sampler",
     "truncnorm",
     "uniform",
 ]

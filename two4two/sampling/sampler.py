@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -173,35 +172,3 @@ def _coerce_setting(default: Any, raw: Any, path: str) -> Any:
             raise ConfigError(f"{path}: NaN is not allowed")
         return type(default)(raw) if isinstance(default, float) else raw
     raise ConfigError(f"{path}: this field cannot be set from a config")
-
-
-# ---- the catalogue -----------------------------------------------------------
-
-REGISTRY = {
-    "unbiased": "samplers.unbiased:UnbiasedSampler",
-    "color_bias": "samplers.color_bias:ColorBiasSampler",
-    "high_variation": "samplers.high_variation:HighVariationSampler",
-    "study2022": "samplers.study2022:StudySampler",
-}
-
-
-def resolve_sampler(name: str) -> type[Sampler]:
-    """A sampler class from a short registered name or a 'module:Class' path."""
-    if not isinstance(name, str):
-        raise ConfigError(f"sampler: expected a name or 'module:Class', got {name!r}")
-    target = REGISTRY.get(name, name)
-    if ":" not in target:
-        raise ConfigError(
-            f"sampler: {name!r} is neither a registered sampler ({', '.join(REGISTRY)}) nor 'module:Class'"
-        )
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"sampler: cannot import module {module_name!r} ({exc})") from None
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Sampler)):
-        raise ConfigError(f"sampler: {target!r} is not a two4two Sampler class")
-    return cls
-
-
