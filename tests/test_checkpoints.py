@@ -343,7 +343,9 @@ def test_what_train_model_writes_loads_weights_only_and_resumes(tmp_path, fake_d
         torch.load(whole.output_dir / name, weights_only=True)  # raises if anything but tensors and plain data
     kept = torch.load(whole.output_dir / "model.pt", weights_only=True)
     assert kept["kind"] == "classifier" and kept["resolution"] == [16, 16]
-    assert load_classifier(whole.output_dir) is not None
+    loaded = load_classifier(whole.output_dir)  # the directory stands for its model.pt: the kept weights
+    assert not loaded.training
+    assert all(torch.equal(v, kept["state_dict"][k]) for k, v in loaded.state_dict().items())
     # Cut after the first epoch, then resumed: the same weights as the whole run.
     cut = tiny_config(tmp_path, ema_decay=0.5)
     cut.output_dir = tmp_path / "cut"
