@@ -93,7 +93,7 @@ def test_intervention_splits_point_back_and_are_seeded():
         (minimal(splits={"train": {"n": 5, "size": 3}}), r"splits\.train\.size: unknown key"),
         (
             minimal(splits={"test": {"n": 5, "interventions": ["obj_color", "colour"]}}),
-            r"splits\.test\.interventions\[1\]: 'colour' is not an attribute",
+            r"splits\.test\.interventions\[1\]: expected an attribute: one of obj_name, arm_position, .*, got 'colour'",
         ),
         (minimal(sampler_args={"bg_color": 1.5}), r"sampler_args\.bg_color: bg_color: 1\.5 is outside"),
         (
@@ -115,7 +115,7 @@ def test_intervention_splits_point_back_and_are_seeded():
             minimal(sampler_args={"spherical": {"peaky": {"beta": [0.3, 0.3]}, "stretchy": {"uniform": [0, 2]}}}),
             r"sampler_args\.spherical\.stretchy: this distribution",
         ),
-        (minimal(splits={"train_intervened_x": {"n": 5}}), r"split names must be identifiers"),
+        (minimal(splits={"train_intervened_x": {"n": 5}}), r"splits\.train_intervened_x: expected a split name: an identifier .*, got 'train_intervened_x'"),
         (minimal(render={"pixel_filter_width": 0}), r"render\.pixel_filter_width: expected a number of px in \[0\.01, 10\], got 0"),
         (minimal(render={"pixel_filter_width": True}), r"render\.pixel_filter_width: expected a number of px"),
         (minimal(render={"pixel_filter": 1.5}), r"render\.pixel_filter: unknown key; allowed: .*pixel_filter_width"),

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from two4two.errors import ConfigError, ParameterError, shown
+from two4two.errors import ConfigError, ParameterError
 from two4two.layout import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR, intervention_split, is_derived_split
 from two4two.parameters import SAMPLED_ATTRIBUTES
+from two4two.schema import Fields
 from samplers import resolve_sampler
 from two4two.sampling import Sampler, SceneBatch
 
@@ -114,83 +115,50 @@ class DatasetConfig:
         )
 
 
-def _expect(cond: bool, where: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{where}: {message}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
-    """Validate a loaded YAML mapping; every error names `source` and the key path."""
-    _expect(isinstance(raw, dict), source, f"expected a mapping at the top level, got {type(raw).__name__}")
-    for key in raw:
-        _expect(key in TOP_KEYS, f"{source}: {shown(key)}", f"unknown key; allowed: {', '.join(TOP_KEYS)}")
-    for key in ("sampler", "seed", "splits"):
-        _expect(key in raw, f"{source}: {key}", "missing")
-    kind = raw.get("kind", "dataset")
-    _expect(kind == "dataset", f"{source}: kind", f"expected 'dataset', got {kind!r}")
-    name = raw.get("name", Path(source).stem)
-    _expect(isinstance(name, str) and name, f"{source}: name", f"expected a non-empty string, got {name!r}")
-    seed = raw["seed"]
-    _expect(_is_int(seed) and seed >= 0, f"{source}: seed", f"expected a non-negative integer, got {seed!r}")
-    resolution = raw.get("resolution")
+    """Validate a loaded YAML mapping; every error names `source` and the key path (two4two.schema)."""
+    top = Fields(raw, source, allowed=TOP_KEYS, required=("sampler", "seed", "splits"), what="a mapping at the top level")
+    top.choice("kind", ("dataset",), "dataset")
+    name = top.text("name", Path(source).stem)
+    seed = top.integer("seed", low=0)
+    resolution = top.get("resolution")
     if resolution is not None:
-        ok = isinstance(resolution, list) and len(resolution) == 2 and all(_is_int(v) and 1 <= v <= 8192 for v in resolution)
-        _expect(ok, f"{source}: resolution", f"expected [width, height] with integers in [1, 8192], got {resolution!r}")
+        top.check(isinstance(resolution, list) and len(resolution) == 2
+                  and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 8192 for v in resolution),
+                  "resolution", "[width, height] with integers in [1, 8192]")
         resolution = tuple(resolution)
-    sampler_args = raw.get("sampler_args") or {}
-    _expect(isinstance(sampler_args, dict), f"{source}: sampler_args", "expected a mapping of sampler fields")
-    output_dir = raw.get("output_dir", f"data/{name}")
-    _expect(isinstance(output_dir, str) and output_dir, f"{source}: output_dir", f"expected a path, got {output_dir!r}")
-
-    render = raw.get("render") or {}
-    _expect(isinstance(render, dict), f"{source}: render", "expected a mapping")
-    for key, value in render.items():
-        where = f"{source}: render.{shown(key)}"
-        _expect(key in RENDER_KEYS, where, f"unknown key; allowed: {', '.join(RENDER_KEYS)}")
+    sampler_args = top.mapping("sampler_args", what="a mapping of sampler fields").raw
+    output_dir = top.text("output_dir", f"data/{name}")
+    render = top.mapping("render", allowed=RENDER_KEYS)
+    for key in render.raw:
         if key == "denoise":
-            _expect(isinstance(value, bool), where, f"expected true or false, got {value!r}")
+            render.boolean(key)
         elif key == "samples":
-            _expect(_is_int(value) and 1 <= value <= 65536, where, f"expected an integer in [1, 65536], got {value!r}")
+            render.integer(key, low=1, high=65536)
         elif key == "look":
             from two4two.render import LOOKS
 
-            _expect(value in LOOKS, where, f"expected one of {', '.join(LOOKS)}, got {value!r}")
+            render.choice(key, LOOKS)
         elif key == "pixel_filter_width":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.01 <= value <= 10
-            _expect(ok, where, f"expected a number of px in [0.01, 10], got {value!r}")
+            render.number(key, low=0.01, high=10, expected="a number of px in [0.01, 10]")
         else:
-            _expect(_is_int(value) and 0 <= value <= 6, where, f"expected an integer in [0, 6], got {value!r}")
+            render.integer(key, low=0, high=6)
 
-    splits_raw = raw["splits"]
-    _expect(isinstance(splits_raw, dict) and splits_raw, f"{source}: splits", "expected a mapping of split name to {n: ...}")
+    splits_raw = top.mapping("splits", what="a mapping of split name to {n: ...}")
+    top.check(bool(splits_raw.raw), "splits", "a mapping of split name to {n: ...}")
     splits = {}
-    for split_name, spec in splits_raw.items():
-        where = f"{source}: splits.{shown(split_name)}"
-        _expect(
-            isinstance(split_name, str) and split_name.isidentifier() and not is_derived_split(split_name),
-            where,
-            f"split names must be identifiers (letters, digits, _) without {INTERVENTION_SEPARATOR!r} or {REMOVAL_SEPARATOR!r}",
-        )
-        _expect(isinstance(spec, dict), where, "expected a mapping with at least n")
-        for key in spec:
-            _expect(key in SPLIT_KEYS, f"{where}.{shown(key)}", f"unknown key; allowed: {', '.join(SPLIT_KEYS)}")
-        n = spec.get("n")
-        _expect(_is_int(n) and n >= 0, f"{where}.n", f"expected a non-negative integer, got {n!r}")
-        interventions = spec.get("interventions") or []
-        _expect(isinstance(interventions, list), f"{where}.interventions", "expected a list of attribute names")
+    for split_name in splits_raw.raw:
+        if not (isinstance(split_name, str) and split_name.isidentifier() and not is_derived_split(split_name)):
+            raise splits_raw.error(splits_raw.path(split_name), split_name, "a split name: an identifier (letters, digits, _) "
+                                   f"without {INTERVENTION_SEPARATOR!r} or {REMOVAL_SEPARATOR!r}")
+        spec = splits_raw.mapping(split_name, allowed=SPLIT_KEYS, required=("n",), what="a mapping with at least n")
+        n = spec.integer("n", low=0)
+        interventions = spec.items("interventions", [])
         for i, attr in enumerate(interventions):
-            _expect(
-                attr in SAMPLED_ATTRIBUTES,
-                f"{where}.interventions[{i}]",
-                f"{attr!r} is not an attribute; allowed: {', '.join(SAMPLED_ATTRIBUTES)}",
-            )
-        _expect(len(set(interventions)) == len(interventions), f"{where}.interventions", "lists an attribute twice")
-        split_args = spec.get("sampler_args") or {}
-        _expect(isinstance(split_args, dict), f"{where}.sampler_args", "expected a mapping of sampler fields")
+            if attr not in SAMPLED_ATTRIBUTES:
+                raise spec.error(spec.path(f"interventions[{i}]"), attr, f"an attribute: one of {', '.join(SAMPLED_ATTRIBUTES)}")
+        spec.check(len(set(interventions)) == len(interventions), "interventions", "each attribute once")
+        split_args = spec.mapping("sampler_args", what="a mapping of sampler fields").raw
         splits[split_name] = SplitConfig(split_name, n, tuple(interventions), split_args)
 
     config = DatasetConfig(
@@ -201,7 +169,7 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
         splits=splits,
         sampler_args=sampler_args,
         resolution=resolution,
-        render=render,
+        render=render.raw,
         source=source,
         raw=raw,
     )

@@ -17,6 +17,7 @@ every attribute.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -27,30 +28,19 @@ from typing import Any
 
 import numpy as np
 
-from two4two.errors import CheckpointError, ConfigError, Two4TwoError, shown
+from two4two.errors import CheckpointError, ConfigError, Two4TwoError
 from two4two.io import atomic_write_json
 from two4two.layout import has_split
 from two4two.locks import exclusive
+from two4two.schema import Fields
 
-TRAINING_KEYS = {
-    "epochs": int,
-    "batch_size": int,
-    "learning_rate": float,
-    "weight_decay": float,
-    "seed": int,
-    "label_noise": bool,
-    "train_split": str,
-    "validation_split": str,
-    "max_train_samples": int,
-    "grad_clip": float,
-    "augment_fliplr": bool,
-    "augment_shift": int,
-    "channels_last": bool,
-    "ema_decay": float,
-    "head_learning_rate": float,
-    "warmup_fraction": float,
+# Settings whose allowed values are not "≥ 0": the rule and how an error states it.
+SETTING_RULES = {
+    "epochs": (lambda v: v >= 1, "an integer ≥ 1"),  # zero of these trains nothing
+    "batch_size": (lambda v: v >= 1, "an integer ≥ 1"),
+    "ema_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "warmup_fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
 }
-POSITIVE_KEYS = ("epochs", "batch_size")  # zero of these trains nothing
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
 KINDS = {"classifier": None, "observer": ("observer",)}  # kind → allowed archs (None: every classifier)
 
@@ -101,58 +91,30 @@ def build_model(arch: str = "small_cnn", **kwargs):
 def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
     from two4two.models.classifier import ARCHITECTURES
 
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise ConfigError(f"{source}: {shown(key)}: unknown key; allowed: {', '.join(TOP_KEYS)}")
+    top = Fields(raw, source, allowed=TOP_KEYS, required=("data", "output_dir"), what="a mapping at the top level")
     for key in ("data", "output_dir"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ConfigError(f"{source}: {key}: expected a path, got {raw.get(key)!r}")
-    kind = raw.get("kind", "classifier")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ConfigError(f"{source}: kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        top.check(isinstance(raw[key], str) and bool(raw[key]), key, "a path")
+    kind = top.choice("kind", tuple(KINDS), "classifier")
     archs = KINDS[kind] or ARCHITECTURES
     model = raw.get("model") or {"arch": archs[0]}
     arch = model.get("arch", archs[0]) if isinstance(model, dict) else None
     if not isinstance(arch, str) or arch not in archs:
-        raise ConfigError(f"{source}: model.arch: expected one of {', '.join(archs)} for kind {kind}, got {model!r}")
+        raise top.error("model.arch", arch if isinstance(model, dict) else model, f"one of {', '.join(archs)} for kind {kind}")
     model = {"arch": archs[0], **model}
     try:  # cheap, and names a bad model argument before any data is loaded
         built = build_model(**model)
     except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # RuntimeError: a width too big to allocate
         raise ConfigError(f"{source}: model: {_one_line(exc)}") from None
-    training_raw = raw.get("training") or {}
-    if not isinstance(training_raw, dict):
-        raise ConfigError(f"{source}: training: expected a mapping")
-    settings = {}
-    for key, value in training_raw.items():
-        expected = TRAINING_KEYS.get(key)
-        if expected is None:
-            raise ConfigError(f"{source}: training.{shown(key)}: unknown key; allowed: {', '.join(TRAINING_KEYS)}")
-        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok or (expected in (int, float) and not 0 <= value < math.inf):
-            raise ConfigError(f"{source}: training.{key}: expected a non-negative {expected.__name__}, got {value!r}")
-        if key in POSITIVE_KEYS and value < 1:
-            raise ConfigError(f"{source}: training.{key}: expected at least 1, got {value!r}")
-        settings[key] = value
+    training = top.mapping("training", allowed=[f.name for f in dataclasses.fields(TrainingSettings)])
+    settings = {f.name: _setting(training, f.name, f.type) for f in dataclasses.fields(TrainingSettings) if f.name in training.raw}
     if kind == "observer" and settings.get("augment_shift"):
-        raise ConfigError(f"{source}: training.augment_shift: not for an observer, which reads the animal's position back")
+        raise training.error("training.augment_shift", settings["augment_shift"], "0 for an observer, which reads the animal's position back")
     if settings.get("head_learning_rate") and not _has_linear_head(built):
-        raise ConfigError(f"{source}: training.head_learning_rate: only for a model with a linear head on its features "
-                          f"(arch inn); arch {model['arch']} has none")
-    if not 0.0 < settings.get("warmup_fraction", 0.3) < 1.0:
-        raise ConfigError(f"{source}: training.warmup_fraction: expected a number in (0, 1), got {settings['warmup_fraction']!r}")
-    if settings.get("ema_decay", 0.0) >= 1.0:
-        raise ConfigError(f"{source}: training.ema_decay: expected a number in [0, 1), got {settings['ema_decay']!r}")
+        raise training.error("training.head_learning_rate", settings["head_learning_rate"],
+                             f"0: only a model with a linear head on its features (arch inn) has its own rate; arch {model['arch']} has none")
     dataset_config = raw.get("dataset_config")
-    if dataset_config is not None and not isinstance(dataset_config, str):
-        raise ConfigError(f"{source}: dataset_config: expected a path to a dataset config, got {dataset_config!r}")
-    name = raw.get("name", Path(source).stem)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{source}: name: expected a non-empty string, got {name!r}")
+    top.check(dataset_config is None or isinstance(dataset_config, str), "dataset_config", "a path to a dataset config")
+    name = top.text("name", Path(source).stem)
     return ModelConfig(
         kind=kind,
         name=name,
@@ -163,6 +125,18 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         dataset_config=Path(dataset_config) if dataset_config else None,
         raw=raw,
     )
+
+
+def _setting(training: Fields, key: str, kind: str):
+    """One training setting, of its TrainingSettings type; numbers ≥ 0 unless SETTING_RULES says otherwise."""
+    if kind == "bool":
+        return training.boolean(key)
+    if kind == "str":
+        return training.text(key)
+    rule, allowed = SETTING_RULES.get(key, (lambda v: v >= 0, f"a non-negative {'integer' if kind == 'int' else 'number'}"))
+    value = training.integer(key, expected=allowed) if kind == "int" else training.number(key, expected=allowed)
+    training.check(rule(value), key, allowed)
+    return value
 
 
 def _has_linear_head(model) -> bool:

@@ -1,0 +1,137 @@
+"""Reading configs, manifests and bundles key by key, with one error format for all of them.
+
+    fields = Fields(raw, "configs/x.yaml", allowed=("seed", "splits"), required=("seed",))
+    seed = fields.integer("seed", low=0)
+
+Every error is of the class the reader was given (ConfigError by default) and reads
+
+    SOURCE: KEY.PATH: expected WHAT IS ALLOWED, got VALUE
+    SOURCE: KEY.PATH: unknown key; allowed: A, B, C
+    SOURCE: KEY.PATH: missing; required: A, B
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Sequence
+
+from two4two.errors import ConfigError
+
+_MISSING = object()
+
+
+def shown_value(value: Any) -> str:
+    """A value as an error quotes it: short, and as the file wrote it."""
+    if isinstance(value, str):
+        return repr(value[:80])
+    try:
+        return json.dumps(value)[:80]
+    except (TypeError, ValueError):
+        return repr(value)[:80]
+
+
+class Fields:
+    """One mapping read key by key; `where` is its key path inside `source` ('' at the top)."""
+
+    def __init__(self, raw: Any, source: str, where: str = "", *, allowed: Sequence[str] | None = None,
+                 required: Sequence[str] = (), error: type[Exception] = ConfigError, what: str = "a mapping"):
+        self.source, self.where, self.error_type = source, where, error
+        if not isinstance(raw, dict):
+            raise self.error(where, raw, what)
+        if allowed is not None:
+            names = list(dict.fromkeys([*required, *allowed]))
+            for key in raw:
+                if key not in names:
+                    raise self.error_type(f"{self._at(self.path(key))}unknown key; allowed: {', '.join(map(str, names))}")
+        for key in required:
+            if key not in raw:
+                raise self.error_type(f"{self._at(self.path(key))}missing; required: {', '.join(required)}")
+        self.raw = raw
+
+    # ---- paths and errors
+
+    def path(self, key: Any) -> str:
+        return f"{self.where}.{key}" if self.where else str(key)
+
+    def _at(self, path: str) -> str:
+        return f"{self.source}: {path}: " if path else f"{self.source}: "
+
+    def error(self, path: str, value: Any, expected: str) -> Exception:
+        return self.error_type(f"{self._at(path)}expected {expected}, got {shown_value(value)}")
+
+    def fail(self, key: Any, expected: str) -> Exception:
+        """The error for this key's value."""
+        return self.error(self.path(key), self.raw.get(key), expected)
+
+    def check(self, condition: bool, key: Any, expected: str) -> None:
+        if not condition:
+            raise self.fail(key, expected)
+
+    # ---- typed reads (a default is returned when the key is absent)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+    def _value(self, key: str, default: Any) -> Any:
+        value = self.raw.get(key, default)
+        if value is _MISSING:
+            raise self.error_type(f"{self._at(self.path(key))}missing")
+        return value
+
+    def text(self, key: str, default: Any = _MISSING, empty: bool = False) -> str:
+        value = self._value(key, default)
+        if not isinstance(value, str) or (not empty and not value.strip()):
+            raise self.error(self.path(key), value, "text" if empty else "a non-empty string")
+        return value
+
+    def integer(self, key: str, default: Any = _MISSING, low: int | None = None, high: int | None = None,
+                expected: str | None = None) -> int:
+        value = self._value(key, default)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or (low is not None and value < low) or (high is not None and value > high):
+            raise self.error(self.path(key), value, expected or _range("an integer", low, high))
+        return value
+
+    def number(self, key: str, default: Any = _MISSING, low: float | None = None, high: float | None = None,
+               expected: str | None = None) -> float:
+        value = self._value(key, default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (low is not None and value < low) or (high is not None and value > high):
+            raise self.error(self.path(key), value, expected or _range("a number", low, high))
+        return float(value)
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        value = self._value(key, default)
+        if not isinstance(value, bool):
+            raise self.error(self.path(key), value, "true or false")
+        return value
+
+    def choice(self, key: str, choices: Sequence[Any], default: Any = _MISSING) -> Any:
+        value = self._value(key, default)
+        if value not in choices or (isinstance(value, bool) and not any(isinstance(c, bool) for c in choices)):
+            raise self.error(self.path(key), value, f"one of {', '.join(map(str, choices))}")
+        return value
+
+    def items(self, key: str, default: Any = _MISSING, nonempty: bool = False) -> list:
+        value = self._value(key, default)
+        if not isinstance(value, list) or (nonempty and not value):
+            raise self.error(self.path(key), value, "a non-empty list" if nonempty else "a list")
+        return value
+
+    def mapping(self, key: str, *, allowed: Sequence[str] | None = None, required: Sequence[str] = (),
+                what: str = "a mapping") -> "Fields":
+        """The nested mapping at `key` (absent or null: an empty one), read the same way."""
+        value = self.raw.get(key)
+        return Fields({} if value is None else value, self.source, self.path(key), allowed=allowed,
+                      required=required, error=self.error_type, what=what)
+
+
+def _range(kind: str, low, high) -> str:
+    if low is not None and high is not None:
+        return f"{kind} in [{low}, {high}]"
+    if low == 0:
+        return f"a non-negative {kind.split()[-1]}"
+    if low is not None:
+        return f"{kind} ≥ {low}"
+    return f"{kind} ≤ {high}" if high is not None else kind
