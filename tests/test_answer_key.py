@@ -77,9 +77,9 @@ def test_bad_rules_are_named():
         AnswerKeyRule(measure="accuracy")
     with pytest.raises(ConfigError, match="answer_key.reference: obj_color is asked about"):
         AnswerKeyRule(reference=("obj_color",))
-    with pytest.raises(ConfigError, match="answer_key: unknown key 'threshold'"):
+    with pytest.raises(ConfigError, match="answer_key.threshold: unknown key; allowed: measure, reference, margin"):
         AnswerKeyRule.from_mapping({"threshold": 0.1})
-    with pytest.raises(ConfigError, match="answer_key.margin: -1 must be a number"):
+    with pytest.raises(ConfigError, match="answer_key.margin: expected a non-negative number, got -1"):
         AnswerKeyRule.from_mapping({"margin": -1})
 
 

@@ -18,14 +18,14 @@ def test_the_shipped_study_config_loads():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"conditions": ["baseline", "videos"]}, "conditions: \\['baseline', 'videos'\\] must be a list of distinct names from baseline, counterfactual, concepts"),
-    ({"conditions": ["baseline", "baseline"]}, "must be a list of distinct names"),
-    ({"rows": 0}, "rows: 0 must be an integer ≥ 1"),
-    ({"rows": True}, "rows: True must be an integer"),
-    ({"model": ""}, "model: '' must be a non-empty string"),
-    ({"colour": 1}, "unknown key 'colour'"),
-    ({"concepts": {"images": 100, "layers": 2}}, "concepts: .* allows integers images and components only"),
-    ({"concepts": {"components": 3}}, "concepts.components: 3 must be at least 5"),
+    ({"conditions": ["baseline", "videos"]}, "conditions: expected a list of distinct names from baseline, counterfactual, concepts, got \\[\"baseline\", \"videos\"\\]"),
+    ({"conditions": ["baseline", "baseline"]}, "conditions: expected a list of distinct names"),
+    ({"rows": 0}, "rows: expected an integer ≥ 1, got 0"),
+    ({"rows": True}, "rows: expected an integer ≥ 1, got true"),
+    ({"model": ""}, "model: expected a non-empty string, got ''"),
+    ({"colour": 1}, "study.yaml: colour: unknown key; allowed: name, model"),
+    ({"concepts": {"images": 100, "layers": 2}}, "concepts.layers: unknown key; allowed: images, components"),
+    ({"concepts": {"components": 3}}, "concepts.components: expected an integer ≥ 5 \\(the concepts shown\\), got 3"),
     ({"answer_key": {"measure": "accuracy"}}, "answer_key.measure: 'accuracy' is not one of"),
 ])
 def test_bad_study_configs_name_the_field(change, message):

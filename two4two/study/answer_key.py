@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 from two4two.errors import ConfigError
+from two4two.schema import Fields
 from two4two.study.questions import QUESTIONS
 
 MEASURES = ("r_squared", "flip_percent", "median_abs_delta_logit", "mean_abs_delta_logit")
@@ -41,18 +42,14 @@ class AnswerKeyRule:
             raise ConfigError(f"answer_key.margin: {self.margin!r} must be a number ≥ 0")
 
     @classmethod
-    def from_mapping(cls, data: Mapping | None) -> "AnswerKeyRule":
-        data = dict(data or {})
-        unknown = sorted(set(data) - {"measure", "reference", "margin"})
-        if unknown:
-            raise ConfigError(f"answer_key: unknown key {unknown[0]!r}; allowed: measure, reference, margin")
-        if "reference" in data:
-            if isinstance(data["reference"], str) or not isinstance(data["reference"], (list, tuple)):
-                raise ConfigError(f"answer_key.reference: {data['reference']!r} must be a list of attribute names")
-            data["reference"] = tuple(data["reference"])
-        if "margin" in data and (isinstance(data["margin"], bool) or not isinstance(data["margin"], (int, float))):
-            raise ConfigError(f"answer_key.margin: {data['margin']!r} must be a number ≥ 0")
-        return cls(**data)
+    def from_mapping(cls, data: Mapping | None, source: str = "<config>") -> "AnswerKeyRule":
+        fields = Fields(dict(data or {}), source, "answer_key", allowed=("measure", "reference", "margin"))
+        rule = dict(fields.raw)
+        if "reference" in rule:
+            rule["reference"] = tuple(fields.items("reference"))
+        if "margin" in rule:
+            fields.number("margin", low=0)
+        return cls(**rule)
 
 
 @dataclass

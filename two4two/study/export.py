@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from two4two.errors import ConfigError, Two4TwoError
+from two4two.errors import Two4TwoError
 from two4two.io import atomic_write_json
+from two4two.schema import Fields
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.bundle import CONDITIONS, FORMAT, VERSION, write_manifest
 from two4two.study.pictures import built_beside, tutorial_pictures
@@ -118,31 +119,23 @@ class StudyConfig:
 
 def parse_study_config(raw: Any, source: str = "<config>") -> StudyConfig:
     """A validated study config."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a study config is a mapping, not {type(raw).__name__}")
-    allowed = {"name", "model", "data", "split", "conditions", "rows", "seed", "concepts", "answer_key"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    fields = Fields(raw, source, allowed=("name", "model", "data", "split", "conditions", "rows", "seed", "concepts", "answer_key"),
+                    required=("name", "model", "data"), what="a mapping (a study config)")
     for key in ("name", "model", "data"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise ConfigError(f"{source}: {key}: {raw.get(key)!r} must be a non-empty string")
-    conditions = raw.get("conditions", list(CONDITIONS))
-    if not isinstance(conditions, list) or not conditions or any(c not in CONDITIONS for c in conditions) or len(set(conditions)) < len(conditions):
-        raise ConfigError(f"{source}: conditions: {conditions!r} must be a list of distinct names from {', '.join(CONDITIONS)}")
-    for key, low in (("rows", 1), ("seed", 0)):
-        value = raw.get(key, StudyConfig.rows if key == "rows" else 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{source}: {key}: {value!r} must be an integer ≥ {low}")
-    concepts = {"images": 500, "components": 10, **(raw.get("concepts") or {})}
-    if set(concepts) - {"images", "components"} or any(isinstance(v, bool) or not isinstance(v, int) for v in concepts.values()):
-        raise ConfigError(f"{source}: concepts: {raw.get('concepts')!r} allows integers images and components only")
-    if concepts["components"] < COLUMNS:
-        raise ConfigError(f"{source}: concepts.components: {concepts['components']} must be at least {COLUMNS} (the concepts shown)")
+        fields.text(key)
+    conditions = fields.items("conditions", list(CONDITIONS), nonempty=True)
+    fields.check(all(c in CONDITIONS for c in conditions) and len(set(conditions)) == len(conditions), "conditions",
+                 f"a list of distinct names from {', '.join(CONDITIONS)}")
+    fields.integer("rows", StudyConfig.rows, low=1)
+    fields.integer("seed", 0, low=0)
+    concepts_fields = fields.mapping("concepts", allowed=("images", "components"))
+    concepts = {"images": concepts_fields.integer("images", 500, low=1),
+                "components": concepts_fields.integer("components", 10, low=COLUMNS,
+                                                      expected=f"an integer ≥ {COLUMNS} (the concepts shown)")}
     return StudyConfig(
         name=raw["name"], model=raw["model"], data=raw["data"], split=str(raw.get("split", "test")),
         conditions=tuple(conditions), rows=raw.get("rows", 10), seed=raw.get("seed", 0), concepts=concepts,
-        answer_key=AnswerKeyRule.from_mapping(raw.get("answer_key")), source=source,
+        answer_key=AnswerKeyRule.from_mapping(raw.get("answer_key"), source), source=source,
     )
 
 

@@ -46,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from two4two.errors import ConfigError, Two4TwoError
+from two4two.errors import Two4TwoError
+from two4two.schema import Fields
 from two4two.study.bundle import FORMAT, VERSION, write_manifest
 from two4two.study.paradigms import (
     ACCEPT_REJECT,
@@ -139,18 +140,14 @@ def parse_trial_config(raw: dict, source: str = "<config>") -> TrialStudyConfig:
     """A validated trial-paradigm study config (`paradigm` names one of the trial paradigms)."""
     from two4two.explain.attribution import METHODS
 
-    def fail(key, value, allowed):
-        return ConfigError(f"{source}: {key}: {value!r} is not allowed; expected {allowed}")
+    fields = Fields(raw, source, allowed=sorted(TRIAL_KEYS), required=("paradigm", "name", "model", "data"))
 
-    unknown = sorted(set(raw) - TRIAL_KEYS)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(TRIAL_KEYS))}")
-    paradigm = raw.get("paradigm")
-    if paradigm not in PARADIGMS:
-        raise fail("paradigm", paradigm, f"one of {', '.join(PARADIGMS)}")
+    def fail(key, value, allowed):
+        return fields.error(key, value, allowed)
+
+    paradigm = fields.choice("paradigm", PARADIGMS)
     for key in ("name", "model", "data"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise fail(key, raw.get(key), "a non-empty string")
+        fields.text(key)
     methods, conditions = raw.get("methods", []), raw.get("conditions", [])
     if paradigm == PROGRESSIVE_REVEAL:
         if "conditions" in raw:
@@ -164,23 +161,16 @@ def parse_trial_config(raw: dict, source: str = "<config>") -> TrialStudyConfig:
         if not isinstance(conditions, list) or len(conditions) < 2 or len(set(conditions)) < len(conditions) \
                 or any(c not in allowed for c in conditions):
             raise fail("conditions", conditions, f"at least two distinct of {', '.join(allowed)}")
-    integers = {"images": 1, "seed": 0, "neighbours_pool": 10}
-    values = {}
-    for key, low in integers.items():
-        value = raw.get(key, getattr(TrialStudyConfig, key))
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise fail(key, value, f"an integer ≥ {low}")
-        values[key] = value
+    values = {key: fields.integer(key, getattr(TrialStudyConfig, key), low=low)
+              for key, low in {"images": 1, "seed": 0, "neighbours_pool": 10}.items()}
     edges = raw.get("confidence_edges", [0.7, 0.9])
     if not isinstance(edges, list) or len(edges) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, float)) for e in edges) \
             or not 0.5 < edges[0] < edges[1] < 1:
         raise fail("confidence_edges", edges, "two numbers 0.5 < low < high < 1")
-    too_fast = raw.get("too_fast_seconds", 0.3)
-    if isinstance(too_fast, bool) or not isinstance(too_fast, (int, float)) or not 0 <= too_fast < 60:
-        raise fail("too_fast_seconds", too_fast, "seconds ≥ 0 and < 60")
+    too_fast = fields.number("too_fast_seconds", 0.3, low=0, expected="seconds ≥ 0 and < 60")
+    fields.check(too_fast < 60, "too_fast_seconds", "seconds ≥ 0 and < 60")
     for key in ("neighbours_data", "maps"):
-        if raw.get(key) is not None and (not isinstance(raw[key], str) or not raw[key]):
-            raise fail(key, raw[key], "a directory")
+        fields.check(raw.get(key) is None or (isinstance(raw[key], str) and bool(raw[key])), key, "a directory")
     draw = raw.get("draw", {})
     if not isinstance(draw, dict) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in draw.values()):
         raise fail("draw", draw, "a mapping group → trials per participant (integers ≥ 1)")
