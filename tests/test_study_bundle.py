@@ -42,33 +42,33 @@ def _broken(change):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        (lambda m: m.update(format="qualtrics"), "format 'qualtrics' is not allowed; expected 'two4two-study-bundle'"),
-        (lambda m: m.update(version=2), "version 2 is not allowed; expected one of 1"),
-        (lambda m: m.update(version=True), "version true is not allowed"),
-        (lambda m: m.pop("answer_key"), "manifest lacks answer_key"),
-        (lambda m: m.update(colour="red"), "unknown field(s) 'colour'; allowed: format, version"),
-        (lambda m: m.update(created="yesterday"), "created 'yesterday' is not allowed; expected an ISO 8601 time"),
+        (lambda m: m.update(format="qualtrics"), "format: expected 'two4two-study-bundle', got 'qualtrics'"),
+        (lambda m: m.update(version=2), "version: expected one of 1, got 2"),
+        (lambda m: m.update(version=True), "version: expected one of 1, got true"),
+        (lambda m: m.pop("answer_key"), "answer_key: missing; required: format, version"),
+        (lambda m: m.update(colour="red"), "colour: unknown key; allowed: format, version"),
+        (lambda m: m.update(created="yesterday"), "created: expected an ISO 8601 time such as 2026-11-22T15:00:00+00:00, got 'yesterday'"),
         (lambda m: m["conditions"][1].update(name="saliency"),
-         "conditions[1].name 'saliency' is not allowed; expected one of 'baseline', 'counterfactual', 'concepts'"),
-        (lambda m: m["conditions"][1].update(name="baseline"), "conditions[1].name 'baseline' is not allowed; expected each condition once"),
-        (lambda m: m.update(conditions=[]), "conditions [] is not allowed; expected a non-empty list"),
+         "conditions[1].name: expected one of 'baseline', 'counterfactual', 'concepts', got 'saliency'"),
+        (lambda m: m["conditions"][1].update(name="baseline"), "conditions[1].name: expected each condition once, got 'baseline'"),
+        (lambda m: m.update(conditions=[]), "conditions: expected a non-empty list, got []"),
         (lambda m: m["conditions"][0]["comprehension"][0].update(answer="maybe"),
-         "conditions[0].comprehension[0].answer 'maybe' is not allowed; expected one of 'image sizes', 'how sure the system is', 'colours'"),
+         "conditions[0].comprehension[0].answer: expected one of 'image sizes', 'how sure the system is', 'colours', got 'maybe'"),
         (lambda m: m["conditions"][0]["comprehension"][1].update(id="baseline_1"),
-         "conditions[0].comprehension[1].id 'baseline_1' is not allowed; expected an id used once"),
+         "conditions[0].comprehension[1].id: expected an id used once in the condition, got 'baseline_1'"),
         (lambda m: m["conditions"][0]["comprehension"][0].update(choices=["only one"]),
-         "conditions[0].comprehension[0].choices [\"only one\"] is not allowed; expected at least 2 different texts"),
-        (lambda m: m["questions"].pop(), "questions [\"legs\", \"colour\", \"background\", \"shape\"] is not allowed; expected 5 questions"),
-        (lambda m: m["questions"][1].update(attribute="hue"), "questions[1].attribute 'hue' is not allowed; expected 'colour'"),
+         "conditions[0].comprehension[0].choices: expected at least 2 different texts, got [\"only one\"]"),
+        (lambda m: m["questions"].pop(), "questions: expected 5 questions, on legs, colour, background, shape, rotation_bending in this order, got [\"legs\", \"colour\", \"background\", \"shape\"]"),
+        (lambda m: m["questions"][1].update(attribute="hue"), "questions[1].attribute: expected 'colour' (the questions are on legs, colour, background, shape, rotation_bending in this order), got 'hue'"),
         (lambda m: m["questions"][2].update(choices=["yes", "no"]),
-         "questions[2].choices [\"yes\", \"no\"] is not allowed; expected the answers relevant, irrelevant in any order"),
+         "questions[2].choices: expected the answers relevant, irrelevant in any order, got [\"yes\", \"no\"]"),
         (lambda m: m["questions"][0]["justification"].update(max_length=10**6),
-         "questions[0].justification.max_length 1000000 is not allowed; expected an integer ≥ 1 and ≤ 10000"),
+         "questions[0].justification.max_length: expected an integer in [1, 10000], got 1000000"),
         (lambda m: m["questions"][0]["justification"].update(required="yes"),
-         "questions[0].justification.required 'yes' is not allowed; expected true or false"),
-        (lambda m: m["answer_key"].update(shape="maybe"), "answer_key.shape 'maybe' is not allowed; expected one of 'relevant', 'irrelevant'"),
-        (lambda m: m["answer_key"].pop("legs"), "answer_key lacks legs"),
-        (lambda m: m["consent"].update(text="  "), "consent.text '  ' is not allowed; expected non-empty text"),
+         "questions[0].justification.required: expected true or false, got 'yes'"),
+        (lambda m: m["answer_key"].update(shape="maybe"), "answer_key.shape: expected one of 'relevant', 'irrelevant', got 'maybe'"),
+        (lambda m: m["answer_key"].pop("legs"), "answer_key.legs: missing; required: legs"),
+        (lambda m: m["consent"].update(text="  "), "consent.text: expected a non-empty string, got '  '"),
     ],
 )
 def test_malformed_manifest_names_field_value_and_allowed(tmp_path, change, expected):
@@ -89,7 +89,7 @@ def test_image_paths_must_stay_inside_the_bundle(tmp_path, path):
     make_bundle(tmp_path)
     (tmp_path.parent / "outside.png").write_bytes(b"x")
     raw = _broken(lambda m: m["introduction"]["images"].__setitem__(0, path))
-    with pytest.raises(BundleError, match=r"introduction\.images\[0\] .* is not allowed; expected a relative path with '/' inside the bundle"):
+    with pytest.raises(BundleError, match=r"introduction\.images\[0\]: expected a relative path with '/' inside the bundle"):
         parse_manifest(raw, tmp_path)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 
 from two4two.errors import BundleError
 from two4two.io import atomic_write_json
+from two4two.schema import Fields
 from two4two.study.paradigms import (
     ATTRIBUTE_RELEVANCE,
     PARADIGM_NAMES,
@@ -192,34 +193,15 @@ class Bundle:
 # ---------------------------------------------------------------- validation helpers
 
 
-class _Fields:
-    """Reads one JSON object of the manifest, naming the field path in every error."""
+class _Fields(Fields):
+    """One JSON object of the manifest (two4two.schema's reader, raising BundleError), with the
+    bundle's own reads: texts, images inside the bundle and text pages."""
 
     def __init__(self, raw: Any, where: str, source: str, required: tuple[str, ...], optional: tuple[str, ...] = ()):
-        self.where, self.source = where, source
-        if not isinstance(raw, dict):
-            raise self.error(where, raw, "an object")
-        missing = [k for k in required if k not in raw]
-        if missing:
-            raise BundleError(f"{source}: {where or 'manifest'} lacks {', '.join(missing)} (required: {', '.join(required)})")
-        unknown = [k for k in raw if k not in required and k not in optional]
-        if unknown:
-            allowed = ", ".join(required + optional)
-            raise BundleError(f"{source}: {where or 'manifest'} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
-        self.raw = raw
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def error(self, field: str, value: Any, allowed: str) -> BundleError:
-        shown = json.dumps(value)[:80] if not isinstance(value, str) else repr(value[:80])
-        return BundleError(f"{self.source}: {field or 'manifest'} {shown} is not allowed; expected {allowed}")
+        super().__init__(raw, source, where, allowed=optional, required=required, error=BundleError, what="an object")
 
     def text(self, key: str, empty: bool = False) -> str:
-        value = self.raw.get(key, "")
-        if not isinstance(value, str) or (not empty and not value.strip()):
-            raise self.error(self.path(key), value, "text" if empty else "non-empty text")
-        return value
+        return super().text(key, "", empty)
 
     def choice(self, key: str, allowed: tuple[Any, ...]) -> Any:
         value = self.raw.get(key)
@@ -228,23 +210,10 @@ class _Fields:
         return value
 
     def integer(self, key: str, low: int, high: int | None = None) -> int:
-        value = self.raw.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-            bound = f"an integer ≥ {low}" + (f" and ≤ {high}" if high is not None else "")
-            raise self.error(self.path(key), value, bound)
-        return value
-
-    def boolean(self, key: str) -> bool:
-        value = self.raw.get(key)
-        if not isinstance(value, bool):
-            raise self.error(self.path(key), value, "true or false")
-        return value
+        return super().integer(key, None, low, high)
 
     def items(self, key: str, nonempty: bool = True) -> list[Any]:
-        value = self.raw.get(key, [])
-        if not isinstance(value, list) or (nonempty and not value):
-            raise self.error(self.path(key), value, "a non-empty list" if nonempty else "a list")
-        return value
+        return super().items(key, [], nonempty)
 
     def texts(self, key: str, least: int = 0) -> tuple[str, ...]:
         values = self.items(key, nonempty=least > 0)
