@@ -154,8 +154,7 @@ def noise(refs, renders, settings, reference_samples) -> None:
     draws = [i for i, r in enumerate(refs) if not r.id.startswith("ref_")]
     print(f"\nnoise: flat background patches of the {len(draws)} study2022 draws")
     picked = [refs[i] for i in draws]
-    converged, _ = render_all(picked, samples=reference_samples, denoise=False,
-                                 subdivision_levels=settings.subdivision_levels, look=settings.look)
+    converged, _ = render_all(picked, **{**settings.to_dict(), "samples": reference_samples, "denoise": False})
     ours_vs_ref, ours_res, orig_res = [], [], []
     for i, (conv_image, _) in zip(draws, converged):
         image, mask = renders[i]

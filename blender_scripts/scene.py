@@ -78,11 +78,12 @@ class AnimalScene:
     subdivision_levels: Catmull–Clark render level (the original: 5); look: "pale"
     (Filmic, the original's) or "saturated"; pixel_filter_width: of the Blackman–Harris pixel
     filter, in px (the original: 1.5); threads: 0 = all cores.
-    Keyword-only knobs are for experiments (benchmarks); the defaults are the chosen settings.
+    The five render settings have no defaults here: two4two.render.RenderSettings declares them
+    (`AnimalScene(**RenderSettings().to_dict())`). The knobs after them are for experiments (benchmarks).
     """
 
-    def __init__(self, resolution=(128, 128), samples=16, denoise=True, subdivision_levels=3, look="pale",
-                 pixel_filter_width=1.5, threads=0, *, seed=0, pixel_filter_type="BLACKMAN_HARRIS", isolate=True,
+    def __init__(self, resolution=(128, 128), *, samples, denoise, subdivision_levels, look, pixel_filter_width,
+                 threads=0, seed=0, pixel_filter_type="BLACKMAN_HARRIS", isolate=True,
                  sampling_pattern=None, max_bounces=None, light_tree=False, tmpdir=None, quiet=True):
         if look not in LOOKS:
             raise ValueError(f"look: expected one of {', '.join(LOOKS)}, got {look!r}")

@@ -118,6 +118,8 @@ def test_torch_dataset_reads_images_labels_masks_and_targets(rendered):
 def test_bad_render_settings_are_rejected_before_rendering(tmp_path, capsys):
     params = Sampler(resolution=(32, 32)).sample(2, 0).to_list()
     write_jsonl(tmp_path / "p.jsonl", params)
-    assert main(["render-params", str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "out"), "--samples", "0"]) == 2
-    assert "samples: expected an integer in [1, 65536], got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # refused while the command line is parsed
+        main(["render-params", str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "out"), "--samples", "0"])
+    assert exit_.value.code == 2
+    assert "argument --samples: samples: expected an integer in [1, 65536], got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

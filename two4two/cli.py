@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -43,10 +43,31 @@ def _cmd_render_params(args: argparse.Namespace) -> None:
     from two4two.dataset import plan_params_file, run_render_job
     from two4two.render import RenderSettings
 
-    settings = RenderSettings(samples=args.samples, denoise=args.denoise, look=args.look)
+    settings = RenderSettings(**{f.name: getattr(args, f.name) for f in fields(RenderSettings)})
     job = plan_params_file(Path(args.params), Path(args.output), args.split, settings)
     manifest = run_render_job(job, resume=args.resume, overwrite=args.overwrite, repair=args.repair, **_pool_args(args))
     _report(job.root, manifest)
+
+
+def _render_setting_options(p: argparse.ArgumentParser) -> None:
+    """One option per RenderSettings field (--samples, --denoise, …), checked at parse time as the field declares."""
+    from two4two.render import RenderSettings
+    from two4two.render.contract import read_setting
+    from two4two.schema import Fields
+
+    def parse(setting):
+        def value(text: str):
+            raw = text if "choices" in setting.metadata else (int(text) if setting.type == "int" else float(text))
+            return read_setting(Fields({setting.name: raw}, "", error=argparse.ArgumentTypeError), setting)
+        value.__name__ = setting.type  # argparse names the type when the text does not convert
+        return value
+
+    for setting in fields(RenderSettings):
+        flag, help_text = "--" + setting.name.replace("_", "-"), f"{setting.metadata['help']} (default: {setting.default})"
+        if setting.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=setting.default, help=help_text)
+        else:
+            p.add_argument(flag, type=parse(setting), default=setting.default, metavar=setting.name.upper(), help=help_text)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -489,8 +510,6 @@ def _cmd_study_export_responses(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from two4two.render import LOOKS, RenderSettings  # no bpy: the pool starts Blender in its workers
-
     parser = argparse.ArgumentParser(
         prog="two4two",
         description="Synthetic Peeky/Stretchy images with biases of known strength.",
@@ -532,12 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("params", help="parameters file (.jsonl)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--split", help="split name inside the output (default: params)")
-    p.add_argument("--samples", type=int, default=RenderSettings.samples,
-                   help=f"Cycles samples per pixel (default {RenderSettings.samples})")
-    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=True,
-                   help="the mask-aware denoiser, which keeps attribute isolation (default: on)")
-    p.add_argument("--look", choices=LOOKS, default=RenderSettings.look,
-                   help="pale: the original's Filmic look (default); saturated: sRGB colours under the Standard view")
+    _render_setting_options(p)
     pool_options(p)
     p.set_defaults(func=_cmd_render_params)
 

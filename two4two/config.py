@@ -34,7 +34,6 @@ from samplers import resolve_sampler
 from two4two.sampling import Sampler, SceneBatch
 
 TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")
-RENDER_KEYS = ("samples", "denoise", "subdivision_levels", "look", "pixel_filter_width")
 SPLIT_KEYS = ("n", "interventions", "sampler_args")
 
 
@@ -129,20 +128,10 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
         resolution = tuple(resolution)
     sampler_args = top.mapping("sampler_args", what="a mapping of sampler fields").raw
     output_dir = top.text("output_dir", f"data/{name}")
-    render = top.mapping("render", allowed=RENDER_KEYS)
-    for key in render.raw:
-        if key == "denoise":
-            render.boolean(key)
-        elif key == "samples":
-            render.integer(key, low=1, high=65536)
-        elif key == "look":
-            from two4two.render import LOOKS
+    from two4two.render import RenderSettings
 
-            render.choice(key, LOOKS)
-        elif key == "pixel_filter_width":
-            render.number(key, low=0.01, high=10, expected="a number of px in [0.01, 10]")
-        else:
-            render.integer(key, low=0, high=6)
+    render = top.mapping("render")
+    RenderSettings.read(render.raw, source)  # each setting checked as RenderSettings declares it
 
     splits_raw = top.mapping("splits", what="a mapping of split name to {n: ...}")
     top.check(bool(splits_raw.raw), "splits", "a mapping of split name to {n: ...}")

@@ -55,7 +55,7 @@ class Fields:
         return f"{self.where}.{key}" if self.where else str(key)
 
     def _at(self, path: str) -> str:
-        return f"{self.source}: {path}: " if path else f"{self.source}: "
+        return ": ".join(part for part in (self.source, path) if part) + ": "
 
     def error(self, path: str, value: Any, expected: str) -> Exception:
         return self.error_type(f"{self._at(path)}expected {expected}, got {shown_value(value)}")
