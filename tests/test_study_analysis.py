@@ -217,14 +217,14 @@ def test_answer_rules_drop_single_answers(tmp_path):
 @pytest.mark.parametrize(
     "rule, message",
     [
-        ({"name": "x", "column": "secs", "op": "<", "value": 1}, "column 'secs' is not allowed"),
-        ({"name": "x", "column": "seconds", "op": "=<", "value": 1}, "op '=<' is not allowed"),
-        ({"name": "x", "column": "seconds", "op": "<", "value": "1"}, "must be a number"),
-        ({"name": "x", "column": "condition", "op": "<", "value": "a"}, "expected == or !="),
-        ({"name": "x", "column": "seconds", "op": "<", "value": 1, "scope": "answer", "aggregate": "sum"}, "needs scope participant"),
-        ({"name": "x", "column": "seconds", "op": "<", "value": 1, "scope": "row"}, "scope 'row' is not allowed"),
-        ({"name": "x", "column": "seconds", "op": "<", "value": 1, "when": 2}, "unknown key(s) 'when'"),
-        ({"name": "x", "column": "seconds", "op": "<"}, "missing key(s) value"),
+        ({"name": "x", "column": "secs", "op": "<", "value": 1}, "column: expected one of participant_id, condition"),
+        ({"name": "x", "column": "seconds", "op": "=<", "value": 1}, "op: expected one of "),
+        ({"name": "x", "column": "seconds", "op": "<", "value": "1"}, "value: expected a number for column seconds, got '1'"),
+        ({"name": "x", "column": "condition", "op": "<", "value": "a"}, "op: expected == or != on text column condition"),
+        ({"name": "x", "column": "seconds", "op": "<", "value": 1, "scope": "answer", "aggregate": "sum"}, "aggregate: expected any, or scope participant"),
+        ({"name": "x", "column": "seconds", "op": "<", "value": 1, "scope": "row"}, "scope: expected one of participant, answer, got 'row'"),
+        ({"name": "x", "column": "seconds", "op": "<", "value": 1, "when": 2}, "rules[0].when: unknown key; allowed: "),
+        ({"name": "x", "column": "seconds", "op": "<"}, "rules[0].value: missing; required: name, column, op, value"),
     ],
 )
 def test_bad_rules_are_config_errors(rule, message):
@@ -235,7 +235,7 @@ def test_bad_rules_are_config_errors(rule, message):
 
 def test_duplicate_rule_names_rejected():
     rule = {"name": "x", "column": "seconds", "op": "<", "value": 1}
-    with pytest.raises(ConfigError, match="rules\\[1\\]: name 'x'"):
+    with pytest.raises(ConfigError, match="rules\\[1\\].name: expected a name no earlier rule uses, got 'x'"):
         parse_rules({"rules": [rule, rule]})
 
 
@@ -310,7 +310,7 @@ def test_cli_bad_rules_leaves_existing_output_untouched(tmp_path, capsys):
     rules.write_text("rules:\n  - {name: x, column: seconds, op: '<', value: fast}\n")
     capsys.readouterr()
     assert main(["study", "analyze", str(path), "--rules", str(rules), "-o", str(out_dir)]) == 2
-    assert "must be a number" in capsys.readouterr().err
+    assert "value: expected a number for column seconds, got 'fast'" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
 
 

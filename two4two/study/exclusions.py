@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from two4two.errors import ConfigError
+from two4two.schema import Fields
 from two4two.study.responses import COLUMNS, NUMERIC_COLUMNS, Response, _by_participant
 
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -82,47 +83,31 @@ def parse_rules(raw: Any, source: str = "<rules>") -> list[ExclusionRule]:
         raise ConfigError(f"{source}: rules must be a list of mappings with keys {', '.join(RULE_KEYS)}")
     rules, names = [], set()
     for i, item in enumerate(raw):
-        where = f"{source}: rules[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where}: expected a mapping with keys {', '.join(RULE_KEYS)}, got {item!r}")
-        unknown = [k for k in item if k not in RULE_KEYS]
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(RULE_KEYS)}")
-        lacking = [k for k in ("name", "column", "op", "value") if k not in item]
-        if lacking:
-            raise ConfigError(f"{where}: missing key(s) {', '.join(lacking)}")
+        fields = Fields(item, source, f"rules[{i}]", allowed=RULE_KEYS, required=("name", "column", "op", "value"),
+                        what=f"a mapping with keys {', '.join(RULE_KEYS)}")
         rule = ExclusionRule(**{"scope": "participant", "aggregate": "any", **item})
-        _check_rule(rule, where)
+        _check_rule(rule, fields)
         if rule.name in names:
-            raise ConfigError(f"{where}: name {rule.name!r} is used by an earlier rule")
+            raise fields.fail("name", "a name no earlier rule uses")
         names.add(rule.name)
         rules.append(rule)
     return rules
 
 
-def _check_rule(rule: ExclusionRule, where: str) -> None:
-    if not isinstance(rule.name, str) or not rule.name.strip():
-        raise ConfigError(f"{where}: name {rule.name!r} must be non-empty text")
-    if rule.column not in COLUMNS:
-        raise ConfigError(f"{where}: column {rule.column!r} is not allowed; expected one of {', '.join(COLUMNS)}")
-    if rule.op not in OPERATORS:
-        raise ConfigError(f"{where}: op {rule.op!r} is not allowed; expected one of {' '.join(OPERATORS)}")
-    if rule.scope not in SCOPES:
-        raise ConfigError(f"{where}: scope {rule.scope!r} is not allowed; expected one of {', '.join(SCOPES)}")
-    if rule.aggregate not in AGGREGATES:
-        raise ConfigError(f"{where}: aggregate {rule.aggregate!r} is not allowed; expected one of {', '.join(AGGREGATES)}")
-    if rule.scope == "answer" and rule.aggregate != "any":
-        raise ConfigError(f"{where}: aggregate {rule.aggregate!r} needs scope participant (an answer rule tests one row)")
-    numeric = rule.column in NUMERIC_COLUMNS
-    if numeric and (isinstance(rule.value, bool) or not isinstance(rule.value, (int, float))):
-        raise ConfigError(f"{where}: value {rule.value!r} for column {rule.column} must be a number")
-    if not numeric:
-        if not isinstance(rule.value, str):
-            raise ConfigError(f"{where}: value {rule.value!r} for column {rule.column} must be text")
-        if rule.op not in ("==", "!="):
-            raise ConfigError(f"{where}: op {rule.op!r} on text column {rule.column}; expected == or !=")
-        if rule.aggregate not in ("any", "all"):
-            raise ConfigError(f"{where}: aggregate {rule.aggregate!r} on text column {rule.column}; expected any or all")
+def _check_rule(rule: ExclusionRule, fields: Fields) -> None:
+    fields.text("name")
+    fields.choice("column", COLUMNS)
+    fields.choice("op", OPERATORS)
+    fields.choice("scope", SCOPES, rule.scope)
+    fields.choice("aggregate", AGGREGATES, rule.aggregate)
+    fields.check(rule.scope == "participant" or rule.aggregate == "any", "aggregate",
+                 "any, or scope participant (an answer rule tests one row)")
+    if rule.column in NUMERIC_COLUMNS:
+        fields.number("value", expected=f"a number for column {rule.column}")
+    else:
+        fields.check(isinstance(rule.value, str), "value", f"text for column {rule.column}")
+        fields.check(rule.op in ("==", "!="), "op", f"== or != on text column {rule.column}")
+        fields.check(rule.aggregate in ("any", "all"), "aggregate", f"any or all on text column {rule.column}")
 
 
 def load_rules(path: str | Path) -> list[ExclusionRule]:
