@@ -185,3 +185,12 @@ def test_the_pixel_filter_width_reaches_the_render_settings():
     config = parse_config(minimal(render={"pixel_filter_width": 2.0}), "cfg.yaml")
     assert config.render_settings().pixel_filter_width == 2.0
     assert parse_config(minimal(), "cfg.yaml").render_settings().pixel_filter_width == 1.5  # the original's
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"uniform": [0.1, 0.2], "loc": 1}, r"sampler_args\.bg_color\.loc: unknown key; allowed: uniform alone"),
+    ({"scipy": "uniform", "args": [], "shape": 1}, r"sampler_args\.bg_color\.shape: unknown key; allowed: scipy, args, loc, scale"),
+])
+def test_unknown_keys_in_a_distribution_are_named_in_the_one_format(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(minimal(sampler_args={"bg_color": spec}), "cfg.yaml")

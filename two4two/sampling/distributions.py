@@ -73,7 +73,7 @@ def _build(form: str, raw: Any, spec: dict, path: str):
             raise ConfigError(f"{path}.scipy: {raw!r} is not a scipy.stats distribution")
         extra = set(spec) - {"scipy", "args", "loc", "scale"}
         if extra:
-            raise ConfigError(f"{path}: unknown key {sorted(extra)[0]!r}; allowed with scipy: args, loc, scale")
+            raise ConfigError(f"{path}.{sorted(extra)[0]}: unknown key; allowed: scipy, args, loc, scale")
         args = spec.get("args", [])
         if not isinstance(args, list):
             raise ConfigError(f"{path}.args: expected a list of numbers, got {args!r}")
@@ -114,7 +114,7 @@ def parse_distribution(raw: Any, path: str, attribute: str | None = None) -> Any
         form = forms[0]
         if form != "scipy" and len(raw) != 1:
             extra = sorted(k for k in raw if k != form)
-            raise ConfigError(f"{path}: unknown key {extra[0]!r} beside {form}")
+            raise ConfigError(f"{path}.{extra[0]}: unknown key; allowed: {form} alone")
         dist = _build(form, raw[form], raw, path)
         _check_support(dist, path, attribute)
         return dist
