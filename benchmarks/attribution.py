@@ -217,7 +217,7 @@ def main() -> None:
                 "and occlusion start from a black baseline on the CNN and from mid-grey on the INN, whose encoder gives NaN "
                 "on images near black (`two4two/explain/attribution.py`).", ""]
     if contrast_table:
-        sections += ["## The model contrast's two CNNs, measured by `two4two importance` on the study2022 test interventions", "",
+        sections += ["## The model contrast's two CNNs, measured by `two4two evaluate importance` on the study2022 test interventions", "",
                      contrast_table, ""]
     for key in args.models:
         sections.append(evaluate_model(key, study, args, contrast, stages))

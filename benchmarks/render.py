@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from two4two.render import RenderPool, RenderSettings, worker_payload
-from two4two.sampling import resolve_sampler
+from samplers import resolve_sampler
 
 
 def study_params(n: int, seed: int):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from two4two.render import RenderSettings, open_pool
-from two4two.sampling import resolve_sampler
+from samplers import resolve_sampler
 
 
 def run(backend: str, params, workers: int, settings: RenderSettings, **options) -> tuple[float, float, dict, dict]:

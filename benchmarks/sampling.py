@@ -19,7 +19,8 @@ import numpy as np
 from scipy import stats
 
 from two4two.parameters import SceneParameters, write_jsonl
-from two4two.sampling import resolve_sampler, truncnorm
+from samplers import resolve_sampler
+from two4two.sampling import truncnorm
 
 
 def best_rate(fn, n: int, repeats: int) -> float:

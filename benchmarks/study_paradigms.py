@@ -91,7 +91,7 @@ def main() -> None:
         start = time.perf_counter()
         if args.overwrite or not (bundle_dir / "manifest.json").exists():
             shutil.rmtree(bundle_dir, ignore_errors=True)
-            assert cli(["study", "export", str(ROOT / config), "-o", str(bundle_dir)]) == 0
+            assert cli(["study", "bundle", str(ROOT / config), "-o", str(bundle_dir)]) == 0
         bundle = load_bundle(bundle_dir)
         exported = time.perf_counter() - start
         shot = screenshot(bundle_dir, DOCS / f"study_trial_{paradigm}.png")

@@ -248,14 +248,14 @@ def test_explain_and_evaluate_attributions_from_the_command_line(tmp_path):
     assert list(maps.maps) == ["gradient", "grad_cam", "silhouette"] and len(maps.ids) == 10
     scores_dir = tmp_path / "scores"
     assert main(["evaluate", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out), "--no-removals",
-                 "--sanity-images", "4", "--bootstrap", "50", "-o", str(scores_dir)]) in (0, None)
+                 "--sanity-images", "4", "--resamples", "50", "-o", str(scores_dir)]) in (0, None)
     table = (scores_dir / "attribution_scores.md").read_text()
     assert "silhouette (control)" in table and "attribute agreement" in table and "sanity" in table
     assert (scores_dir / "sanity_checks.png").stat().st_size > 0
     # Faithfulness curves, merged into that score table.
     faith = tmp_path / "faith"
     assert main(["evaluate", "faithfulness", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out),
-                 "--percentages", "20", "60", "--reveal-levels", "5", "45", "--scores", str(scores_dir), "--bootstrap", "50",
+                 "--percentages", "20", "60", "--reveal-levels", "5", "45", "--scores", str(scores_dir), "--resamples", "50",
                  "-o", str(faith)]) in (0, None)
     curves = (faith / "faithfulness_curves.csv").read_text().splitlines()
     assert len(curves) == 1 + 3 * (2 * 2 + 2)  # 3 methods × (MoRF and LeRF at 2 % + 2 reveal levels)

@@ -101,7 +101,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, 
         one_line_error(excinfo, evil, "holds objects other than tensors and plain data", "not loaded")
         assert not marker.exists(), f"{name} ran the file's code"
     # The command line: the model is the first thing `two4two importance` reads.
-    assert main(["importance", "--model", str(evil), "--data", str(tmp_path / "no_data")]) == 2
+    assert main(["evaluate", "importance", "--model", str(evil), "--data", str(tmp_path / "no_data")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(evil) in err and "holds objects other than tensors" in err, err
     assert "Traceback" not in err and "KeyError" not in err
@@ -141,7 +141,7 @@ def test_a_checkpoint_missing_a_key_is_named(tmp_path, capsys, key):
         with pytest.raises(CheckpointError, match=f"no '{key}'"):
             random_init_like(path)
     # Given as the training's directory, on the command line: one line, no KeyError traceback.
-    assert main(["importance", "--model", str(tmp_path), "--data", str(tmp_path / "no_data")]) == 2
+    assert main(["evaluate", "importance", "--model", str(tmp_path), "--data", str(tmp_path / "no_data")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err and f"no '{key}'" in err, err
 

@@ -96,7 +96,7 @@ def test_a_split_reads_once_and_computes_each_models_logits_once(painted):
 
 def test_stages_read_finished_data_and_name_what_is_missing(painted):
     _, root = painted
-    with pytest.raises(DatasetError, match="no intervention split for obj_color of 'test'; render them with two4two importance --create-interventions"):
+    with pytest.raises(DatasetError, match="no intervention split for obj_color of 'test'; render them with two4two evaluate importance --create-interventions"):
         Importance(ColourReader(), ["obj_color"], n_resamples=20).evaluate(Split(root, "test"))
     assert not (root / "test_intervened_obj_color").exists()  # nothing was rendered behind the user's back
     result = Importance(ColourReader(), ["bg_color"], n_resamples=20).evaluate(Split(root, "test"))

@@ -114,7 +114,7 @@ def test_training_keeps_the_best_validation_record(observer_dir):
 
 
 def test_balanced_loss_weighs_each_output_by_its_inverse_variance():
-    from two4two.sampling import resolve_sampler
+    from samplers import resolve_sampler
 
     params = list(resolve_sampler("unbiased")().sample(2000, rng=1))
     observer = Observer(width_mult=0.25, balance_attributes=True)
@@ -151,7 +151,7 @@ def test_predict_attributes_speaks_in_attribute_units(observer_dir):
 @pytest.mark.slow
 @pytest.mark.blender
 def test_observe_command_prints_every_attribute(observer_dir, capsys):
-    assert main(["explain", "observe", "--observer", str(observer_dir / "observer"), "--data", str(observer_dir / "data")]) == 0
+    assert main(["evaluate", "observer", "--observer", str(observer_dir / "observer"), "--data", str(observer_dir / "data")]) == 0
     out = capsys.readouterr().out
     assert "label accuracy" in out and "legs' position" in out and "rotation yaw" in out
 
@@ -185,7 +185,7 @@ def test_targets_are_scaled_by_the_sampling_ranges():
     ranges = sampling_ranges()
     assert ranges["arm_position"] == (0.0, 1.0) and ranges["position_x"] == (-0.8, 0.0)
     assert ranges["bending"] == pytest.approx((-np.pi / 10, np.pi / 10))
-    from two4two.sampling import resolve_sampler
+    from samplers import resolve_sampler
 
     params = list(resolve_sampler("unbiased")().sample(500, rng=0))
     targets = Observer(width_mult=0.25).training_targets(params, label_noise=False)
@@ -242,7 +242,7 @@ def test_audit_reads_the_counterfactuals_with_the_observer(observer_dir, tmp_pat
     (tmp_path / "inn.yaml").write_text(INN.format(data=observer_dir / "data", out=tmp_path / "inn"))
     assert main(["train", str(tmp_path / "inn.yaml")]) == 0
     out = tmp_path / "audit"
-    assert main(["explain", "audit", "--inn", str(tmp_path / "inn"), "--observer", str(observer_dir / "observer"),
+    assert main(["evaluate", "audit", "--inn", str(tmp_path / "inn"), "--observer", str(observer_dir / "observer"),
                  "--data", str(observer_dir / "data"), "--images", "6", "--steps", "5", "-o", str(out)]) == 0
     assert "mean max−min" in capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "audit.csv")))

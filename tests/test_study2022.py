@@ -9,7 +9,7 @@ from scipy import stats
 
 from two4two.bias_report import mutual_information
 from two4two.parameters import SceneParameters
-from two4two.sampling import resolve_sampler
+from samplers import resolve_sampler
 
 N = 200_000
 

@@ -61,7 +61,7 @@ def answers_for(seed: int) -> dict[str, str]:
 
 def export(study, name="responses.csv"):
     out = study.tmp / name
-    assert main(["study", "export-responses", "--db", str(study.db), "--bundle", str(study.bundle_dir), "-o", str(out)]) == 0
+    assert main(["study", "responses", "--db", str(study.db), "--bundle", str(study.bundle_dir), "-o", str(out)]) == 0
     return out
 
 
@@ -321,9 +321,9 @@ def test_a_database_belongs_to_one_bundle(study, capsys):
     with pytest.raises(StorageError, match="holds responses to another bundle"):
         Storage(study.db, load_bundle(other_dir))
     out = study.tmp / "x.csv"
-    assert main(["study", "export-responses", "--db", str(study.db), "--bundle", str(other_dir), "-o", str(out)]) == 2
+    assert main(["study", "responses", "--db", str(study.db), "--bundle", str(other_dir), "-o", str(out)]) == 2
     assert main(["study", "serve", str(other_dir), "--db", str(study.db), "--port", "9"]) == 2
-    assert main(["study", "export-responses", "--db", str(study.tmp / "none.sqlite"), "--bundle", str(other_dir), "-o", str(out)]) == 2
+    assert main(["study", "responses", "--db", str(study.tmp / "none.sqlite"), "--bundle", str(other_dir), "-o", str(out)]) == 2
     assert main(["study", "serve", str(study.tmp / "no_bundle")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("two4two: error: ") for line in err)

@@ -170,7 +170,7 @@ def test_participants_complete_the_study_in_chromium(browser, study):
 
     assert {first.condition, second.condition, fast.condition} == set(CONDITIONS)  # balanced, one each
     out = tmp / "responses.csv"
-    assert main(["study", "export-responses", "--db", str(db), "--bundle", str(bundle_dir), "-o", str(out)]) == 0
+    assert main(["study", "responses", "--db", str(db), "--bundle", str(bundle_dir), "-o", str(out)]) == 0
     responses = read_responses(out)
     assert len(responses) == 3 * len(ATTRIBUTES)
     for who, condition, failures, seconds in [

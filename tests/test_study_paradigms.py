@@ -52,7 +52,7 @@ def study(request, tmp_path):
 
 def export(study) -> list[dict]:
     out = study.tmp / f"{study.paradigm}.csv"
-    assert main(["study", "export-responses", "--db", str(study.db), "--bundle", str(study.bundle_dir), "-o", str(out)]) == 0
+    assert main(["study", "responses", "--db", str(study.db), "--bundle", str(study.bundle_dir), "-o", str(out)]) == 0
     with open(out, newline="") as fh:
         return list(csv.DictReader(fh))
 

@@ -93,7 +93,7 @@ def test_a_participant_runs_each_paradigm_in_chromium(browser, tmp_path, paradig
         context.close()
 
     out = tmp_path / "responses.csv"
-    assert main(["study", "export-responses", "--db", str(db), "--bundle", str(bundle_dir), "-o", str(out)]) == 0
+    assert main(["study", "responses", "--db", str(db), "--bundle", str(bundle_dir), "-o", str(out)]) == 0
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["trial"], r["step"], r["answer"]) for r in rows] == answered  # every click stored once, in order

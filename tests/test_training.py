@@ -97,8 +97,8 @@ def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
 @pytest.mark.blender
 def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsys):
     out = trained / "importance"
-    assert main(["importance", "--model", str(trained / "model"), "--data", str(trained / "data"),
-                 "--bootstrap", "100", "--baseline-random", "-o", str(out)]) == 0
+    assert main(["evaluate", "importance", "--model", str(trained / "model"), "--data", str(trained / "data"),
+                 "--resamples", "100", "--random-init", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "colour" in printed and "random-init baseline" in printed
     for stem in ("importance", "importance_random_init"):
@@ -143,8 +143,8 @@ def test_a_model_and_a_config_give_the_table_in_one_command(trained, tmp_path, c
         "render: {samples: 2, denoise: false, subdivision_levels: 1}\n"
         f"output_dir: {tmp_path / 'rendered'}\nsplits:\n  test: {{n: 12}}\n"
     )
-    assert main(["importance", "--model", str(trained / "model"), "--data", str(config), "--attributes", "obj_color",
-                 "--bootstrap", "50", "--workers", "1", "-o", str(tmp_path / "out")]) == 0
+    assert main(["evaluate", "importance", "--model", str(trained / "model"), "--data", str(config), "--attributes", "obj_color",
+                 "--resamples", "50", "--workers", "1", "-o", str(tmp_path / "out")]) == 0
     assert "colour" in capsys.readouterr().out
     assert (tmp_path / "rendered" / "test_intervened_obj_color" / "parameters.jsonl").read_text().count("\n") == 12
     assert (tmp_path / "out" / "importance.csv").is_file()
@@ -385,7 +385,7 @@ def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, caps
         f"name: tiny_study\nmodel: {trained_inn}\ndata: {data}\nrows: 2\nconcepts: {{images: 60, components: 6}}\n"
     )
     bundle = tmp_path / "bundle"
-    assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(bundle), "--create-interventions"]) == 0
+    assert main(["study", "bundle", str(tmp_path / "study.yaml"), "-o", str(bundle), "--create-interventions"]) == 0
     out = capsys.readouterr().out
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert [c["name"] for c in manifest["conditions"]] == ["baseline", "counterfactual", "concepts"]
@@ -406,7 +406,7 @@ def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, caps
     assert "answer key" in out and "study bundle" in out
     # No half-built bundle is left beside it, and an existing bundle is not overwritten by accident.
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
-    assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(bundle)]) == 2
+    assert main(["study", "bundle", str(tmp_path / "study.yaml"), "-o", str(bundle)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -414,7 +414,7 @@ def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, caps
 @pytest.mark.blender
 def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
     (tmp_path / "study.yaml").write_text(f"name: s\nmodel: {trained / 'model'}\ndata: {trained / 'data'}\n")
-    assert main(["study", "export", str(tmp_path / "study.yaml"), "-o", str(tmp_path / "b")]) == 2
+    assert main(["study", "bundle", str(tmp_path / "study.yaml"), "-o", str(tmp_path / "b")]) == 2
     assert "needed by the counterfactual condition" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 

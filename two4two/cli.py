@@ -7,6 +7,7 @@ tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -73,7 +74,7 @@ def _render_setting_options(p: argparse.ArgumentParser) -> None:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from two4two.dataset.verify import verify
 
-    report = verify(args.dataset, workers=args.workers)
+    report = verify(args.dataset, workers=args.hash_threads)
     print(report.format(limit=args.limit))
     if not report.ok:
         print(f"repair: two4two render CONFIG -o {args.dataset} --resume --repair", file=sys.stderr)
@@ -81,7 +82,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _pool_args(args: argparse.Namespace) -> dict:
-    """Where images are rendered (render, and missing data of train/importance/study export):
+    """Where images are rendered (render, and missing data of train, evaluate importance and study bundle):
     pool options from the command line; --address only reaches the Ray backend."""
     options = dict(workers=args.workers, threads=args.threads, backend=args.backend)
     if args.address is not None:
@@ -126,7 +127,7 @@ def _cmd_importance(args: argparse.Namespace) -> None:
     model_dir = checkpoint_dir(args.model)
     out_dir = Path(args.output) if args.output else model_dir / "importance"
     models = [(model_dir.name or "model", model, "importance")]
-    if args.baseline_random:
+    if args.random_init:
         import torch
 
         from two4two.models.training import random_init_like
@@ -136,7 +137,7 @@ def _cmd_importance(args: argparse.Namespace) -> None:
     training_params = training_split_of(args.model)
     split = Split(data, args.split, progress=True)
     for name, m, stem in models:
-        result = Importance(m, args.attributes, n_resamples=args.bootstrap, model_name=name, training_params=training_params).evaluate(split)
+        result = Importance(m, args.attributes, n_resamples=args.resamples, model_name=name, training_params=training_params).evaluate(split)
         print(result.format_table())
         paths = result.write(out_dir, stem)
         print("written: " + ", ".join(str(p) for p in paths.values()) + "\n")
@@ -144,20 +145,12 @@ def _cmd_importance(args: argparse.Namespace) -> None:
 
 @dataclass(frozen=True)
 class _ExplainCommand:
-    """One `two4two explain NAME` command: its explainer's own options, how to build it, what to print."""
+    """One `two4two explain NAME` grid command: how to build its explainer, what to print (options: _explain_options)."""
 
     help: str
     model_help: str
-    add_options: Callable[[argparse.ArgumentParser], None]
     build: Callable[[Any, argparse.Namespace], Any]  # (model, args) -> explainer with .explain(split, seed)
     report: Callable[[Any, dict, argparse.Namespace], str]  # (explanation, saved paths, args) -> text
-
-
-def _counterfactuals_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rows", type=int, default=10, help="images, one per row (default 10)")
-    p.add_argument("--quantiles", type=float, nargs="+", help="column logits as quantiles of the split's logits (default: quintile centres 0.1 … 0.9)")
-    p.add_argument("--coverage", type=float, help="instead: columns evenly spanning this central share of the logits, e.g. 0.99")
-    p.add_argument("--columns", type=int, default=5, help="columns with --coverage (default 5)")
 
 
 def _counterfactuals(model, args):
@@ -174,11 +167,6 @@ def _counterfactuals_report(grid, paths, args) -> str:
             f"largest |logit of the saved 8-bit image − target|: {error:.3f}")
 
 
-def _baseline_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rows", type=int, default=10, help="images per column (default 10)")
-    p.add_argument("--labels", nargs="+", help="column labels, one per column (default: the five quintile labels)")
-
-
 def _baseline(model, args):
     from two4two.explain.baseline import QUINTILE_LABELS, Baseline
 
@@ -188,13 +176,6 @@ def _baseline(model, args):
 def _baseline_report(grid, paths, args) -> str:
     edges = ", ".join(f"{e:+.2f}" for e in grid.edges)
     return f"baseline grid ({args.rows} rows × {len(grid.labels)} columns; column logit edges {edges}): {paths['png']}, ids and logits: {paths['json']}"
-
-
-def _concepts_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", type=int, default=500, help="images drawn from the split (default 500)")
-    p.add_argument("--components", type=int, default=10, help="factorisation components (default 10)")
-    p.add_argument("--keep", type=int, default=5, help="concepts kept: those most correlated with the logit (default 5)")
-    p.add_argument("--examples", type=int, default=5, help="example images per row (default 5)")
 
 
 def _concepts(model, args):
@@ -211,28 +192,28 @@ def _concepts_report(explanation, paths, args) -> str:
 EXPLAIN_COMMANDS = {
     "counterfactuals": _ExplainCommand(
         "INN counterfactual interpolation grid (rows: images, columns: target logits)",
-        "INN checkpoint (model.pt or its directory)", _counterfactuals_options, _counterfactuals, _counterfactuals_report),
+        "INN checkpoint (model.pt or its directory)", _counterfactuals, _counterfactuals_report),
     "baseline": _ExplainCommand(
         "the paper's baseline: example images in columns of equal shares of the logits",
-        "classifier checkpoint (model.pt or its directory)", _baseline_options, _baseline, _baseline_report),
+        "classifier checkpoint (model.pt or its directory)", _baseline, _baseline_report),
     "concepts": _ExplainCommand(
         "concepts found by factorising an 8×8 layer (Zhang et al. 2021), two rows per concept",
-        "small_cnn or INN checkpoint (model.pt or its directory)", _concepts_options, _concepts, _concepts_report),
+        "small_cnn or INN checkpoint (model.pt or its directory)", _concepts, _concepts_report),
 }
 
 
-def _cmd_explain(args: argparse.Namespace) -> None:
+def _cmd_explain(name: str, args: argparse.Namespace) -> None:
     """Every explainer the same way: build it from its options, explain a split, save, report."""
     from two4two.models.training import load_classifier
     from two4two.split import Split
 
-    command = EXPLAIN_COMMANDS[args.explainer]
+    command = EXPLAIN_COMMANDS[name]
     explainer = command.build(load_classifier(args.model), args)
     explanation = explainer.explain(Split(args.data, args.split, progress=True), seed=args.seed)
     print(command.report(explanation, explanation.save(args.output), args))
 
 
-def _cmd_explain_audit(args: argparse.Namespace) -> None:
+def _cmd_evaluate_audit(args: argparse.Namespace) -> None:
     from two4two.explain.audit import CounterfactualAudit
     from two4two.explain.counterfactual import require_invertible
     from two4two.models.training import checkpoint_dir, load_classifier, load_observer
@@ -255,7 +236,7 @@ def _cmd_explain_attributions(args: argparse.Namespace) -> None:
 
     split = Split(args.data, args.split, progress=True)
     explainer = Attributions(load_classifier(args.model), args.methods, images=args.images, target=args.target, progress=True,
-                             batch_size=args.batch_size, baseline=args.baseline)
+                             batch_size=args.batch_size, baseline=args.reference_input)
     maps = explainer.explain(split, seed=args.seed)
     paths = maps.save(args.output, rows=args.rows)
     for method, seconds in maps.seconds.items():
@@ -277,7 +258,7 @@ def _cmd_evaluate_attributions(args: argparse.Namespace) -> None:
     root = ensure(Path(args.data), removals={args.split: parts}, **_pool_args(args))
     split = Split(root, args.split, progress=True)
     contrast = tuple(load_classifier(c) for c in args.contrast) if args.contrast else None
-    evaluation = AttributionEvaluation(load_classifier(args.model), n_resamples=args.bootstrap, sanity_images=args.sanity_images,
+    evaluation = AttributionEvaluation(load_classifier(args.model), n_resamples=args.resamples, sanity_images=args.sanity_images,
                                        contrast=contrast, progress=True, seed=args.seed)
     scores = evaluation.evaluate(split, maps, {p: split.removal(p) for p in parts}, available_interventions(root, args.split))
     print(scores.format_table())
@@ -301,7 +282,7 @@ def _cmd_evaluate_faithfulness(args: argparse.Namespace) -> None:
     print(result.format_table())
     paths = result.write(args.output)
     if scores is not None:
-        merged = scores.merged(result.score_intervals(args.bootstrap, args.seed))
+        merged = scores.merged(result.score_intervals(args.resamples, args.seed))
         paths.update({f"scores_{k}": v for k, v in merged.write(args.output).items()})
         print()
         print(merged.format_correlation())
@@ -319,15 +300,20 @@ def _cmd_explore(args: argparse.Namespace) -> None:
           ready=lambda: print(f"explorer of {session.n} images on http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True))
 
 
-def _cmd_explain_observe(args: argparse.Namespace) -> None:
+def _cmd_evaluate_observer(args: argparse.Namespace) -> None:
+    from two4two.io import atomic_write_json, atomic_write_text
     from two4two.models.observer import ObserverCheck, attribute_mse_table
-    from two4two.models.training import load_observer
+    from two4two.models.training import checkpoint_dir, load_observer
     from two4two.split import Split
 
     split = Split(args.data, args.split)
     record = ObserverCheck(load_observer(args.observer)).evaluate(split)
-    print(f"observer on {args.data}/{args.split} ({len(split)} images): label accuracy {record['label_accuracy']:.3f}")
-    print(attribute_mse_table(record))
+    text = f"observer on {args.data}/{args.split} ({len(split)} images): label accuracy {record['label_accuracy']:.3f}\n" + attribute_mse_table(record)
+    print(text)
+    out = Path(args.output) if args.output else checkpoint_dir(args.observer) / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write_text(out / f"observer_{args.split}.md", text + "\n"), atomic_write_json(out / f"observer_{args.split}.json", record)]
+    print("written: " + ", ".join(str(p) for p in written))
 
 
 def _load_for_describe(target: Path, split: str | None, n: int | None):
@@ -380,14 +366,14 @@ def _cmd_study_analyze(args: argparse.Namespace) -> None:
             raise Two4TwoError(f"--expect {item!r}: expected CONDITION=greater or CONDITION=less")
         expect[condition] = direction
     source = Path(args.responses)
-    analysis = analyze_file(source, args.rules, args.baseline_condition, args.reference_attribute, expect)
+    analysis = analyze_file(source, args.rules, args.control_condition, args.reference_attribute, expect)
     out_dir = Path(args.output) if args.output else source.with_name(f"{source.stem}_analysis")
     paths = write_outputs(analysis, out_dir)
     print(analysis.markdown())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
-def _cmd_study_export(args: argparse.Namespace) -> None:
+def _cmd_study_bundle(args: argparse.Namespace) -> None:
     import json
 
     from two4two.study.export import export_study, load_study_config
@@ -460,7 +446,7 @@ def _cmd_study_simulate(args: argparse.Namespace) -> None:
 
     if args.paradigm and not args.bundle:
         raise Two4TwoError(f"--paradigm {args.paradigm}: simulated answers refer to a bundle's trials; pass that paradigm's "
-                           "--bundle (two4two study export configs/study_reveal.yaml, study_accept_reject.yaml or study_guess.yaml)")
+                           "--bundle (two4two study bundle configs/study_reveal.yaml, study_accept_reject.yaml or study_guess.yaml)")
     if args.bundle:
         from two4two.io import atomic_write_text
         from two4two.study.bundle import load_bundle
@@ -493,13 +479,13 @@ def _cmd_study_serve(args: argparse.Namespace) -> None:
 
     def ready() -> None:  # the database's lock is held: this server is the only one
         print(f"study {bundle.title!r} ({', '.join(bundle.condition_names)}): http://{args.host}:{args.port}/  responses: {args.db}")
-        print("stop with Ctrl+C; then: two4two study export-responses --db DB --bundle BUNDLE -o responses.csv", flush=True)
+        print("stop with Ctrl+C; then: two4two study responses --db DB --bundle BUNDLE -o responses.csv", flush=True)
 
-    serve(bundle, args.db, host=args.host, port=args.port, threads=args.threads, ready=ready)
+    serve(bundle, args.db, host=args.host, port=args.port, threads=args.request_threads, ready=ready)
     print(f"stopped; the responses are in {args.db}")
 
 
-def _cmd_study_export_responses(args: argparse.Namespace) -> None:
+def _cmd_study_responses(args: argparse.Namespace) -> None:
     from two4two.study.bundle import load_bundle
     from two4two.study.storage import export_responses
 
@@ -509,233 +495,333 @@ def _cmd_study_export_responses(args: argparse.Namespace) -> None:
     print(f"all {len(report)} participants ({status['excluded']} excluded, {status['active']} unfinished): {report_path}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="two4two",
-        description="Synthetic Peeky/Stretchy images with biases of known strength.",
-    )
-    from two4two import __version__
+# ---- the command line, declared as data ------------------------------------------------
+#
+# Every command is one row of _commands(): where it sits, its help, the function it runs and
+# its options. An option several commands take is declared once below (one name, one meaning).
+# Values are checked while the command line is parsed (a one-line error, exit 2). A command or
+# option renamed in this release keeps its old spelling for one release, with a line naming the
+# new one (README: "Renamed commands and options").
 
-    parser.add_argument("--version", action="version", version=f"two4two {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("sample", help="draw scene parameters from a config into a JSON Lines file")
-    p.add_argument("config", help="dataset config (YAML)")
-    p.add_argument("--split", help="split to sample (default: the config's first split)")
-    p.add_argument("--n", type=int, help="number of samples (default: the split's size)")
-    p.add_argument("--seed", type=int, help="seed (default: the config's seed)")
-    p.add_argument("-o", "--output", required=True, help="output .jsonl file")
-    p.set_defaults(func=_cmd_sample)
+def _integer(low: int, meaning_of_zero: str = ""):
+    """argparse type: an integer ≥ low (`meaning_of_zero`: what 0 means where 0 is allowed)."""
+    def value(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer ≥ {low}, got {text!r}") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"expected an integer ≥ {low}{meaning_of_zero}, got {number}")
+        return number
+    value.__name__ = "integer"
+    return value
 
-    def render_options(p: argparse.ArgumentParser, what: str = "render") -> None:
-        p.add_argument("--workers", type=int, help=f"{what} worker processes (default: one per core, at most 8)")
-        p.add_argument("--threads", type=int, help="Cycles threads per worker (default: cores / workers)")
-        p.add_argument("--backend", choices=("local", "ray"), default="local",
-                       help="local worker processes (default) or Ray actors (pip install 'two4two[cluster]')")
-        p.add_argument("--address", help="with --backend ray: join this Ray cluster (HOST:PORT or auto; default: start Ray locally)")
 
-    def pool_options(p: argparse.ArgumentParser) -> None:
-        render_options(p)
-        p.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
-        p.add_argument("--overwrite", action="store_true", help="replace a different dataset in the output directory")
-        p.add_argument("--repair", action="store_true",
-                       help="with --resume: first re-render the samples whose files `two4two verify` finds missing or damaged")
+def _port(text: str) -> int:
+    number = int(text) if text.strip().isdigit() else None
+    if number is None or not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 1–65535, got {text!r}")
+    return number
 
-    p = sub.add_parser("render", help="render every split of a config (images, masks, parameters)")
-    p.add_argument("config", help="dataset config (YAML)")
-    p.add_argument("-o", "--output", help="output directory (default: the config's output_dir)")
-    pool_options(p)
-    p.set_defaults(func=_cmd_render)
 
-    p = sub.add_parser("render-params", help="render exactly the parameters of a JSON Lines file")
-    p.add_argument("params", help="parameters file (.jsonl)")
-    p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--split", help="split name inside the output (default: params)")
-    _render_setting_options(p)
-    pool_options(p)
-    p.set_defaults(func=_cmd_render_params)
+def _share(low_open: bool):
+    """argparse type: a share in [0, 1] (or (0, 1] where 0 would mean nothing)."""
+    def value(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not (0 < number <= 1 if low_open else 0 <= number <= 1):
+            raise argparse.ArgumentTypeError(f"expected a share in {'(0, 1]' if low_open else '[0, 1]'}, got {text!r}")
+        return number
+    value.__name__ = "share"
+    return value
 
-    p = sub.add_parser("verify", help="check every file of a dataset against its recorded checksums (exit 1 on damage)")
-    p.add_argument("dataset", help="rendered dataset directory")
-    p.add_argument("--workers", type=int, help="hashing threads (default: two per core, at most 8)")
-    p.add_argument("--limit", type=int, default=50, help="paths listed per kind of damage (default 50)")
-    p.set_defaults(func=_cmd_verify)
 
-    p = sub.add_parser("train", help="train a model from a config (kind: classifier or observer)")
-    p.add_argument("config", help="model config (YAML)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted training from its last finished epoch")
-    render_options(p, "when the data is missing and the config names a dataset_config: render")
-    p.set_defaults(func=_cmd_train)
+@dataclass(frozen=True)
+class _Option:
+    flags: tuple[str, ...]
+    spec: dict
+    old: tuple[str, ...] = ()  # spellings of the previous release, still accepted
 
-    p = sub.add_parser("importance", help="ground-truth importance of each attribute for a trained model")
-    p.add_argument("--model", required=True, help="checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory, or a dataset config to render first")
-    p.add_argument("--split", default="test", help="split of originals (default test)")
-    p.add_argument("--attributes", nargs="+", help="attributes (default: every intervention split present)")
-    p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits first")
-    p.add_argument("--baseline-random", action="store_true", help="also measure a random-init model of the same architecture")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    render_options(p, "when creating interventions: render")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the model)")
-    p.set_defaults(func=_cmd_importance)
+    def but(self, **changes) -> "_Option":
+        return _Option(self.flags, {**self.spec, **changes}, self.old)
 
-    p = sub.add_parser("explain", help="explanations of a trained model")
-    explain = p.add_subparsers(dest="explanation", required=True, metavar="EXPLANATION")
-    for name, command in EXPLAIN_COMMANDS.items():
-        p = explain.add_parser(name, help=command.help)
-        p.add_argument("--model", required=True, help=command.model_help)
-        p.add_argument("--data", required=True, help="rendered dataset directory")
-        p.add_argument("--split", default="test", help="split to draw images (and the logit distribution) from (default test)")
-        command.add_options(p)
-        p.add_argument("--seed", type=int, default=0, help="which images are drawn")
-        p.add_argument("-o", "--output", required=True, help="output PNG (ids, logits and the rest go to the same name .json)")
-        p.set_defaults(func=_cmd_explain, explainer=name)
 
-    p = explain.add_parser("audit", help="what INN counterfactuals really change, read by the observer (paper Table 6)")
-    p.add_argument("--inn", required=True, help="INN checkpoint (model.pt or its directory)")
-    p.add_argument("--observer", required=True, help="observer checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--split", default="test", help="split of images to interpolate (default test)")
-    p.add_argument("--images", type=int, default=100, help="interpolations, one per image (default 100)")
-    p.add_argument("--steps", type=int, default=11, help="steps per interpolation (default 11)")
-    p.add_argument("--coverage", type=float, default=0.99, help="central share of the logits spanned (default 0.99)")
-    p.add_argument("--seed", type=int, default=0, help="which images are drawn")
-    p.add_argument("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the INN)")
-    p.set_defaults(func=_cmd_explain_audit)
+def _opt(*flags: str, old: tuple[str, ...] = (), **spec) -> _Option:
+    return _Option(flags, spec, old)
 
+
+class _OldSpelling(argparse.Action):
+    """An option spelt as in the previous release: accepted, with a line naming the new spelling."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"two4two: {option_string} is now {self.new}; the old spelling goes in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
+def _add(p: argparse.ArgumentParser, option) -> None:
+    if callable(option):  # adds a family of options itself (the render settings)
+        option(p)
+        return
+    action = p.add_argument(*option.flags, **option.spec)
+    for old in option.old:
+        kept = {k: v for k, v in option.spec.items() if k in ("type", "choices", "nargs", "metavar")}
+        if option.spec.get("action") == "store_true":
+            kept["nargs"] = 0
+        p.add_argument(old, dest=action.dest, action=_OldSpelling, new=option.flags[-1], default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS, **kept)
+
+
+MODEL = _opt("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
+DATA = _opt("--data", required=True, help="rendered dataset directory")
+SPLIT = _opt("--split", default="test", help="split (default test)")
+SEED = _opt("--seed", type=_integer(0), default=0, help="seed (default 0)")
+IMAGES = _opt("--images", type=_integer(1), help="images (default all)")
+RESAMPLES = _opt("--resamples", type=_integer(1), default=1000, old=("--bootstrap",),
+                 help="bootstrap resamples for the 95%% intervals (default 1000)")
+OUTPUT = _opt("-o", "--output", required=True, help="output directory")
+SCORES = _opt("--scores", help="directory written by `two4two evaluate attributions` (or its attribution_scores.csv)")
+MAPS = _opt("--maps", required=True, help="directory written by `two4two explain attributions`")
+CONFIG = _opt("config", help="dataset config (YAML)")
+OBSERVER = _opt("--observer", required=True, help="observer checkpoint (model.pt or its directory)")
+POOL = (
+    _opt("--workers", type=_integer(1), help="render worker processes (default: one per core, at most 8)"),
+    _opt("--threads", type=_integer(1), help="Cycles threads per render worker (default: cores / workers)"),
+    _opt("--backend", choices=("local", "ray"), default="local",
+         help="local worker processes (default) or Ray actors (pip install 'two4two[cluster]')"),
+    _opt("--address", help="with --backend ray: join this Ray cluster (HOST:PORT or auto; default: start Ray locally)"),
+)
+RENDER_JOB = (
+    *POOL,
+    _opt("--resume", action="store_true", help="finish an interrupted render of the same config"),
+    _opt("--overwrite", action="store_true", help="replace a different dataset in the output directory"),
+    _opt("--repair", action="store_true", help="with --resume: first re-render the samples whose files `two4two verify` finds missing or damaged"),
+)
+CREATE_INTERVENTIONS = _opt("--create-interventions", action="store_true", help="render missing intervention splits first")
+
+
+@dataclass(frozen=True)
+class _Command:
+    path: tuple[str, ...]
+    help: str
+    run: Callable[[argparse.Namespace], Any]
+    options: tuple = ()
+    old: tuple[str, ...] | None = None  # where the previous release had it
+
+
+GROUPS = {
+    "explain": "explanations of a trained model",
+    "evaluate": "measure a model or its explanations against the generator's ground truth",
+    "study": "the user study: bundles, the web app, responses, analysis",
+}
+
+
+def _explain_options(name: str) -> tuple:
     from two4two.explain.attribution import BASELINES, METHODS
 
-    p = explain.add_parser("attributions", help="attribution maps of a split's images by each method (npz + overlay grid)")
-    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--split", default="test", help="split whose images are explained (default test)")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
-                   help=f"methods (default all): {', '.join(METHODS)}")
-    p.add_argument("--images", type=int, help="explain the first N images of the split (default all)")
-    p.add_argument("--target", choices=("predicted", "true"), default="predicted", help="class explained (default: the model's prediction)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    p.add_argument("--rows", type=int, default=6, help="images in the overlay grid (default 6)")
-    p.add_argument("--baseline", choices=("auto", *BASELINES), default="auto",
-                   help="'nothing here' of integrated gradients, DeepLift and occlusion (default auto: grey for the INN, black otherwise)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random control and SmoothGrad's noise")
-    p.add_argument("-o", "--output", required=True, help="output directory (attributions.npz, .json and .png)")
-    p.set_defaults(func=_cmd_explain_attributions)
+    model_help = EXPLAIN_COMMANDS[name].model_help if name in EXPLAIN_COMMANDS else MODEL.spec["help"]
+    common = (MODEL.but(help=model_help), DATA, SPLIT.but(help="split to draw images (and the logit distribution) from (default test)"))
+    drawn = SEED.but(help="which images are drawn (default 0)")
+    grid_output = _opt("-o", "--output", required=True, help="output PNG (ids, logits and the rest go to the same name .json)")
+    own = {
+        "counterfactuals": (
+            _opt("--rows", type=_integer(1), default=10, help="images, one per row (default 10)"),
+            _opt("--quantiles", type=_share(True), nargs="+", help="column logits as quantiles of the split's logits (default: quintile centres 0.1 … 0.9)"),
+            _opt("--coverage", type=_share(True), help="instead: columns evenly spanning this central share of the logits, e.g. 0.99"),
+            _opt("--columns", type=_integer(2), default=5, help="columns with --coverage (default 5)"), drawn, grid_output),
+        "baseline": (
+            _opt("--rows", type=_integer(1), default=10, help="images per column (default 10)"),
+            _opt("--labels", nargs="+", help="column labels, one per column (default: the five quintile labels)"), drawn, grid_output),
+        "concepts": (
+            IMAGES.but(default=500, help="images drawn from the split (default 500)"),
+            _opt("--components", type=_integer(1), default=10, help="factorisation components (default 10)"),
+            _opt("--keep", type=_integer(1), default=5, help="concepts kept: those most correlated with the logit (default 5)"),
+            _opt("--examples", type=_integer(1), default=5, help="example images per row (default 5)"), drawn, grid_output),
+        "attributions": (
+            _opt("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD", help=f"methods (default all): {', '.join(METHODS)}"),
+            IMAGES.but(help="explain the first N images of the split (default all)"),
+            _opt("--target", choices=("predicted", "true"), default="predicted", help="class explained (default: the model's prediction)"),
+            _opt("--batch-size", type=_integer(1), default=32, help="images per batch (default 32)"),
+            _opt("--rows", type=_integer(1), default=6, help="images in the overlay grid (default 6)"),
+            _opt("--reference-input", choices=("auto", *BASELINES), default="auto", old=("--baseline",),
+                 help="the 'nothing here' input of integrated gradients, DeepLift and occlusion (default auto: grey for the INN, black otherwise)"),
+            SEED.but(help="seed of the random control and SmoothGrad's noise (default 0)"),
+            OUTPUT.but(help="output directory (attributions.npz, .json and .png)")),
+    }[name]
+    return common + own
 
-    p = explain.add_parser("observe", help="the observer's per-attribute error on a split (are the attributes recoverable?)")
-    p.add_argument("--observer", required=True, help="observer checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--split", default="test", help="split (default test)")
-    p.set_defaults(func=_cmd_explain_observe)
 
-    p = sub.add_parser("evaluate", help="score explanations against the generator's ground truth")
-    evaluate = p.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
-    p = evaluate.add_parser("attributions", help="localisation, part deletion, attribute agreement, model contrast and sanity checks")
-    p.add_argument("--model", required=True, help="the classifier the maps explain")
-    p.add_argument("--data", required=True, help="rendered dataset directory (part removals are rendered into it when missing)")
-    p.add_argument("--maps", required=True, help="directory written by two4two explain attributions")
-    p.add_argument("--split", default="test", help="split the maps were computed on (default test)")
-    p.add_argument("--contrast", nargs=2, metavar=("RELIANT", "UNRELIANT"),
-                   help="two classifiers, the first relying on the background more (configs/small_cnn_bg_biased_64px.yaml, small_cnn_unbiased_64px.yaml)")
-    p.add_argument("--no-removals", action="store_true", help="skip the part-removal scores (renders nothing)")
-    p.add_argument("--sanity-images", type=int, default=32, help="images in the cascading randomisation (0: skip; default 32)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument("--seed", type=int, default=0)
-    render_options(p, "part removals: render")
-    p.add_argument("-o", "--output", required=True, help="output directory (attribution_scores.md/.csv/.json/.png)")
-    p.set_defaults(func=_cmd_evaluate_attributions)
-
+def _commands() -> tuple[_Command, ...]:
     from two4two.explain.faithfulness import DEFAULT_PERCENTAGES, IMPUTATIONS, REVEAL_LEVELS
-
-    p = evaluate.add_parser("faithfulness", help="ROAD MoRF/LeRF curves and masked-pixel curves of each method's maps")
-    p.add_argument("--model", required=True, help="the classifier the maps explain")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--maps", required=True, help="directory written by two4two explain attributions")
-    p.add_argument("--split", default="test", help="split the maps were computed on (default test)")
-    p.add_argument("--percentages", type=float, nargs="+", default=list(DEFAULT_PERCENTAGES), metavar="P",
-                   help="%% of pixels removed for MoRF and LeRF (default 10 … 90)")
-    p.add_argument("--imputation", choices=IMPUTATIONS, default="linear", help="how removed pixels are filled (default: ROAD's noisy linear)")
-    p.add_argument("--reveal-levels", type=float, nargs="*", default=list(REVEAL_LEVELS), metavar="P",
-                   help="%% of pixels shown for the masked-pixel curves (default Biessmann & Refiano's ten; none: skip)")
-    p.add_argument("--reveal-fill", choices=("fixed", "linear"), default="fixed", help="the hidden pixels: grey (default) or ROAD-imputed")
-    p.add_argument("--scores", help="directory written by two4two evaluate attributions: its table gets the faithfulness scores")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the merged scores' intervals")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, help="output directory (faithfulness.md/.csv/.png; attribution_scores.* with --scores)")
-    p.set_defaults(func=_cmd_evaluate_faithfulness)
-
-    p = sub.add_parser("explore", help="a local web page: maps, ROAD curves with a slider, and each image's ground truth")
-    p.add_argument("--model", required=True, help="classifier checkpoint (model.pt or its directory)")
-    p.add_argument("--data", required=True, help="rendered dataset directory")
-    p.add_argument("--split", default="test", help="split to explore (default test)")
-    p.add_argument("--maps", help="directory written by two4two explain attributions (default: compute maps on demand)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8050)
-    p.set_defaults(func=_cmd_explore)
-
-    p = sub.add_parser("describe", help="bias report: how predictive each attribute is of the class")
-    p.add_argument("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory")
-    p.add_argument("--split", help="split to describe (config: default first split; dataset: default all)")
-    p.add_argument("--n", type=int, help="samples to draw from a config (default: the split's size, at most 50 000)")
-    p.add_argument("-o", "--output", help="where to write the joint-distribution PNG")
-    p.set_defaults(func=_cmd_describe)
-
-    p = sub.add_parser("study", help="the user study: run it in a browser, export and analyse the answers")
-    study = p.add_subparsers(dest="study_command", required=True, metavar="STUDY_COMMAND")
-    p = study.add_parser("analyze", help="exclusions, accuracy table (paper Table 2), tests and figure (Figure 4)")
-    p.add_argument("responses", help="responses CSV (one row per participant and attribute; with --bundle one row per trial step)")
-    p.add_argument("--rules", help="exclusion rules (YAML/JSON; default: the paper's, see configs/study_exclusions.yaml)")
-    p.add_argument("--baseline-condition", default="baseline", help="condition the others are compared with (default baseline)")
-    p.add_argument("--reference-attribute", default="legs", help="attribute the McNemar tests compare with (default legs)")
-    p.add_argument("--expect", nargs="+", metavar="CONDITION=greater|less", help="pre-registered direction against the baseline (one-sided tests)")
-    p.add_argument("--bundle", help="a trial paradigm's bundle: analyse RESPONSES (one row per trial step) with that paradigm's statistics")
-    p.add_argument("--scores", help="trial paradigms: attribution_scores.csv of `evaluate attributions` (the model's ranking of the methods)")
-    p.add_argument("--keep-too-fast", action="store_true", help="trial paradigms: keep answers faster than the bundle's too_fast_seconds")
-    p.add_argument("-o", "--output", help="output directory (default: RESPONSES_analysis next to the file)")
-    p.set_defaults(func=_cmd_study_analyze)
-    p = study.add_parser("export", help="study bundle of any paradigm: stimuli or trials, manifest.json (see configs/study_*.yaml)")
-    p.add_argument("config", help="study config (YAML; configs/study-cpu.yaml for the 2022 study, configs/study_reveal.yaml, "
-                                  "study_accept_reject.yaml, study_guess.yaml for the trial paradigms)")
-    p.add_argument("-o", "--output", required=True, help="bundle folder to create")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
-    p.add_argument("--create-interventions", action="store_true", help="render missing intervention splits for the answer key first")
-    render_options(p, "when creating interventions: render")
-    p.set_defaults(func=_cmd_study_export)
+    from two4two.study.paradigms import PARADIGM_NAMES
     from two4two.study.report import DEFAULT_SCORES
 
-    p = study.add_parser("report", help="per attribution method: automatic scores beside each paradigm's human measure, rank correlations")
-    p.add_argument("--scores", required=True, help="attribution_scores.csv (or its directory) of `two4two evaluate attributions`")
-    p.add_argument("--analysis", required=True, nargs="+", metavar="DIR", help="output directories of `two4two study analyze --bundle`")
-    p.add_argument("--score-names", nargs="+", default=list(DEFAULT_SCORES), metavar="SCORE",
-                   help=f"automatic scores to compare (default: {' '.join(DEFAULT_SCORES)})")
-    p.add_argument("--resamples", type=int, default=1000, help="participant resamples for the intervals (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, help="output directory (report.md, report.json, report.png)")
-    p.set_defaults(func=_cmd_study_report)
-    p = study.add_parser("simulate", help="synthetic responses in the study app's format, to try analyze")
-    p.add_argument("--per-condition", type=int, default=60, help="participants per condition (default 60)")
-    p.add_argument("--seed", type=int, default=0)
-    from two4two.study.paradigms import PARADIGM_NAMES
+    return (
+        # data
+        _Command(("sample",), "draw scene parameters from a config into a JSON Lines file", _cmd_sample, (
+            CONFIG, _opt("--split", help="split to sample (default: the config's first split)"),
+            _opt("--n", type=_integer(1), help="number of samples (default: the split's size)"),
+            _opt("--seed", type=_integer(0), help="seed (default: the config's seed)"),
+            _opt("-o", "--output", required=True, help="output .jsonl file"))),
+        _Command(("render",), "render every split of a config (images, masks, parameters)", _cmd_render, (
+            CONFIG, _opt("-o", "--output", help="output directory (default: the config's output_dir)"), *RENDER_JOB)),
+        _Command(("render-params",), "render exactly the parameters of a JSON Lines file", _cmd_render_params, (
+            _opt("params", help="parameters file (.jsonl)"), OUTPUT,
+            _opt("--split", help="split name inside the output (default: params)"), _render_setting_options, *RENDER_JOB)),
+        _Command(("verify",), "check every file of a dataset against its recorded checksums (exit 1 on damage)", _cmd_verify, (
+            _opt("dataset", help="rendered dataset directory"),
+            _opt("--hash-threads", type=_integer(1), old=("--workers",), help="hashing threads (default: two per core, at most 8)"),
+            _opt("--limit", type=_integer(1), default=50, help="paths listed per kind of damage (default 50)"))),
+        _Command(("describe",), "bias report: how predictive each attribute is of the class", _cmd_describe, (
+            _opt("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory"),
+            _opt("--split", help="split to describe (config: default first split; dataset: default all)"),
+            _opt("--n", type=_integer(1), help="samples to draw from a config (default: the split's size, at most 50 000)"),
+            _opt("-o", "--output", help="where to write the joint-distribution PNG"))),
+        # models
+        _Command(("train",), "train a model from a config (kind: classifier or observer)", _cmd_train, (
+            _opt("config", help="model config (YAML)"),
+            _opt("--resume", action="store_true", help="continue an interrupted training from its last finished epoch"), *POOL)),
+        # explanations
+        *(_Command(("explain", name), EXPLAIN_COMMANDS[name].help, functools.partial(_cmd_explain, name), _explain_options(name))
+          for name in EXPLAIN_COMMANDS),
+        _Command(("explain", "attributions"), "attribution maps of a split's images by each method (npz + overlay grid)",
+                 _cmd_explain_attributions, _explain_options("attributions")),
+        # evaluations
+        _Command(("evaluate", "importance"), "ground-truth importance of each attribute for a trained model", _cmd_importance, (
+            MODEL, DATA.but(help="rendered dataset directory, or a dataset config to render first"),
+            SPLIT.but(help="split of originals (default test)"),
+            _opt("--attributes", nargs="+", help="attributes (default: every intervention split present)"), CREATE_INTERVENTIONS,
+            _opt("--random-init", action="store_true", old=("--baseline-random",),
+                 help="also measure a random-init model of the same architecture"),
+            RESAMPLES, *POOL, SEED, _opt("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the model)")),
+            old=("importance",)),
+        _Command(("evaluate", "audit"), "what INN counterfactuals really change, read by the observer (paper Table 6)", _cmd_evaluate_audit, (
+            _opt("--inn", required=True, help="INN checkpoint (model.pt or its directory)"), OBSERVER, DATA,
+            SPLIT.but(help="split of images to interpolate (default test)"),
+            IMAGES.but(default=100, help="interpolations, one per image (default 100)"),
+            _opt("--steps", type=_integer(2), default=11, help="steps per interpolation (default 11)"),
+            _opt("--coverage", type=_share(True), default=0.99, help="central share of the logits spanned (default 0.99)"),
+            SEED.but(help="which images are drawn (default 0)"),
+            _opt("-o", "--output", help="directory for CSV, Markdown and figure (default: next to the INN)")),
+            old=("explain", "audit")),
+        _Command(("evaluate", "observer"), "the observer's per-attribute error on a split (are the attributes recoverable?)",
+                 _cmd_evaluate_observer, (OBSERVER, DATA, SPLIT,
+                                          _opt("-o", "--output", help="directory for the table (default: next to the observer)")),
+                 old=("explain", "observe")),
+        _Command(("evaluate", "attributions"), "localisation, part deletion, attribute agreement, model contrast and sanity checks",
+                 _cmd_evaluate_attributions, (
+                     MODEL.but(help="the classifier the maps explain"),
+                     DATA.but(help="rendered dataset directory (part removals are rendered into it when missing)"), MAPS,
+                     SPLIT.but(help="split the maps were computed on (default test)"),
+                     _opt("--contrast", nargs=2, metavar=("RELIANT", "UNRELIANT"),
+                          help="two classifiers, the first relying on the background more (configs/small_cnn_bg_biased_64px.yaml, small_cnn_unbiased_64px.yaml)"),
+                     _opt("--no-removals", action="store_true", help="skip the part-removal scores (renders nothing)"),
+                     _opt("--sanity-images", type=_integer(0, " (0: skip the sanity checks)"), default=32,
+                          help="images in the cascading randomisation (0: skip; default 32)"),
+                     RESAMPLES, SEED, *POOL, OUTPUT.but(help="output directory (attribution_scores.md/.csv/.json/.png)"))),
+        _Command(("evaluate", "faithfulness"), "ROAD MoRF/LeRF curves and masked-pixel curves of each method's maps",
+                 _cmd_evaluate_faithfulness, (
+                     MODEL.but(help="the classifier the maps explain"), DATA, MAPS, SPLIT.but(help="split the maps were computed on (default test)"),
+                     _opt("--percentages", type=float, nargs="+", default=list(DEFAULT_PERCENTAGES), metavar="P",
+                          help="%% of pixels removed for MoRF and LeRF (default 10 … 90)"),
+                     _opt("--imputation", choices=IMPUTATIONS, default="linear", help="how removed pixels are filled (default: ROAD's noisy linear)"),
+                     _opt("--reveal-levels", type=float, nargs="*", default=list(REVEAL_LEVELS), metavar="P",
+                          help="%% of pixels shown for the masked-pixel curves (default Biessmann & Refiano's ten; none: skip)"),
+                     _opt("--reveal-fill", choices=("fixed", "linear"), default="fixed", help="the hidden pixels: grey (default) or ROAD-imputed"),
+                     SCORES.but(help=SCORES.spec["help"] + ": its table gets the faithfulness scores"), RESAMPLES, SEED,
+                     OUTPUT.but(help="output directory (faithfulness.md/.csv/.png; attribution_scores.* with --scores)"))),
+        _Command(("explore",), "a local web page: maps, ROAD curves with a slider, and each image's ground truth", _cmd_explore, (
+            MODEL, DATA, SPLIT.but(help="split to explore (default test)"),
+            MAPS.but(required=False, help="directory written by `two4two explain attributions` (default: compute maps on demand)"),
+            _opt("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
+            _opt("--port", type=_port, default=8050, help="port (default 8050)"))),
+        # the study
+        _Command(("study", "bundle"), "study bundle of any paradigm: stimuli or trials, manifest.json (see configs/study_*.yaml)",
+                 _cmd_study_bundle, (
+                     _opt("config", help="study config (YAML; configs/study-cpu.yaml for the 2022 study, configs/study_reveal.yaml, "
+                                         "study_accept_reject.yaml, study_guess.yaml for the trial paradigms)"),
+                     OUTPUT.but(help="bundle folder to create"),
+                     _opt("--overwrite", action="store_true", help="replace an existing bundle folder"),
+                     CREATE_INTERVENTIONS.but(help="render missing intervention splits for the answer key first"), *POOL),
+                 old=("study", "export")),
+        _Command(("study", "serve"), "run the study web app on a bundle (participants' answers go to a SQLite file)", _cmd_study_serve, (
+            _opt("bundle", help="study bundle directory (from `two4two study bundle`)"),
+            _opt("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a network)"),
+            _opt("--port", type=_port, default=8000, help="port (default 8000)"),
+            _opt("--db", default="responses.sqlite", help="responses database, created if missing (default responses.sqlite)"),
+            _opt("--request-threads", type=_integer(1), default=8, old=("--threads",), help="request threads (default 8)"))),
+        _Command(("study", "responses"), "completed participants' answers as the CSV `study analyze` reads", _cmd_study_responses, (
+            _opt("--db", required=True, help="responses database of `study serve`"),
+            _opt("--bundle", required=True, help="the bundle the study ran (its answer key fills `expected`)"),
+            _opt("-o", "--output", required=True, help="responses CSV (all participants also go to OUTPUT_participants.csv)")),
+            old=("study", "export-responses")),
+        _Command(("study", "analyze"), "exclusions, accuracy table (paper Table 2), tests and figure (Figure 4)", _cmd_study_analyze, (
+            _opt("responses", help="responses CSV (one row per participant and attribute; with --bundle one row per trial step)"),
+            _opt("--rules", help="exclusion rules (YAML/JSON; default: the paper's, see configs/study_exclusions.yaml)"),
+            _opt("--control-condition", default="baseline", old=("--baseline-condition",),
+                 help="condition the others are compared with (default baseline)"),
+            _opt("--reference-attribute", default="legs", help="attribute the McNemar tests compare with (default legs)"),
+            _opt("--expect", nargs="+", metavar="CONDITION=greater|less", help="pre-registered direction against the control (one-sided tests)"),
+            _opt("--bundle", help="a trial paradigm's bundle: analyse RESPONSES (one row per trial step) with that paradigm's statistics"),
+            SCORES.but(help="trial paradigms: " + SCORES.spec["help"] + " (the model's ranking of the methods)"),
+            _opt("--keep-too-fast", action="store_true", help="trial paradigms: keep answers faster than the bundle's too_fast_seconds"),
+            _opt("-o", "--output", help="output directory (default: RESPONSES_analysis next to the file)"))),
+        _Command(("study", "report"), "per attribution method: automatic scores beside each paradigm's human measure, rank correlations",
+                 _cmd_study_report, (
+                     SCORES.but(required=True),
+                     _opt("--analysis", required=True, nargs="+", metavar="DIR", help="output directories of `two4two study analyze --bundle`"),
+                     _opt("--score-names", nargs="+", default=list(DEFAULT_SCORES), metavar="SCORE",
+                          help=f"automatic scores to compare (default: {' '.join(DEFAULT_SCORES)})"),
+                     RESAMPLES.but(help="participant resamples for the intervals (default 1000)"), SEED,
+                     OUTPUT.but(help="output directory (report.md, report.json, report.png)"))),
+        _Command(("study", "simulate"), "synthetic responses in the study app's format, to try analyze", _cmd_study_simulate, (
+            _opt("--per-condition", type=_integer(1), default=60, help="participants per condition (default 60)"), SEED,
+            _opt("--bundle", help="simulate a trial paradigm's participants on this bundle (default: the 2022 study)"),
+            _opt("--paradigm", choices=PARADIGM_NAMES[1:], help="the paradigm expected of --bundle (checked)"),
+            _opt("--effect", nargs="+", metavar="KEY=DELTA",
+                 help="planted effects on P(correct): CONDITION=DELTA, or METHOD@LEVEL=DELTA in a progressive reveal"),
+            _opt("--too-fast-share", type=_share(False), default=0.0, help="share of answers given too fast (trial paradigms)"),
+            _opt("-o", "--output", required=True, help="responses CSV to write"))),
+    )
 
-    p.add_argument("--bundle", help="simulate a trial paradigm's participants on this bundle (default: the 2022 study)")
-    p.add_argument("--paradigm", choices=PARADIGM_NAMES[1:], help="the paradigm expected of --bundle (checked)")
-    p.add_argument("--effect", nargs="+", metavar="KEY=DELTA",
-                   help="planted effects on P(correct): CONDITION=DELTA, or METHOD@LEVEL=DELTA in a progressive reveal")
-    p.add_argument("--too-fast-share", type=float, default=0.0, help="share of answers given too fast (trial paradigms)")
-    p.add_argument("-o", "--output", required=True, help="responses CSV to write")
-    p.set_defaults(func=_cmd_study_simulate)
-    p = study.add_parser("serve", help="run the study web app on a bundle (participants' answers go to a SQLite file)")
-    p.add_argument("bundle", help="study bundle directory (from `two4two study export`)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a network)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--db", default="responses.sqlite", help="responses database, created if missing (default responses.sqlite)")
-    p.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
-    p.set_defaults(func=_cmd_study_serve)
-    p = study.add_parser("export-responses", help="completed participants' answers as the CSV `study analyze` reads")
-    p.add_argument("--db", required=True, help="responses database of `study serve`")
-    p.add_argument("--bundle", required=True, help="the bundle the study ran (its answer key fills `expected`)")
-    p.add_argument("-o", "--output", required=True, help="responses CSV (all participants also go to OUTPUT_participants.csv)")
-    p.set_defaults(func=_cmd_study_export_responses)
+
+def _renamed(run: Callable, old: tuple[str, ...], new: tuple[str, ...]) -> Callable:
+    def deprecated(args: argparse.Namespace):
+        print(f"two4two: `{' '.join(old)}` is now `{' '.join(new)}`; the old name goes in the next release", file=sys.stderr)
+        return run(args)
+    return deprecated
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command of _commands() (and, unlisted, of their previous names)."""
+    from two4two import __version__
+
+    parser = argparse.ArgumentParser(prog="two4two", description="Synthetic Peeky/Stretchy images with biases of known strength.")
+    parser.add_argument("--version", action="version", version=f"two4two {__version__}")
+    groups = {(): parser.add_subparsers(dest="command", required=True, metavar="COMMAND")}
+
+    def group(path: tuple[str, ...]):
+        if path not in groups:
+            listed = {"help": GROUPS[path[-1]]} if path[-1] in GROUPS else {}
+            p = group(path[:-1]).add_parser(path[-1], **listed)
+            groups[path] = p.add_subparsers(dest="_".join(path) + "_command", required=True, metavar=f"{path[-1].upper()}_COMMAND")
+        return groups[path]
+
+    for command in _commands():
+        names = [(command.path, command.run, {"help": command.help})]
+        if command.old:
+            names.append((command.old, _renamed(command.run, command.old, command.path), {}))  # works, unlisted
+        for path, run, listed in names:
+            p = group(path[:-1]).add_parser(path[-1], description=command.help, **listed)
+            for option in command.options:
+                _add(p, option)
+            p.set_defaults(func=run)
     return parser
 
 

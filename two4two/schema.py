@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any, Sequence
 
-from two4two.errors import ConfigError
+from two4two.errors import ConfigError, shown
 
 _MISSING = object()
 
@@ -52,7 +52,8 @@ class Fields:
     # ---- paths and errors
 
     def path(self, key: Any) -> str:
-        return f"{self.where}.{key}" if self.where else str(key)
+        key = shown(key)  # a key with a line break or odd characters as its repr: the error stays one line
+        return f"{self.where}.{key}" if self.where else key
 
     def _at(self, path: str) -> str:
         return ": ".join(part for part in (self.source, path) if part) + ": "

@@ -1,7 +1,7 @@
 """Split: one split of a rendered dataset, read once, with each model's logits cached.
 
 Every measurement and explanation works on a `Split`, so a command that runs several of
-them (`study export`: importance, answer key, three stimuli, tutorial images) reads the
+them (`study bundle`: importance, answer key, three stimuli, tutorial images) reads the
 images and computes a model's logits once.
 """
 
@@ -76,7 +76,7 @@ class Split:
         if missing:
             raise DatasetError(
                 f"{self.root}: no intervention split for {', '.join(missing)} of {self.name!r}; render them with "
-                f"two4two importance --create-interventions (or list them under splits.{self.name}.interventions in the config)"
+                f"two4two evaluate importance --create-interventions (or list them under splits.{self.name}.interventions in the config)"
             )
 
     def intervention(self, attribute: str) -> "Split":

@@ -295,7 +295,7 @@ def ensure(
     splits are completed (as `render --resume` would), then each split's listed
     `interventions` ({split: [attribute, ...]}) that are not there yet are drawn by the
     config's own seed rule and rendered, and so are its listed part `removals` ({split: [group, ...]}). The library's stages (training, importance,
-    explanations, study export) only read finished data; the CLI calls this first.
+    explanations, study bundle) only read finished data; the CLI calls this first.
     """
     from two4two.config import DatasetConfig, load_config
 

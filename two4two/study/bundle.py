@@ -1,6 +1,6 @@
 """A study bundle: the manifest and images one study runs on (README, "Study runner").
 
-`two4two study export` writes a bundle, `two4two study serve` runs it, `export-responses` reads
+`two4two study bundle` writes a bundle, `two4two study serve` runs it, `study responses` reads
 its answer key. Both sides go through this module, so a bundle the exporter self-checks with
 `write_manifest`/`load_bundle` is exactly one the app accepts. Every problem raises BundleError
 naming the manifest field, the value and what is allowed.
@@ -437,9 +437,9 @@ def load_bundle(bundle_dir: str | Path) -> Bundle:
     root = Path(bundle_dir)
     path = root / MANIFEST
     if not root.is_dir():
-        raise BundleError(f"{root}: no such bundle directory (expected the output of `two4two study export`)")
+        raise BundleError(f"{root}: no such bundle directory (expected the output of `two4two study bundle`)")
     if not path.is_file():
-        raise BundleError(f"{root}: no {MANIFEST} in this directory (expected the output of `two4two study export`)")
+        raise BundleError(f"{root}: no {MANIFEST} in this directory (expected the output of `two4two study bundle`)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:

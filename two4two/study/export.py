@@ -1,6 +1,6 @@
 """Study bundles: everything a bias-discovery study needs, for one model, in one folder.
 
-`two4two study export CONFIG -o DIR` makes, for each condition (baseline, counterfactual,
+`two4two study bundle CONFIG -o DIR` makes, for each condition (baseline, counterfactual,
 concepts), the explanation participants see — 50 images each, so every condition carries
 the same amount of information, as in the paper — the five relevance questions, an answer
 key derived from the model's measured importance (`two4two.study.answer_key`), tutorial
@@ -159,7 +159,7 @@ def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = Fal
     """Write the study bundle of `config` to `out_dir`; returns the manifest's path.
 
     Reads finished data only: the answer key needs every measured attribute's
-    intervention split (`two4two study export --create-interventions` renders them first).
+    intervention split (`two4two study bundle --create-interventions` renders them first).
     """
     from two4two.explain.counterfactual import require_invertible
     from two4two.importance import Importance

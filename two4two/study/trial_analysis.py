@@ -1,6 +1,6 @@
 """Analysis of the trial paradigms, with each paper's statistics, and simulated participants.
 
-Input: the trial responses CSV `study export-responses` writes (one row per trial step) and
+Input: the trial responses CSV `study responses` writes (one row per trial step) and
 the bundle it came from (its facts: the AI-alone baseline, the bins' shares). Answers faster
 than the bundle's `too_fast_seconds` are excluded unless asked otherwise, and counted.
 
@@ -86,7 +86,7 @@ def read_trial_responses(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise TrialAnalysisError(f"{path}: no such responses file (written by `two4two study export-responses`)")
+        raise TrialAnalysisError(f"{path}: no such responses file (written by `two4two study responses`)")
     frame = pd.read_csv(path, keep_default_na=False)
     needed = {"participant_id", "condition", "trial", "group", "item", "answer", "correct_answer", "correct", "seconds", "too_fast"}
     missing = sorted(needed - set(frame.columns))

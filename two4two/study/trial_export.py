@@ -1,6 +1,6 @@
 """Bundles of the trial paradigms, built from a model, a rendered dataset and attribution maps.
 
-`two4two study export CONFIG -o DIR` with `paradigm:` set writes one of:
+`two4two study bundle CONFIG -o DIR` with `paradigm:` set writes one of:
 
 - progressive_reveal: `images` images per class (the paper: 5), each with every method in
   `methods`, shown with the top p % of its pixels by the map (the rest grey) at the 10 levels;
