@@ -11,30 +11,35 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_sample_writes_reproducible_jsonl(tmp_path):
-    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
-    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--n", "50", "-o", str(a)]) == 0
-    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--n", "50", "-o", str(b)]) == 0
-    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--n", "50", "--seed", "9", "-o", str(c)]) == 0
+    a, b, c = (tmp_path / name / "train.jsonl" for name in "abc")  # -o names a directory; the split names the file
+    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--n", "50", "-o", str(a.parent)]) == 0
+    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--n", "50", "-o", str(b.parent)]) == 0
+    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--n", "50", "--seed", "9", "-o", str(c.parent)]) == 0
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
     params = read_jsonl(a)
     assert len(params) == 50 and params[0].resolution == (64, 64)
 
 
 def test_sample_a_named_split(tmp_path):
-    out = tmp_path / "test.jsonl"
-    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--split", "test", "-o", str(out)]) == 0
-    assert len(read_jsonl(out)) == 40
+    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--split", "test", "-o", str(tmp_path)]) == 0
+    assert len(read_jsonl(tmp_path / "test.jsonl")) == 40
+
+
+def test_an_output_file_of_the_previous_release_is_still_written_with_a_line(tmp_path, capsys):
+    assert main(["sample", str(CONFIGS / "quickstart.yaml"), "--n", "5", "-o", str(tmp_path / "old.jsonl")]) == 0
+    assert len(read_jsonl(tmp_path / "old.jsonl")) == 5
+    assert "-o now names a directory (train.jsonl is written inside it)" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # three bias reports with their joint-distribution figures
 def test_describe_a_config_a_params_file_and_a_dataset_dir(tmp_path, capsys):
-    plot = tmp_path / "plot.png"
-    assert main(["describe", str(CONFIGS / "study2022.yaml"), "--n", "5000", "-o", str(plot)]) == 0
+    assert main(["describe", str(CONFIGS / "study2022.yaml"), "--n", "5000", "-o", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
-    assert "obj_color" in out and "MI | legs" in out and plot.is_file()
+    assert "obj_color" in out and "MI | legs" in out and (tmp_path / "plots" / "study2022_train_bias.png").is_file()
 
+    main(["sample", str(CONFIGS / "quickstart.yaml"), "-o", str(tmp_path)])
     params = tmp_path / "p.jsonl"
-    main(["sample", str(CONFIGS / "quickstart.yaml"), "-o", str(params)])
+    (tmp_path / "train.jsonl").rename(params)
     assert main(["describe", str(params)]) == 0
     assert (tmp_path / "p.bias.png").is_file()
 
@@ -72,10 +77,10 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
 def test_bad_config_value_exits_with_the_key_path(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("sampler: study2022\nseed: 1\nsplits:\n  train: {n: 5}\nsampler_args:\n  bg_color: 2.0\n")
-    result = run_cli("sample", str(config), "-o", str(tmp_path / "p.jsonl"))
+    result = run_cli("sample", str(config), "-o", str(tmp_path / "out"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "sampler_args.bg_color: bg_color: 2.0 is outside the allowed range [0, 1]" in result.stderr
-    assert not (tmp_path / "p.jsonl").exists()  # nothing half-written
+    assert not (tmp_path / "out").exists()  # nothing half-written
 
 
 # ---- one vocabulary: the command table, renamed spellings, values checked while parsing

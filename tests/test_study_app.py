@@ -59,10 +59,11 @@ def answers_for(seed: int) -> dict[str, str]:
     return {a: r.choice(["relevant", "irrelevant"]) for a in ATTRIBUTES}
 
 
-def export(study, name="responses.csv"):
+def export(study, name="exported"):
+    """`study responses -o DIR`: DIR/responses.csv (and every participant in DIR/responses_participants.csv)."""
     out = study.tmp / name
     assert main(["study", "responses", "--db", str(study.db), "--bundle", str(study.bundle_dir), "-o", str(out)]) == 0
-    return out
+    return out / "responses.csv"
 
 
 def advance_by(clock, question_seconds, other_seconds=10.0):
@@ -137,7 +138,7 @@ def test_participants_complete_and_the_export_is_what_analyze_reads(study, capsy
     assert analysis.exclusions.excluded_participants == 1 and len(analysis.exclusions.kept) == 5 * len(ATTRIBUTES)
 
     # The participants report also lists the excluded one, with their failures and no code.
-    report = (study.tmp / "responses_participants.csv").read_text().splitlines()
+    report = (study.tmp / "exported" / "responses_participants.csv").read_text().splitlines()
     assert report[0].startswith("participant_id,condition,status,current_page,pages_submitted")
     excluded = [line for line in report[1:] if ",excluded," in line]
     assert len(excluded) == 1 and ",excluded,excluded,5,2," in excluded[0] and excluded[0].endswith(",")
@@ -320,7 +321,7 @@ def test_a_database_belongs_to_one_bundle(study, capsys):
     (other_dir / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(StorageError, match="holds responses to another bundle"):
         Storage(study.db, load_bundle(other_dir))
-    out = study.tmp / "x.csv"
+    out = study.tmp / "exported"
     assert main(["study", "responses", "--db", str(study.db), "--bundle", str(other_dir), "-o", str(out)]) == 2
     assert main(["study", "serve", str(other_dir), "--db", str(study.db), "--port", "9"]) == 2
     assert main(["study", "responses", "--db", str(study.tmp / "none.sqlite"), "--bundle", str(other_dir), "-o", str(out)]) == 2

@@ -7,6 +7,7 @@ tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
 from dataclasses import dataclass, fields
@@ -16,6 +17,32 @@ from typing import Any, Callable, Sequence
 from two4two.errors import Two4TwoError
 
 
+def _output_file(output: str | None, name: str, default_dir: Path | None = None) -> Path:
+    """`-o` names a directory and the command writes `name` inside it. An `-o` naming the file
+    itself (ending like `name`: the previous release's form) still works, with a line saying so."""
+    if output is None:
+        return (default_dir or Path(".")) / name
+    out = Path(output)
+    if out.suffix and out.suffix == Path(name).suffix and not out.is_dir():
+        print(f"two4two: -o {output}: -o now names a directory ({name} is written inside it); a file name is "
+              "taken as before until the next release", file=sys.stderr)
+        return out
+    return out / name
+
+
+@contextlib.contextmanager
+def _writing_into(directory: Path):
+    """Create the output directory for the command's work; a command that fails leaves no empty one behind."""
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        yield directory
+    except BaseException:
+        if created and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
+
+
 def _cmd_sample(args: argparse.Namespace) -> None:
     from two4two.config import load_config
     from two4two.parameters import write_jsonl
@@ -23,8 +50,10 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     split = args.split or next(iter(config.splits))
     batch = config.sample_split(split, n=args.n, seed=args.seed)
-    count = write_jsonl(args.output, batch)
-    print(f"wrote {count} parameter sets of split {split!r} to {args.output}")
+    out = _output_file(args.output, f"{split}.jsonl")
+    with _writing_into(out.parent):
+        count = write_jsonl(out, batch)
+    print(f"wrote {count} parameter sets of split {split!r} to {out}")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
@@ -210,7 +239,10 @@ def _cmd_explain(name: str, args: argparse.Namespace) -> None:
     command = EXPLAIN_COMMANDS[name]
     explainer = command.build(load_classifier(args.model), args)
     explanation = explainer.explain(Split(args.data, args.split, progress=True), seed=args.seed)
-    print(command.report(explanation, explanation.save(args.output), args))
+    out = _output_file(args.output, f"{name}.png")
+    with _writing_into(out.parent):
+        paths = explanation.save(out)
+    print(command.report(explanation, paths, args))
 
 
 def _cmd_evaluate_audit(args: argparse.Namespace) -> None:
@@ -348,7 +380,7 @@ def _cmd_describe(args: argparse.Namespace) -> None:
         raise Two4TwoError(f"{what}: no parameters to describe")
     print(f"{what}:")
     print(format_table(describe(params), len(params), count_in_band(params)))
-    plot = plot_joint_distributions(params, args.output or default_plot)
+    plot = plot_joint_distributions(params, _output_file(args.output, default_plot.name, default_plot.parent))
     print(f"joint distributions: {plot}")
 
 
@@ -447,6 +479,9 @@ def _cmd_study_simulate(args: argparse.Namespace) -> None:
     if args.paradigm and not args.bundle:
         raise Two4TwoError(f"--paradigm {args.paradigm}: simulated answers refer to a bundle's trials; pass that paradigm's "
                            "--bundle (two4two study bundle configs/study_reveal.yaml, study_accept_reject.yaml or study_guess.yaml)")
+    if args.effect and not args.bundle:
+        raise Two4TwoError("--effect: planted effects need a trial-paradigm --bundle")
+    out = _output_file(args.output, "responses.csv")
     if args.bundle:
         from two4two.io import atomic_write_text
         from two4two.study.bundle import load_bundle
@@ -457,16 +492,15 @@ def _cmd_study_simulate(args: argparse.Namespace) -> None:
             raise Two4TwoError(f"--paradigm {args.paradigm}: the bundle {args.bundle} is a {bundle.paradigm} study")
         frame = simulate_trial_responses(bundle, args.per_condition, parse_effects(args.effect or []), seed=args.seed,
                                          too_fast_share=args.too_fast_share)
-        atomic_write_text(args.output, frame.to_csv(index=False))
-        print(f"wrote {len(frame)} synthetic {bundle.paradigm} answers of {frame['participant_id'].nunique()} participants to {args.output}")
+        with _writing_into(out.parent):
+            atomic_write_text(out, frame.to_csv(index=False))
+        print(f"wrote {len(frame)} synthetic {bundle.paradigm} answers of {frame['participant_id'].nunique()} participants to {out}")
         return
-    if args.effect:
-        raise Two4TwoError("--effect: planted effects need a trial-paradigm --bundle")
-
     responses = simulate_responses(args.per_condition, seed=args.seed)
-    write_responses(args.output, responses)
+    with _writing_into(out.parent):
+        write_responses(out, responses)
     participants = len({r.participant_id for r in responses})
-    print(f"wrote {len(responses)} synthetic answers of {participants} participants to {args.output}")
+    print(f"wrote {len(responses)} synthetic answers of {participants} participants to {out}")
 
 
 def _cmd_study_serve(args: argparse.Namespace) -> None:
@@ -489,7 +523,9 @@ def _cmd_study_responses(args: argparse.Namespace) -> None:
     from two4two.study.bundle import load_bundle
     from two4two.study.storage import export_responses
 
-    responses, report_path, report = export_responses(args.db, load_bundle(args.bundle), args.output)
+    out = _output_file(args.output, "responses.csv")
+    with _writing_into(out.parent):
+        responses, report_path, report = export_responses(args.db, load_bundle(args.bundle), out)
     status = {s: sum(r["status"] == s for r in report) for s in ("completed", "excluded", "active")}
     print(f"wrote the answers of {status['completed']} completed participants to {responses}")
     print(f"all {len(report)} participants ({status['excluded']} excluded, {status['active']} unfinished): {report_path}")
@@ -628,7 +664,7 @@ def _explain_options(name: str) -> tuple:
     model_help = EXPLAIN_COMMANDS[name].model_help if name in EXPLAIN_COMMANDS else MODEL.spec["help"]
     common = (MODEL.but(help=model_help), DATA, SPLIT.but(help="split to draw images (and the logit distribution) from (default test)"))
     drawn = SEED.but(help="which images are drawn (default 0)")
-    grid_output = _opt("-o", "--output", required=True, help="output PNG (ids, logits and the rest go to the same name .json)")
+    grid_output = OUTPUT.but(help=f"output directory ({name}.png, and {name}.json with the ids, logits and the rest)")
     own = {
         "counterfactuals": (
             _opt("--rows", type=_integer(1), default=10, help="images, one per row (default 10)"),
@@ -668,7 +704,7 @@ def _commands() -> tuple[_Command, ...]:
             CONFIG, _opt("--split", help="split to sample (default: the config's first split)"),
             _opt("--n", type=_integer(1), help="number of samples (default: the split's size)"),
             _opt("--seed", type=_integer(0), help="seed (default: the config's seed)"),
-            _opt("-o", "--output", required=True, help="output .jsonl file"))),
+            OUTPUT.but(help="output directory (SPLIT.jsonl is written inside it)"))),
         _Command(("render",), "render every split of a config (images, masks, parameters)", _cmd_render, (
             CONFIG, _opt("-o", "--output", help="output directory (default: the config's output_dir)"), *RENDER_JOB)),
         _Command(("render-params",), "render exactly the parameters of a JSON Lines file", _cmd_render_params, (
@@ -682,7 +718,7 @@ def _commands() -> tuple[_Command, ...]:
             _opt("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory"),
             _opt("--split", help="split to describe (config: default first split; dataset: default all)"),
             _opt("--n", type=_integer(1), help="samples to draw from a config (default: the split's size, at most 50 000)"),
-            _opt("-o", "--output", help="where to write the joint-distribution PNG"))),
+            _opt("-o", "--output", help="output directory of the joint-distribution PNG (default: beside the input)"))),
         # models
         _Command(("train",), "train a model from a config (kind: classifier or observer)", _cmd_train, (
             _opt("config", help="model config (YAML)"),
@@ -759,7 +795,7 @@ def _commands() -> tuple[_Command, ...]:
         _Command(("study", "responses"), "completed participants' answers as the CSV `study analyze` reads", _cmd_study_responses, (
             _opt("--db", required=True, help="responses database of `study serve`"),
             _opt("--bundle", required=True, help="the bundle the study ran (its answer key fills `expected`)"),
-            _opt("-o", "--output", required=True, help="responses CSV (all participants also go to OUTPUT_participants.csv)")),
+            OUTPUT.but(help="output directory (responses.csv; every participant's status in responses_participants.csv)")),
             old=("study", "export-responses")),
         _Command(("study", "analyze"), "exclusions, accuracy table (paper Table 2), tests and figure (Figure 4)", _cmd_study_analyze, (
             _opt("responses", help="responses CSV (one row per participant and attribute; with --bundle one row per trial step)"),
@@ -787,7 +823,7 @@ def _commands() -> tuple[_Command, ...]:
             _opt("--effect", nargs="+", metavar="KEY=DELTA",
                  help="planted effects on P(correct): CONDITION=DELTA, or METHOD@LEVEL=DELTA in a progressive reveal"),
             _opt("--too-fast-share", type=_share(False), default=0.0, help="share of answers given too fast (trial paradigms)"),
-            _opt("-o", "--output", required=True, help="responses CSV to write"))),
+            OUTPUT.but(help="output directory (responses.csv)"))),
     )
 
 
