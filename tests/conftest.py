@@ -4,19 +4,17 @@ Markers (also listed in pyproject's [tool.pytest.ini_options]; --strict-markers 
 
   slow     renders with Blender, trains a model, starts Ray, drives a browser, or otherwise takes
            more than about 2 s. `pytest -m "not slow"` is the quick subset (well under a minute).
-  blender  needs bpy (`pip install -e '.[render]'`): in this process, or in the render pool's
-           workers (anything that renders: render(), RenderPool with the real worker,
-           `two4two render`, training from a dataset_config that is not rendered yet).
-  torch    needs torch/torchvision (`pip install -e '.[models]'`).
+  render, models, cluster, study, dev
+           the extra a test needs (pyproject's optional dependencies); `render` also covers a test
+           whose render pool's workers import bpy. Without it the test is skipped, naming the extra.
 
-A test marked blender or torch is skipped, with the install command as its reason, when that
-package is missing; modules that import an extra at the top use pytest.importorskip instead.
+A module that imports an extra's package at its top calls `extras.imported(extra, module)`: the
+same table, the same reason (tests/extras.py).
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
 import signal
 import subprocess
@@ -25,18 +23,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from extras import EXTRAS, missing, reason
 
 MARKERS = {
     "slow": "renders with Blender, trains a model, starts Ray, drives a browser, or otherwise takes more than ~2 s "
     "(deselect with -m 'not slow')",
-    "blender": "needs bpy, in this process or in the render workers (pip install -e '.[render]')",
-    "torch": "needs torch/torchvision (pip install -e '.[models]')",
-}
-
-# Marker → (module that must be importable, why a test is skipped without it).
-NEEDS = {
-    "blender": ("bpy", "needs bpy to render: pip install -e '.[render]'"),
-    "torch": ("torch", "needs torch: pip install -e '.[models]'"),
+    **{extra: f"needs the {extra} extra (pip install -e '.[{extra}]')" for extra in EXTRAS},
 }
 
 
@@ -54,20 +46,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
-def installed(module: str) -> bool:
-    """Whether `module` can be found, without importing it (importing bpy or torch takes seconds)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = {marker: reason for marker, (module, reason) in NEEDS.items() if not installed(module)}
+    absent = {extra: reason(extra) for extra in EXTRAS if missing(extra)}
     for item in items:
-        for marker, reason in missing.items():
-            if item.get_closest_marker(marker) is not None:
-                item.add_marker(pytest.mark.skip(reason=reason))
+        for extra, why in absent.items():
+            if item.get_closest_marker(extra) is not None:
+                item.add_marker(pytest.mark.skip(reason=why))
 
 
 # ---------------------------------------------------------------- waiting without fixed sleeps

@@ -4,6 +4,7 @@ import zlib
 
 import numpy as np
 import pytest
+from extras import imported
 
 from two4two.errors import ConfigError
 from two4two.importance import Importance
@@ -12,7 +13,7 @@ from two4two.split import Split
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
 from two4two.study.questions import QUESTION_NAMES
 
-pytest.importorskip("statsmodels", reason="importance fits with statsmodels: pip install -e '.[models]'")
+imported("models", "statsmodels")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from extras import imported
 
-torch = pytest.importorskip("torch", reason="attribution maps need torch: pip install -e '.[models]'")
-pytest.importorskip("captum", reason="attribution maps need captum: pip install -e '.[models]'")
+torch = imported("models", "torch")
+imported("models", "captum")
 
 from two4two.explain.attribution import (  # noqa: E402
     METHODS,
@@ -21,7 +22,7 @@ from two4two.explain.attribution import (  # noqa: E402
 from two4two.explain.attribution_scores import cascading_randomisation  # noqa: E402
 from two4two.models.classifier import build_classifier  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 SIZE = 32
 
 

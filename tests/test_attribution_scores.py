@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from extras import imported
 
 from two4two.explain.attribution import AttributionMaps
 from two4two.explain.attribution_scores import (
@@ -24,7 +25,7 @@ from two4two.explain.attribution_scores import (
 )
 from two4two.intervals import Interval
 
-pytest.importorskip("statsmodels", reason="importance fits with statsmodels: pip install -e '.[models]'")
+imported("models", "statsmodels")
 
 
 def planted_masks(n=20, size=32, seed=0):
@@ -226,7 +227,7 @@ def test_model_contrast_passes_a_map_that_follows_the_model_and_fails_one_that_d
     """BAM-style contrast with two models whose reliance is known by construction: one reads only the
     background (the image's corners), one only the animal (its centre). Gradients move with the model;
     the silhouette control is the same map for both, so it never passes."""
-    torch = pytest.importorskip("torch")
+    torch = imported("models", "torch")
 
     class Reader(torch.nn.Module):
         def __init__(self, rows, cols):

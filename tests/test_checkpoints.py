@@ -9,8 +9,9 @@ import types
 
 import numpy as np
 import pytest
+from extras import imported
 
-torch = pytest.importorskip("torch", reason="checkpoints need torch: pip install -e '.[models]'")
+torch = imported("models", "torch")
 
 from two4two.cli import main  # noqa: E402
 from two4two.errors import CheckpointError, Two4TwoError  # noqa: E402
@@ -30,7 +31,7 @@ from two4two.models.training import (  # noqa: E402
     training_split_of,
 )
 
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 
 
 def tiny_config(tmp_path, **training_settings):

@@ -3,15 +3,16 @@
 
 import numpy as np
 import pytest
+from extras import imported
 from scipy.stats import pearsonr
 
-torch = pytest.importorskip("torch", reason="concept explanations need torch: pip install -e '.[models]'")
+torch = imported("models", "torch")
 
 from two4two.errors import Two4TwoError  # noqa: E402
 from two4two.explain.concepts import concept_layer, fit_concepts, highlight  # noqa: E402
 from two4two.models.classifier import build_classifier  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 
 
 def planted(n=300, channels=16, size=4, rank=3, logit_component=2, logit_sign=-1.0, noise=0.01, seed=0):

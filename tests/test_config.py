@@ -28,7 +28,7 @@ DATASET_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if is_dataset_confi
 MODEL_CONFIGS = [p for p in sorted(CONFIGS.glob("*.yaml")) if is_model_config(p)]
 
 
-@pytest.mark.torch  # the training config loader builds on the model code
+@pytest.mark.models  # the training config loader builds on the model code
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: p.name)
 def test_shipped_model_configs_load_and_point_at_shipped_dataset_configs(path):
     from two4two.models.training import load_train_config

@@ -6,17 +6,18 @@ import io
 
 import numpy as np
 import pytest
+from extras import imported
 
-torch = pytest.importorskip("torch", reason="the explorer asks a model: pip install -e '.[models]'")
-pytest.importorskip("captum", reason="maps need captum: pip install -e '.[models]'")
-pytest.importorskip("flask", reason="the explorer runs on the study stack: pip install -e '.[study]'")
+torch = imported("models", "torch")
+imported("models", "captum")
+imported("study", "flask")
 
 from two4two.explorer.app import create_app  # noqa: E402
 from two4two.explorer.session import ON_DEMAND, ExplorerSession  # noqa: E402
 from two4two.models.classifier import build_classifier  # noqa: E402
 from two4two.models.training import predict_logits  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 SIZE = 32
 
 

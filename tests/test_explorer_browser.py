@@ -24,7 +24,7 @@ from two4two.explorer.session import ExplorerSession  # noqa: E402
 from two4two.models.classifier import build_classifier  # noqa: E402
 from two4two.models.training import predict_logits  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.torch]
+pytestmark = [pytest.mark.slow, pytest.mark.models]
 SIZE = 32
 
 

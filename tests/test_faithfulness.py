@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from extras import imported
 
 from two4two.explain.attribution import AttributionMaps
 from two4two.explain.faithfulness import (
@@ -16,8 +17,8 @@ from two4two.explain.faithfulness import (
     removal_masks,
 )
 
-torch = pytest.importorskip("torch", reason="the curves ask a model: pip install -e '.[models]'")
-pytestmark = pytest.mark.torch
+torch = imported("models", "torch")
+pytestmark = pytest.mark.models
 
 
 def test_linear_imputation_reproduces_a_ramp_exactly_and_keeps_the_kept_pixels():

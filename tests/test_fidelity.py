@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from extras import imported
 
 from two4two.animal import BLOCK_NAMES, animal_geometry, block_size
 from two4two.fidelity import compare_with, downsampled, edge_ring, load_references
@@ -65,7 +66,7 @@ def test_the_plane_stays_ten_units_behind_the_rearmost_corner():
 
 
 def render_references(resolution):
-    pytest.importorskip("bpy", reason="renders with Blender: pip install -e '.[render]'")
+    imported("render", "bpy")
     from blender_scripts.scene import AnimalScene
     from two4two.render import RenderSettings, worker_payload
 
@@ -109,7 +110,7 @@ def test_the_reference_averaged_2x2_keeps_colours_and_majority_labels():
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_every_reference_image_has_the_originals_silhouette_and_blocks(renders):
     ious = [m["iou"] for _, m in renders]
     assert len(renders) == 59
@@ -120,7 +121,7 @@ def test_every_reference_image_has_the_originals_silhouette_and_blocks(renders):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_every_reference_image_has_the_originals_colours(renders):
     for ref, m in renders:
         assert m["background_mad"] <= 4.0, (ref.id, m)
@@ -130,7 +131,7 @@ def test_every_reference_image_has_the_originals_colours(renders):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_no_dark_fringes_and_a_faithful_edge_at_128_px(renders):
     """Format 2's denoiser painted 31.5 pixels per image more than 40/255 darker than the
     original (up to 199) and an edge ring 6.9/255 off; a plain 128-sample render: 6.9 and 3.5."""
@@ -142,7 +143,7 @@ def test_no_dark_fringes_and_a_faithful_edge_at_128_px(renders):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_no_dark_fringes_at_64_px(renders_64):
     """Against the original averaged 2 × 2; format 2: 9.6 such pixels per image, up to 198 darker."""
     assert np.mean([m["darker"] for _, m in renders_64]) <= 0.5

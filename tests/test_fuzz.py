@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from extras import imported
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,7 +139,7 @@ def test_a_refused_config_renders_nothing(tmp_path, raw):
 @FUZZ
 @given(raw=st.one_of(values, mutated(VALID_MODEL)))
 def test_model_config_is_parsed_or_refused_in_one_line(raw):
-    pytest.importorskip("torch", reason="training configs name torch models: pip install -e '.[models]'")
+    imported("models", "torch")
     from two4two.models.training import parse_model_config
 
     try:
@@ -188,7 +189,6 @@ def test_parameters_reader_reads_or_names_the_line(tmp_path, text):
 
 
 def _valid_csv() -> str:
-    pytest.importorskip("numpy")
     from two4two.study.simulate import simulate_responses
 
     return responses_csv(simulate_responses(n_per_condition=2, seed=0))
@@ -257,8 +257,7 @@ forms = st.lists(st.tuples(st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_s
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    for module in ("flask", "statsmodels"):
-        pytest.importorskip(module, reason=f"the study app needs {module}: pip install -e '.[study]'")
+    imported("study", "flask")
     from study_fixtures import make_bundle
 
     from two4two.study.bundle import load_bundle

@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
+from extras import imported
 
 from two4two.dataset import DatasetError, read_split
 from two4two.importance import Importance, summarise_pairs
 from two4two.parameters import ATTRIBUTES, write_jsonl
 from two4two.split import Split
 
-pytest.importorskip("statsmodels", reason="importance fits with statsmodels: pip install -e '.[models]'")
+imported("models", "statsmodels")
 
 # The test split's interventions of the datasets here: parameters only, no images (the
 # conftest's parameter_dataset: 2000 train and by default 400 test samples).

@@ -4,16 +4,17 @@ import math
 
 import numpy as np
 import pytest
+from extras import imported
 
-torch = pytest.importorskip("torch", reason="the INN needs torch: pip install -e '.[models]'")
-pytest.importorskip("normflows", reason="the INN's flow layers need normflows: pip install -e '.[models]'")
+torch = imported("models", "torch")
+imported("models", "normflows")
 
 from two4two.explain.counterfactual import counterfactuals, require_invertible, spanning_quantiles, target_logits  # noqa: E402
 from two4two.errors import Two4TwoError  # noqa: E402
 from two4two.models.classifier import build_classifier  # noqa: E402
 from two4two.models.inn import InvertibleClassifier  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 
 
 def randomised_flow(dtype=torch.float64, seed=0, **kwargs) -> InvertibleClassifier:

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from extras import imported
 
 from two4two.cli import main
 from two4two.config import load_config
@@ -232,7 +233,7 @@ def test_an_unwritable_output_directory_is_one_line_naming_the_path(tmp_path, ca
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_completes(tmp_path, tiny_render_config, capsys):
     """The case found by hand: `render` and, seconds later, `render --resume` on the same directory."""
     n = 80
@@ -259,7 +260,7 @@ def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_complete
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_truncated_render_is_found_by_verify_and_repaired_byte_identically(tmp_path, tiny_render_config, dataset_files, capsys):
     config = tiny_render_config(tmp_path, n=8)
     out = tmp_path / "ds"
@@ -284,7 +285,7 @@ def test_a_truncated_render_is_found_by_verify_and_repaired_byte_identically(tmp
 
 @pytest.fixture
 def study_bundle(tmp_path):
-    pytest.importorskip("flask", reason="the study app needs flask: pip install -e '.[dev,study]'")
+    imported("study", "flask")
     from study_fixtures import make_bundle
 
     return make_bundle(tmp_path / "bundle")

@@ -4,8 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from extras import imported
 
-torch = pytest.importorskip("torch", reason="the observer needs torch: pip install -e '.[models]'")
+torch = imported("models", "torch")
 
 from two4two.cli import main  # noqa: E402
 from two4two.errors import ConfigError, Two4TwoError  # noqa: E402
@@ -15,7 +16,7 @@ from two4two.models.training import load_classifier, load_observer, parse_model_
 
 # Every test needs torch; those of the trained observer are slow and need Blender too (the
 # `observer_dir` fixture renders its dataset from the dataset_config, then trains).
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 
 # Unbiased, with every attribute spread over a visible range and the pose kept to a quarter
 # turn of yaw, so that 1 600 images teach a MobileNetV2 every attribute in a few CI minutes
@@ -75,7 +76,7 @@ def observer_mse(observer, images, params) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_training_on_tiny_data_beats_the_mean_predictor(observer_dir):
     from two4two.dataset import load_split_arrays
 
@@ -96,7 +97,7 @@ def test_training_on_tiny_data_beats_the_mean_predictor(observer_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_training_keeps_the_best_validation_record(observer_dir):
     from two4two.dataset import load_split_arrays
 
@@ -134,7 +135,7 @@ def test_balanced_loss_weighs_each_output_by_its_inverse_variance():
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_predict_attributes_speaks_in_attribute_units(observer_dir):
     from two4two.dataset import load_split_arrays
 
@@ -149,7 +150,7 @@ def test_predict_attributes_speaks_in_attribute_units(observer_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_observe_command_prints_every_attribute(observer_dir, capsys):
     assert main(["evaluate", "observer", "--observer", str(observer_dir / "observer"), "--data", str(observer_dir / "data")]) == 0
     out = capsys.readouterr().out
@@ -157,7 +158,7 @@ def test_observe_command_prints_every_attribute(observer_dir, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_an_observer_is_not_a_classifier(observer_dir):
     with pytest.raises(Two4TwoError, match="not a two4two classifier checkpoint \\(it is a observer\\)"):
         load_classifier(observer_dir / "observer")
@@ -231,7 +232,7 @@ output_dir: {out}
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_audit_reads_the_counterfactuals_with_the_observer(observer_dir, tmp_path, capsys):
     import csv
 

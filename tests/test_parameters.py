@@ -2,8 +2,9 @@ import json
 import math
 
 import pytest
+from extras import imported
 
-pytest.importorskip("hypothesis", reason="the property tests need hypothesis: pip install -e '.[dev]'")
+imported("dev", "hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

@@ -3,11 +3,12 @@ and each of the documented differences (KNOWN_DIFFERENCES) reproduced where Quan
 
 import numpy as np
 import pytest
+from extras import imported
 
 from two4two.explain.attribution_scores import region_masks
 from two4two.explain.quantus_check import KNOWN_DIFFERENCES, cross_check, our_scores, quantus_scores
 
-pytest.importorskip("quantus", reason="the cross-check needs the dev extra: pip install -e '.[dev]'")
+imported("dev", "quantus")
 
 
 def planted(n=30, size=16, seed=0):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from extras import imported
 
 from two4two.cli import main
 from two4two.config import load_config
@@ -15,7 +16,7 @@ from two4two.errors import ParameterError
 from two4two.render import RenderError, open_pool
 from two4two.sampling import Sampler
 
-ray = pytest.importorskip("ray", reason="the Ray backend needs Ray: pip install -e '.[cluster]'")
+ray = imported("cluster", "ray")
 
 from two4two.render.ray_pool import RayRenderPool  # noqa: E402
 
@@ -51,7 +52,7 @@ def reference(tmp_path_factory, tiny_render_config):
 
 
 @pytest.mark.slow  # starts Ray and renders
-@pytest.mark.blender
+@pytest.mark.render
 def test_ray_output_is_byte_identical_to_the_local_pool(local_ray, reference, tmp_path, dataset_files):
     config, local = reference
     job = plan_config(load_config(config), tmp_path / "ray")
@@ -64,7 +65,7 @@ def test_ray_output_is_byte_identical_to_the_local_pool(local_ray, reference, tm
 
 
 @pytest.mark.slow  # starts Ray and renders
-@pytest.mark.blender
+@pytest.mark.render
 def test_resume_local_then_ray_after_kill_9(local_ray, reference, tmp_path, dataset_files, kill_render_mid_run):
     config, local = reference
     out = tmp_path / "ds"
@@ -81,7 +82,7 @@ def test_resume_local_then_ray_after_kill_9(local_ray, reference, tmp_path, data
 
 
 @pytest.mark.slow  # starts Ray and renders
-@pytest.mark.blender
+@pytest.mark.render
 def test_resume_ray_then_local_after_an_interrupt(local_ray, reference, tmp_path, monkeypatch, dataset_files):
     config, local = reference
     out = tmp_path / "ds"
@@ -106,7 +107,7 @@ def test_resume_ray_then_local_after_an_interrupt(local_ray, reference, tmp_path
 
 
 @pytest.mark.slow  # starts Ray and renders
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_killed_actor_is_replaced_and_nothing_is_lost(local_ray, fast_render_settings):
     params = Sampler(resolution=(32, 32)).sample(30, 1).to_list()
     seen, killed = [], None
@@ -127,7 +128,7 @@ def test_a_killed_actor_is_replaced_and_nothing_is_lost(local_ray, fast_render_s
 
 
 @pytest.mark.slow  # starts Ray and renders
-@pytest.mark.blender
+@pytest.mark.render
 def test_every_result_names_its_node_and_actor_memory_is_reported(local_ray, fast_render_settings):
     params = Sampler(resolution=(32, 32)).sample(6, 2).to_list()
     node = ray.get_runtime_context().get_node_id()

@@ -16,15 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from extras import imported
 
 from two4two.dataset import SplitWriter
 from two4two.sampling import Sampler
 
-ray = pytest.importorskip("ray", reason="the Ray backend needs Ray: pip install -e '.[cluster]'")
+ray = imported("cluster", "ray")
 
 from two4two.render.ray_pool import RayRenderPool  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.blender]  # starts a two-node Ray cluster and renders
+pytestmark = [pytest.mark.slow, pytest.mark.render]  # starts a two-node Ray cluster and renders
 
 RAY = str(Path(sys.executable).with_name("ray"))
 

@@ -26,7 +26,7 @@ def rendered(tmp_path_factory, tiny_render_config):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_layout_manifest_and_intervention_splits(rendered):
     _, out = rendered
     manifest = json.loads((out / "manifest.json").read_text())
@@ -45,7 +45,7 @@ def test_layout_manifest_and_intervention_splits(rendered):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_rendering_again_is_a_no_op_and_a_different_config_is_refused(rendered, tmp_path, capsys, tiny_render_config, dataset_files):
     config, out = rendered
     before = dataset_files(out)
@@ -59,7 +59,7 @@ def test_rendering_again_is_a_no_op_and_a_different_config_is_refused(rendered, 
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_resume_after_killing_the_whole_cli_gives_identical_files(tmp_path, tiny_render_config, dataset_files, kill_render_mid_run):
     # Enough samples that the kill lands mid-run even on an idle machine.
     config = tiny_render_config(tmp_path, n=80)
@@ -80,7 +80,7 @@ def test_resume_after_killing_the_whole_cli_gives_identical_files(tmp_path, tiny
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_render_params_renders_exactly_the_given_parameters(tmp_path):
     params = Sampler(resolution=(32, 32)).sample(3, 11).to_list()
     write_jsonl(tmp_path / "mine.jsonl", params)
@@ -90,8 +90,8 @@ def test_render_params_renders_exactly_the_given_parameters(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
-@pytest.mark.torch
+@pytest.mark.render
+@pytest.mark.models
 def test_torch_dataset_reads_images_labels_masks_and_targets(rendered):
     import torch
     _, out = rendered

@@ -18,7 +18,7 @@ def params():
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_every_index_comes_back_exactly_once(params, fast_render_settings):
     results = list(render(params, workers=2, settings=fast_render_settings, progress=False))
     assert sorted(r.index for r in results) == list(range(len(params)))
@@ -29,7 +29,7 @@ def test_every_index_comes_back_exactly_once(params, fast_render_settings):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_killed_worker_is_replaced_and_nothing_is_lost(params, fast_render_settings):
     seen = []
     with RenderPool(2, fast_render_settings) as pool:
@@ -42,7 +42,7 @@ def test_a_killed_worker_is_replaced_and_nothing_is_lost(params, fast_render_set
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_hung_worker_is_replaced_after_the_timeout(params, fast_render_settings):
     seen = []
     with RenderPool(1, fast_render_settings, timeout=5) as pool:
@@ -55,7 +55,7 @@ def test_a_hung_worker_is_replaced_after_the_timeout(params, fast_render_setting
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_sample_that_always_crashes_its_worker_fails_with_its_name(params, monkeypatch, fast_render_settings):
     import faulty_worker
 
@@ -69,7 +69,7 @@ def test_a_sample_that_always_crashes_its_worker_fails_with_its_name(params, mon
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_python_error_in_the_worker_is_retried_without_duplicates(params, monkeypatch, fast_render_settings):
     import faulty_worker
 
@@ -89,7 +89,7 @@ def test_a_python_error_in_the_worker_is_retried_without_duplicates(params, monk
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_sample_that_always_hangs_is_bounded_by_timeout_and_retries(params, monkeypatch, fast_render_settings):
     import faulty_worker
 
@@ -114,7 +114,7 @@ def test_invalid_parameters_are_rejected_before_any_worker_starts(params, fast_r
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_pool_results_match_an_in_process_render(params, fast_render_settings):
     from blender_scripts.scene import AnimalScene
     from two4two.render import worker_payload

@@ -7,7 +7,7 @@ from scipy import ndimage
 from two4two.parameters import SceneParameters
 from two4two.render import worker_payload
 
-pytestmark = [pytest.mark.slow, pytest.mark.blender]
+pytestmark = [pytest.mark.slow, pytest.mark.render]
 
 RES = 64
 

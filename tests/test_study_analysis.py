@@ -8,9 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from extras import imported
 from scipy import stats
 
-pytest.importorskip("statsmodels", reason="the study analysis needs statsmodels: pip install -e '.[study]'")
+imported("study", "statsmodels")
 from statsmodels.stats.contingency_tables import mcnemar  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 

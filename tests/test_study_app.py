@@ -13,10 +13,10 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from extras import imported
 
-for _module in ("flask", "waitress", "httpx", "statsmodels"):
-    pytest.importorskip(_module, reason=f"the study app needs {_module}: pip install -e '.[dev,study]'")
-import httpx  # noqa: E402
+imported("study", "flask")  # the study app
+httpx = imported("dev", "httpx")  # its test client
 
 from study_fixtures import (  # noqa: E402
     db_dump,

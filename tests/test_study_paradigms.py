@@ -12,9 +12,10 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from extras import imported
 
-for _module in ("flask", "waitress", "httpx"):
-    pytest.importorskip(_module, reason=f"the study app needs {_module}: pip install -e '.[dev,study]'")
+imported("study", "flask")  # the study app
+imported("dev", "httpx")  # its test client
 
 from study_fixtures import (  # noqa: E402
     db_dump,

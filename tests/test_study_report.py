@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from extras import imported
 
-pytest.importorskip("statsmodels", reason="the study analysis needs statsmodels: pip install -e '.[study]'")
+imported("study", "statsmodels")
 
 from study_fixtures import make_trial_bundle  # noqa: E402
 from two4two.cli import main  # noqa: E402

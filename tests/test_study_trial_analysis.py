@@ -9,8 +9,9 @@ import json
 
 import numpy as np
 import pytest
+from extras import imported
 
-pytest.importorskip("statsmodels", reason="the study analysis needs statsmodels: pip install -e '.[study]'")
+imported("study", "statsmodels")
 
 from study_fixtures import make_trial_bundle, trial_manifest  # noqa: E402
 from two4two.cli import main  # noqa: E402

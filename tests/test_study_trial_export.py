@@ -9,9 +9,10 @@ import json
 
 import numpy as np
 import pytest
+from extras import imported
 
-torch = pytest.importorskip("torch", reason="exporting trial bundles needs torch: pip install -e '.[models]'")
-pytest.importorskip("captum", reason="attribution maps need captum: pip install -e '.[models]'")
+torch = imported("models", "torch")
+imported("models", "captum")
 
 from paint_worker import serve  # noqa: E402
 from two4two.errors import ConfigError, Two4TwoError  # noqa: E402
@@ -19,7 +20,7 @@ from two4two.study.bundle import load_bundle  # noqa: E402
 from two4two.study.paradigms import CLASS_NAMES, REVEAL_LEVELS  # noqa: E402
 from two4two.study.trial_export import BINS, ai_alone, confidence_bins, export_trial_study, parse_trial_config  # noqa: E402
 
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 SIZE = 32
 
 

@@ -4,8 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from extras import imported
 
-torch = pytest.importorskip("torch", reason="training needs torch: pip install -e '.[models]'")
+torch = imported("models", "torch")
 
 from two4two.cli import main  # noqa: E402
 from two4two.errors import ConfigError, Two4TwoError  # noqa: E402
@@ -16,7 +17,7 @@ from two4two.split import Split  # noqa: E402
 
 # Every test needs torch; those of a trained model are slow and need Blender too: the `trained`
 # fixture renders its dataset from the dataset_config before training, `trained_inn` trains an INN.
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.models
 
 DATASET = """\
 name: tiny_colour
@@ -69,7 +70,7 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
     history = json.loads((trained / "model" / "history.json").read_text())
     assert [h["epoch"] for h in history] == list(range(1, 9))
@@ -81,7 +82,7 @@ def test_training_writes_a_checkpoint_with_its_config_and_history(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
     from two4two.dataset import load_split_arrays
 
@@ -94,7 +95,7 @@ def test_the_loaded_model_reproduces_its_validation_accuracy(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsys):
     out = trained / "importance"
     assert main(["evaluate", "importance", "--model", str(trained / "model"), "--data", str(trained / "data"),
@@ -110,7 +111,7 @@ def test_importance_of_the_trained_model_sees_the_colour_shortcut(trained, capsy
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_missing_intervention_splits_are_rendered_on_request(trained, tmp_path):
     import shutil
 
@@ -135,7 +136,7 @@ def test_missing_intervention_splits_are_rendered_on_request(trained, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_model_and_a_config_give_the_table_in_one_command(trained, tmp_path, capsys):
     config = tmp_path / "only_config.yaml"
     config.write_text(
@@ -151,7 +152,7 @@ def test_a_model_and_a_config_give_the_table_in_one_command(trained, tmp_path, c
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_an_nn_module_and_a_plain_callable_measure_the_same(trained):
     model = load_classifier(trained / "model")
     a = Importance(model, n_resamples=50).evaluate(Split(trained / "data", "test"))
@@ -225,7 +226,7 @@ def trained_inn(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_the_inn_trains_on_likelihood_and_labels(trained_inn):
     history = json.loads((trained_inn / "history.json").read_text())
     assert history[-1]["val_bits_per_dim"] < history[0]["val_bits_per_dim"] < 8  # better than uniform noise
@@ -234,7 +235,7 @@ def test_the_inn_trains_on_likelihood_and_labels(trained_inn):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_the_inn_is_just_another_classifier_to_importance(trained_inn):
     result = Importance(load_classifier(trained_inn), n_resamples=50).evaluate(Split(trained_inn.parent / "data", "test"))
     rows = {r.attribute: r for r in result.rows}
@@ -248,7 +249,7 @@ def test_the_inn_is_just_another_classifier_to_importance(trained_inn):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_counterfactual_grid_from_the_command_line(trained_inn, tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert main(["explain", "counterfactuals", "--model", str(trained_inn), "--data", str(trained_inn.parent / "data"),
@@ -267,7 +268,7 @@ def test_counterfactual_grid_from_the_command_line(trained_inn, tmp_path, capsys
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_counterfactuals_of_a_plain_cnn_are_a_clear_error(trained, tmp_path, capsys):
     assert main(["explain", "counterfactuals", "--model", str(trained / "model"), "--data", str(trained / "data"),
                  "-o", str(tmp_path / "g.png")]) == 2
@@ -284,7 +285,7 @@ def test_a_bad_inn_setting_is_named_before_training(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_the_inn_head_learns_at_its_own_rate(trained, tmp_path):
     """head_learning_rate: the paper trained its linear classifier with a rate of its own. With the
     flow's rate ~0 and the head's large, one epoch moves the head and leaves the flow as it was."""
@@ -316,7 +317,7 @@ def test_every_architecture_gives_one_logit_per_image(arch):
 
 @pytest.mark.parametrize("which", ["small_cnn", "inn"])
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_concepts_from_the_command_line(trained, trained_inn, which, tmp_path, capsys):
     model = trained / "model" if which == "small_cnn" else trained_inn
     out = tmp_path / "concepts.png"
@@ -344,7 +345,7 @@ def test_concepts_from_the_command_line(trained, trained_inn, which, tmp_path, c
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_concepts_need_enough_images(trained, tmp_path, capsys):
     assert main(["explain", "concepts", "--model", str(trained / "model"), "--data", str(trained / "data"),
                  "--images", "1000", "-o", str(tmp_path / "c.png")]) == 2
@@ -353,7 +354,7 @@ def test_concepts_need_enough_images(trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_baseline_grid_from_the_command_line(trained, tmp_path, capsys):
     out = tmp_path / "baseline.png"
     assert main(["explain", "baseline", "--model", str(trained / "model"), "--data", str(trained / "data"),
@@ -375,7 +376,7 @@ def test_baseline_grid_from_the_command_line(trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, capsys):
     import shutil
 
@@ -411,7 +412,7 @@ def test_study_bundle_from_the_command_line(trained, trained_inn, tmp_path, caps
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
     (tmp_path / "study.yaml").write_text(f"name: s\nmodel: {trained / 'model'}\ndata: {trained / 'data'}\n")
     assert main(["study", "bundle", str(tmp_path / "study.yaml"), "-o", str(tmp_path / "b")]) == 2
@@ -420,7 +421,7 @@ def test_a_study_with_counterfactuals_needs_an_inn(trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.blender
+@pytest.mark.render
 def test_an_interrupted_training_resumes_where_it_stopped(trained, tmp_path):
     """Two epochs, then the rest with --resume: the same history and weights as one run of four,
     the moving average of the weights included."""
