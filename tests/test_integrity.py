@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from extras import imported
@@ -234,7 +233,7 @@ def test_an_unwritable_output_directory_is_one_line_naming_the_path(tmp_path, ca
 
 @pytest.mark.slow
 @pytest.mark.render
-def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_completes(tmp_path, tiny_render_config, capsys):
+def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_completes(tmp_path, tiny_render_config, capsys, wait_until):
     """The case found by hand: `render` and, seconds later, `render --resume` on the same directory."""
     n = 80
     config = tiny_render_config(tmp_path, n=n)
@@ -242,9 +241,7 @@ def test_two_writers_on_one_dataset_the_second_is_refused_and_the_first_complete
     cmd = [sys.executable, "-m", "two4two.cli", "render", str(config), "-o", str(out), "--workers", "1"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     jsonl = out / "train" / "parameters.jsonl"
-    deadline = time.monotonic() + 180
-    while not (jsonl.exists() and jsonl.read_text().count("\n") >= 1) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 1, timeout=180, interval=0.05)
     # The second writer, in this process (no start-up time, so it surely comes while the first renders).
     code = main(["render", str(config), "-o", str(out), "--workers", "1", "--resume"])
     err = capsys.readouterr().err

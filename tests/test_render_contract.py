@@ -2,8 +2,9 @@
 
 import pytest
 
+from blender_scripts.payload import PAYLOAD_KEYS, check_payload, worker_payload
 from two4two.parameters import SceneParameters
-from two4two.render.contract import PAYLOAD_KEYS, Attempts, RenderError, check_payload, worker_payload
+from two4two.render.contract import Attempts, RenderError
 
 
 def test_a_payload_holds_exactly_the_scene_parameters_and_the_resolved_colours():

@@ -371,13 +371,12 @@ def test_fifty_concurrent_participants_are_stored_exactly_once(study):
     assert sorted(counts.values()) == [16, 17, 17]
 
 
-def test_study_serve_runs_the_app_and_stops_on_ctrl_c(tmp_path):
+def test_study_serve_runs_the_app_and_stops_on_ctrl_c(tmp_path, wait_until):
     """The real command in its own process: pages, the stylesheet and a bundle image are served."""
     import signal
     import socket
     import subprocess
     import sys
-    import time
 
     bundle_dir = make_bundle(tmp_path / "bundle")
     with socket.socket() as s:
@@ -394,14 +393,15 @@ def test_study_serve_runs_the_app_and_stops_on_ctrl_c(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        def answers() -> bool:
+            assert server.poll() is None, server.stderr.read()  # a server that died is a failure, not a wait
             try:
-                first = httpx.get(url + "/", timeout=1)
-                break
+                return httpx.get(url + "/", timeout=1).status_code > 0
             except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.poll() is not None else "timeout"
-                time.sleep(0.1)
+                return False
+
+        assert wait_until(answers, timeout=30, interval=0.1), "the server did not answer within 30 s"
+        first = httpx.get(url + "/", timeout=5)
         assert first.status_code == 200 and 'data-page="consent"' in first.text
         assert httpx.get(url + "/static/study.css").status_code == 200
         assert httpx.get(url + "/static/study.js").headers["content-type"].startswith("text/javascript")

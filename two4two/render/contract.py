@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from blender_scripts.payload import LOOKS, PAYLOAD_KEYS, check_payload, worker_payload  # noqa: F401  (re-exported)
+from blender_scripts.payload import LOOKS, worker_payload  # noqa: F401  (worker_payload re-exported)
 from two4two.errors import ConfigError, ParameterError, Two4TwoError
 from two4two.parameters import FIELD_NAMES, SceneParameters, check_value
 from two4two.schema import Fields
