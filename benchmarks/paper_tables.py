@@ -107,7 +107,10 @@ def trained(config_path: Path, seed: int | None = None) -> bool:
     history = ROOT / config.output_dir / "history.json"
     if not history.exists():
         return False
+    # last.pt while a training's files are all here; model.pt alone for the observer kept in the
+    # repository (models/observer_cpu_64px: its model.pt and history.json, to spare a session 35 minutes)
     state = ROOT / config.output_dir / "last.pt"
+    state = state if state.exists() else state.with_name("model.pt")
     return (state.exists() and checkpoint_written_for(state, config)
             and len(json.loads(history.read_text())) == config.training.epochs)
 
