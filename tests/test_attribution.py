@@ -225,7 +225,7 @@ def test_maps_round_trip_through_their_compressed_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_explain_and_evaluate_attributions_from_the_command_line(tmp_path):
+def test_explain_and_evaluate_attributions_from_the_command_line(tmp_path, capsys):
     import paint_worker
 
     from two4two.cli import main
@@ -266,6 +266,9 @@ def test_explain_and_evaluate_attributions_from_the_command_line(tmp_path):
     assert main(["evaluate", "faithfulness", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out),
                  "--percentages", "0", "-o", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
-    # A method name that does not exist is one line naming the allowed ones, exit 2.
-    assert main(["explain", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--methods", "saliency",
-                 "-o", str(tmp_path / "x")]) == 2
+    # A method name that does not exist is refused while parsing, naming the allowed ones, exit 2.
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--methods", "saliency",
+              "-o", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and not (tmp_path / "x").exists()
+    assert "argument --methods: invalid choice: 'saliency' (choose from 'gradient'" in capsys.readouterr().err
