@@ -95,9 +95,10 @@ def main() -> None:
         bundle = load_bundle(bundle_dir)
         exported = time.perf_counter() - start
         shot = screenshot(bundle_dir, DOCS / f"study_trial_{paradigm}.png")
-        responses, analysis = OUT / f"{paradigm}_simulated.csv", OUT / f"{paradigm}_analysis"
+        simulated, analysis = OUT / f"{paradigm}_simulated", OUT / f"{paradigm}_analysis"
         assert cli(["study", "simulate", "--bundle", str(bundle_dir), "--per-condition", str(args.per_condition), "--seed", "0",
-                    "--too-fast-share", "0.02", "--effect", *PLANTED[paradigm], "-o", str(responses)]) == 0
+                    "--too-fast-share", "0.02", "--effect", *PLANTED[paradigm], "-o", str(simulated)]) == 0
+        responses = simulated / "responses.csv"
         extra = ["--scores", str(SCORES)] if SCORES.exists() else []
         assert cli(["study", "analyze", str(responses), "--bundle", str(bundle_dir), *extra, "-o", str(analysis)]) == 0
         shutil.copyfile(analysis / "figure.png", DOCS / f"study_{paradigm}.png")
