@@ -2,7 +2,6 @@
 and each of the documented differences (KNOWN_DIFFERENCES) reproduced where Quantus goes wrong."""
 
 import numpy as np
-import pytest
 from extras import imported
 
 from two4two.explain.attribution_scores import region_masks

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from samplers import resolve_sampler
 from two4two.errors import ConfigError, ParameterError
 from two4two.layout import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR, intervention_split, is_derived_split
 from two4two.parameters import SAMPLED_ATTRIBUTES
 from two4two.schema import Fields
-from samplers import resolve_sampler
 from two4two.sampling import Sampler, SceneBatch
 
 TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")

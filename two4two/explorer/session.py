@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from two4two.animal import BLOCK_GROUPS
-from two4two.layout import has_split, removal_split
 from two4two.errors import Two4TwoError
-from two4two.explain.attribution import LABELS, METHODS, attribution_method, check_methods, load_maps
+from two4two.explain.attribution import LABELS, attribution_method, check_methods, load_maps
 from two4two.explain.faithfulness import DEFAULT_PERCENTAGES, impute, pixel_order, removal_masks, true_class_probability
 from two4two.importance import available_interventions
+from two4two.layout import has_split, removal_split
 from two4two.parameters import ATTRIBUTES
 from two4two.split import Split
 
