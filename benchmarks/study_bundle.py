@@ -19,20 +19,20 @@ from pathlib import Path
 
 from PIL import Image
 
-from two4two.study.export import export_study, load_study_config
+from two4two.study.pipeline import export_bundle, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "study_bundle"
 
 
 def main() -> None:
-    config = load_study_config(ROOT / "configs" / "study-cpu.yaml")
+    config = load_config(ROOT / "configs" / "study-cpu.yaml")
     for path in (config.model, config.data):
         if not (ROOT / path).exists():
             sys.exit(f"{path}: missing; run benchmarks/inn.py first")
     config.model, config.data = str(ROOT / config.model), str(ROOT / config.data)
     t0 = time.perf_counter()
-    manifest_path = export_study(config, OUT, overwrite=True, progress=False)
+    manifest_path = export_bundle(config, OUT, overwrite=True, progress=False).root / "manifest.json"
     seconds = time.perf_counter() - t0
     manifest = json.loads(manifest_path.read_text())
     key = json.loads((OUT / "answer_key.json").read_text())

@@ -29,7 +29,6 @@ from two4two.study.analysis import (  # noqa: E402
     parse_rules,
     read_responses,
     simulate_responses,
-    write_outputs,
 )
 from two4two.study.questions import BY_NAME  # noqa: E402
 from two4two.study.responses import responses_csv  # noqa: E402
@@ -334,8 +333,9 @@ def test_cli_simulate_then_analyze(tmp_path, capsys):
     assert table[0].startswith("condition,n_collected,n_filtered,overall_percent") and len(table) == 5
 
 
-def test_write_outputs_leaves_no_temporary_files(tmp_path):
-    write_outputs(analyze(hand_made()), tmp_path)
+def test_writing_an_analysis_leaves_no_temporary_files(tmp_path):
+    paths = analyze(hand_made()).write(tmp_path)
+    assert sorted(p.name for p in paths.values()) == sorted(p.name for p in tmp_path.iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 

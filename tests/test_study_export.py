@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from two4two.errors import ConfigError
-from two4two.study.export import CONDITIONS, load_study_config, parse_study_config
+from two4two.study.export import CONDITIONS, parse_study_config
+from two4two.study.pipeline import load_config as load_study_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GOOD = {"name": "s", "model": "m", "data": "d"}

@@ -16,9 +16,9 @@ imported("models", "captum")
 
 from paint_worker import serve  # noqa: E402
 from two4two.errors import ConfigError, Two4TwoError  # noqa: E402
-from two4two.study.bundle import load_bundle  # noqa: E402
 from two4two.study.paradigms import CLASS_NAMES, REVEAL_LEVELS  # noqa: E402
-from two4two.study.trial_export import BINS, ai_alone, confidence_bins, export_trial_study, parse_trial_config  # noqa: E402
+from two4two.study.pipeline import export_bundle  # noqa: E402
+from two4two.study.trial_export import BINS, ai_alone, confidence_bins, parse_trial_config  # noqa: E402
 
 pytestmark = pytest.mark.models
 SIZE = 32
@@ -61,7 +61,7 @@ def model(monkeypatch):
 def export(root, data, paradigm, folder: str | None = None, **extra):
     raw = {"name": paradigm, "paradigm": paradigm, "model": "tiny", "data": str(data), "images": 2, "seed": 1, **extra}
     out = root / (folder or f"bundle_{paradigm}_{len(extra)}")
-    return load_bundle(export_trial_study(parse_trial_config(raw), out, overwrite=True, progress=False).parent)
+    return export_bundle(parse_trial_config(raw), out, overwrite=True, progress=False)
 
 
 def test_progressive_reveal_shows_exactly_the_maps_top_pixels_at_every_level(painted, model):
@@ -205,7 +205,7 @@ def test_a_failed_export_leaves_nothing_and_bad_configs_name_the_field(painted, 
 def test_the_shipped_trial_configs_load():
     from pathlib import Path
 
-    from two4two.study.export import load_study_config
+    from two4two.study.pipeline import load_config as load_study_config
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     reveal = load_study_config(configs / "study_reveal.yaml")

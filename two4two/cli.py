@@ -385,11 +385,8 @@ def _cmd_describe(args: argparse.Namespace) -> None:
 
 
 def _cmd_study_analyze(args: argparse.Namespace) -> None:
-    from two4two.study.analysis import analyze_file, write_outputs
-
-    if args.bundle:
-        _analyze_trials(args)
-        return
+    from two4two.study.bundle import load_bundle
+    from two4two.study.pipeline import analyze
 
     expect = {}
     for item in args.expect or []:
@@ -398,68 +395,26 @@ def _cmd_study_analyze(args: argparse.Namespace) -> None:
             raise Two4TwoError(f"--expect {item!r}: expected CONDITION=greater or CONDITION=less")
         expect[condition] = direction
     source = Path(args.responses)
-    analysis = analyze_file(source, args.rules, args.control_condition, args.reference_attribute, expect)
-    out_dir = Path(args.output) if args.output else source.with_name(f"{source.stem}_analysis")
-    paths = write_outputs(analysis, out_dir)
+    analysis = analyze(source, load_bundle(args.bundle) if args.bundle else None, rules=args.rules, expect=expect or None,
+                       control_condition=args.control_condition, reference_attribute=args.reference_attribute,
+                       scores=args.scores, keep_too_fast=args.keep_too_fast)
+    paths = analysis.write(Path(args.output) if args.output else source.with_name(f"{source.stem}_analysis"))
     print(analysis.markdown())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _cmd_study_bundle(args: argparse.Namespace) -> None:
-    import json
+    from two4two.study.pipeline import STUDIES, export_bundle, load_config, paradigm_of
 
-    from two4two.study.export import export_study, load_study_config
-
-    config = load_study_config(args.config)
-    if getattr(config, "paradigm", None):
-        _export_trial_study(config, args)
-        return
-    if args.create_interventions:
+    config = load_config(args.config)
+    study = STUDIES[paradigm_of(config)]
+    if args.create_interventions and study.interventions(config):
         from two4two.dataset import ensure
-        from two4two.parameters import MEASURED_ATTRIBUTES
 
-        ensure(config.data, {config.split: list(MEASURED_ATTRIBUTES)}, **_pool_args(args))
-    manifest_path = export_study(config, args.output, overwrite=args.overwrite)
-    manifest = json.loads(manifest_path.read_text())
-    key = json.loads((manifest_path.parent / "answer_key.json").read_text())
-    print(f"answer key ({key['rule']['measure']} lower bound > {key['threshold']:.4g}): "
-          + ", ".join(f"{q} {a}" for q, a in manifest["answer_key"].items()))
-    for condition in manifest["conditions"]:
-        print(f"  {condition['name']:<15} {condition['stimulus']['images_shown']} images: {manifest_path.parent / condition['stimulus']['image']}")
-    print(f"study bundle: {manifest_path}")
-
-
-def _export_trial_study(config, args: argparse.Namespace) -> None:
-    from collections import Counter
-
-    from two4two.study.bundle import load_bundle
-    from two4two.study.trial_export import export_trial_study
-
-    bundle = load_bundle(export_trial_study(config, args.output, overwrite=args.overwrite).parent)
-    print(f"{bundle.paradigm}: {len(bundle.trials)} trials ({sum(len(t.steps) for t in bundle.trials)} pages)")
-    for condition in bundle.condition_names:
-        groups = Counter(t.group for t in bundle.trials if t.condition == condition)
-        print(f"  {condition:<22} " + ", ".join(f"{g} {n}" for g, n in groups.items()))
-    print(f"each participant draws {bundle.order.trials_per_participant}: "
-          + ", ".join(f"{g} {n}" for g, n in bundle.order.draw.items()))
-    if "ai_alone" in bundle.facts:
-        ai = bundle.facts["ai_alone"]
-        print(f"AI alone: accept when confidence ≥ {ai['threshold']} (validation accuracy {ai['validation_accuracy']:.3f}, "
-              f"test {ai['test_accuracy']:.3f})")
+        ensure(config.data, study.interventions(config), **_pool_args(args))
+    bundle = export_bundle(config, args.output, overwrite=args.overwrite)
+    print("\n".join(study.describe(bundle)))
     print(f"study bundle: {bundle.root / 'manifest.json'}")
-
-
-def _analyze_trials(args: argparse.Namespace) -> None:
-    from two4two.study.bundle import load_bundle
-    from two4two.study.trial_analysis import analyze_trials, read_scores, read_trial_responses
-
-    source = Path(args.responses)
-    bundle = load_bundle(args.bundle)
-    automatic = read_scores(args.scores).get("reveal_cross_entropy", {}) if args.scores else {}
-    analysis = analyze_trials(read_trial_responses(source), bundle, automatic, keep_too_fast=args.keep_too_fast)
-    paths = analysis.write(Path(args.output) if args.output else source.with_name(f"{source.stem}_analysis"))
-    print(analysis.markdown())
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _cmd_study_report(args: argparse.Namespace) -> None:
@@ -474,33 +429,18 @@ def _cmd_study_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_study_simulate(args: argparse.Namespace) -> None:
-    from two4two.study.analysis import simulate_responses, write_responses
+    from two4two.io import atomic_write_text
+    from two4two.study.bundle import load_bundle
+    from two4two.study.pipeline import simulate
 
-    if args.paradigm and not args.bundle:
-        raise Two4TwoError(f"--paradigm {args.paradigm}: simulated answers refer to a bundle's trials; pass that paradigm's "
-                           "--bundle (two4two study bundle configs/study_reveal.yaml, study_accept_reject.yaml or study_guess.yaml)")
-    if args.effect and not args.bundle:
-        raise Two4TwoError("--effect: planted effects need a trial-paradigm --bundle")
     out = _output_file(args.output, "responses.csv")
-    if args.bundle:
-        from two4two.io import atomic_write_text
-        from two4two.study.bundle import load_bundle
-        from two4two.study.trial_analysis import parse_effects, simulate_trial_responses
-
-        bundle = load_bundle(args.bundle)
-        if args.paradigm and args.paradigm != bundle.paradigm:
-            raise Two4TwoError(f"--paradigm {args.paradigm}: the bundle {args.bundle} is a {bundle.paradigm} study")
-        frame = simulate_trial_responses(bundle, args.per_condition, parse_effects(args.effect or []), seed=args.seed,
-                                         too_fast_share=args.too_fast_share)
-        with _writing_into(out.parent):
-            atomic_write_text(out, frame.to_csv(index=False))
-        print(f"wrote {len(frame)} synthetic {bundle.paradigm} answers of {frame['participant_id'].nunique()} participants to {out}")
-        return
-    responses = simulate_responses(args.per_condition, seed=args.seed)
+    bundle = load_bundle(args.bundle) if args.bundle else None
+    simulated = simulate(bundle, args.per_condition, seed=args.seed, paradigm=args.paradigm, effect=args.effect,
+                         too_fast_share=args.too_fast_share)
     with _writing_into(out.parent):
-        write_responses(out, responses)
-    participants = len({r.participant_id for r in responses})
-    print(f"wrote {len(responses)} synthetic answers of {participants} participants to {out}")
+        atomic_write_text(out, simulated.csv)
+    print(f"wrote {simulated.answers} synthetic {bundle.paradigm if bundle else 'attribute_relevance'} answers "
+          f"of {simulated.participants} participants to {out}")
 
 
 def _cmd_study_serve(args: argparse.Namespace) -> None:
@@ -800,11 +740,11 @@ def _commands() -> tuple[_Command, ...]:
         _Command(("study", "analyze"), "exclusions, accuracy table (paper Table 2), tests and figure (Figure 4)", _cmd_study_analyze, (
             _opt("responses", help="responses CSV (one row per participant and attribute; with --bundle one row per trial step)"),
             _opt("--rules", help="exclusion rules (YAML/JSON; default: the paper's, see configs/study_exclusions.yaml)"),
-            _opt("--control-condition", default="baseline", old=("--baseline-condition",),
+            _opt("--control-condition", old=("--baseline-condition",),
                  help="condition the others are compared with (default baseline)"),
-            _opt("--reference-attribute", default="legs", help="attribute the McNemar tests compare with (default legs)"),
+            _opt("--reference-attribute", help="attribute the McNemar tests compare with (default legs)"),
             _opt("--expect", nargs="+", metavar="CONDITION=greater|less", help="pre-registered direction against the control (one-sided tests)"),
-            _opt("--bundle", help="a trial paradigm's bundle: analyse RESPONSES (one row per trial step) with that paradigm's statistics"),
+            _opt("--bundle", help="the bundle the study ran: its paradigm picks the statistics (default: the 2022 study)"),
             SCORES.but(help="trial paradigms: " + SCORES.spec["help"] + " (the model's ranking of the methods)"),
             _opt("--keep-too-fast", action="store_true", help="trial paradigms: keep answers faster than the bundle's too_fast_seconds"),
             _opt("-o", "--output", help="output directory (default: RESPONSES_analysis next to the file)"))),
@@ -818,8 +758,8 @@ def _commands() -> tuple[_Command, ...]:
                      OUTPUT.but(help="output directory (report.md, report.json, report.png)"))),
         _Command(("study", "simulate"), "synthetic responses in the study app's format, to try analyze", _cmd_study_simulate, (
             _opt("--per-condition", type=_integer(1), default=60, help="participants per condition (default 60)"), SEED,
-            _opt("--bundle", help="simulate a trial paradigm's participants on this bundle (default: the 2022 study)"),
-            _opt("--paradigm", choices=PARADIGM_NAMES[1:], help="the paradigm expected of --bundle (checked)"),
+            _opt("--bundle", help="simulate the participants of this bundle, any paradigm (default: the 2022 study, the paper's answer key)"),
+            _opt("--paradigm", choices=PARADIGM_NAMES, help="the paradigm expected of --bundle (checked)"),
             _opt("--effect", nargs="+", metavar="KEY=DELTA",
                  help="planted effects on P(correct): CONDITION=DELTA, or METHOD@LEVEL=DELTA in a progressive reveal"),
             _opt("--too-fast-share", type=_share(False), default=0.0, help="share of answers given too fast (trial paradigms)"),

@@ -7,11 +7,9 @@ from two4two.study.analysis import (
     Response,
     StudyAnalysis,
     analyze,
-    analyze_file,
     load_rules,
     read_responses,
     simulate_responses,
-    write_outputs,
     write_responses,
 )
 
@@ -22,10 +20,8 @@ __all__ = [
     "Response",
     "StudyAnalysis",
     "analyze",
-    "analyze_file",
     "load_rules",
     "read_responses",
     "simulate_responses",
-    "write_outputs",
     "write_responses",
 ]

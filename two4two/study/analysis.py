@@ -5,7 +5,7 @@ attributes as relevant or irrelevant for it; the share they rate correctly is th
 This module reads their answers, applies the exclusion rules, and runs the paper's tests;
 it gathers the pieces, one module each: `responses` (schema, reading, writing, design
 checks), `exclusions` (rules as data), `statistics` (the tests and the analysis),
-`outputs` (Markdown, CSV, figure) and `simulate` (responses with planted effects).
+`StudyAnalysis.write` (Markdown, CSV, figure) and `simulate` (responses with planted effects).
 
 Responses file (the study app exports exactly this): CSV, UTF-8, long format, one row per
 participant × question, header
@@ -46,7 +46,6 @@ Tests (all from scipy.stats / statsmodels; none written here), chosen as the pap
 """
 
 from two4two.study.exclusions import DEFAULT_RULES, ExclusionRule, apply_exclusions, load_rules, parse_rules
-from two4two.study.outputs import analyze_file, write_outputs
 from two4two.study.responses import ATTRIBUTES, COLUMNS, Response, parse_responses, read_responses, write_responses
 from two4two.study.simulate import simulate_responses
 from two4two.study.statistics import StudyAnalysis, TestResult, analyze, effect_size_r
@@ -60,7 +59,6 @@ __all__ = [
     "StudyAnalysis",
     "TestResult",
     "analyze",
-    "analyze_file",
     "apply_exclusions",
     "effect_size_r",
     "load_rules",
@@ -68,6 +66,5 @@ __all__ = [
     "parse_rules",
     "read_responses",
     "simulate_responses",
-    "write_outputs",
     "write_responses",
 ]

@@ -71,6 +71,7 @@ __all__ = [
     "TextPage",
     "load_bundle",
     "parse_manifest",
+    "consent",
     "write_manifest",
 ]
 
@@ -430,6 +431,13 @@ def _order(top: _Fields, source: str, trials: list[Trial], conditions: list[str]
         except DrawError as exc:
             raise o.error("order.draw", draw, f"a draw the trials allow ({exc})") from None
     return order
+
+
+def consent(minutes: int, subject: str) -> dict[str, str]:
+    """The consent page every paradigm shows, with its duration and subject."""
+    return {"text": (f"You are invited to take part in a research study on how people understand {subject}. It takes "
+                     f"about {minutes} minutes. We record your answers and how long you spend on each page, but nothing "
+                     "that identifies you. You may stop at any time.\n\nBy continuing you agree to take part.")}
 
 
 def load_bundle(bundle_dir: str | Path) -> Bundle:

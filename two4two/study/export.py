@@ -24,18 +24,15 @@ Study config (YAML):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from two4two.errors import Two4TwoError
 from two4two.io import atomic_write_json
 from two4two.schema import Fields
 from two4two.study.answer_key import AnswerKeyRule, derive_answer_key
-from two4two.study.bundle import CONDITIONS, FORMAT, VERSION, write_manifest
-from two4two.study.pictures import built_beside, tutorial_pictures
+from two4two.study.bundle import CONDITIONS, consent
 from two4two.study.questions import QUESTIONS
 
 COLUMNS = 5  # the quintiles; concepts: 5 kept concepts × 2 rows
@@ -139,56 +136,18 @@ def parse_study_config(raw: Any, source: str = "<config>") -> StudyConfig:
     )
 
 
-def load_study_config(path: str | Path):
-    """A StudyConfig, or a TrialStudyConfig when the config names a trial `paradigm`
-    (`two4two.study.trial_export`). Paths in it are relative to the working directory, as in
-    every other two4two config."""
-    from two4two.config import read_yaml
-    from two4two.study.paradigms import ATTRIBUTE_RELEVANCE
-    from two4two.study.trial_export import parse_trial_config
-
-    raw = read_yaml(path, "study config")
-    if isinstance(raw, dict) and raw.get("paradigm", ATTRIBUTE_RELEVANCE) != ATTRIBUTE_RELEVANCE:
-        return parse_trial_config(raw, str(path))
-    if isinstance(raw, dict):
-        raw = {k: v for k, v in raw.items() if k != "paradigm"}
-    return parse_study_config(raw, str(path))
-
-
-def export_study(config: StudyConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Write the study bundle of `config` to `out_dir`; returns the manifest's path.
-
-    Reads finished data only: the answer key needs every measured attribute's
-    intervention split (`two4two study bundle --create-interventions` renders them first).
-    """
-    from two4two.explain.counterfactual import require_invertible
+def build_attribute_relevance(config: StudyConfig, model, split, root: Path, tutorial: list[str]) -> dict:
+    """The answer key (from the model's measured importance, on every measured attribute's
+    intervention split), each condition's stimulus; returns the manifest's study-specific part."""
     from two4two.importance import Importance
-    from two4two.models.training import load_classifier
     from two4two.parameters import MEASURED_ATTRIBUTES
-    from two4two.split import Split
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise Two4TwoError(f"{out_dir}: already exists; choose another folder or pass --overwrite")
-    model = load_classifier(config.model)
-    if "counterfactual" in config.conditions:
-        require_invertible(model, f"model {config.model} (needed by the counterfactual condition)")
-
-    with built_beside(out_dir, ("stimuli", "tutorial")) as partial:
-        split = Split(config.data, config.split, progress=progress)  # read once: every stimulus below shares it
-        importance = Importance(model, list(MEASURED_ATTRIBUTES), model_name=Path(config.model).name).evaluate(split, seed=config.seed)
-        key = derive_answer_key(importance, config.answer_key)
-        importance.write(partial / "importance")
-        atomic_write_json(partial / "answer_key.json", key.to_dict())
-
-        stimuli = {}
-        for condition in config.conditions:
-            stimuli[condition] = _make_stimulus(condition, model, config, split, partial / "stimuli" / f"{condition}.png")
-        tutorial_pictures(split, partial / "tutorial")
-
-        # Checked by the same reader the study app uses before it is written.
-        write_manifest(partial, _manifest(config, key, stimuli, model))
-    return out_dir / "manifest.json"
+    importance = Importance(model, list(MEASURED_ATTRIBUTES), model_name=Path(config.model).name).evaluate(split, seed=config.seed)
+    key = derive_answer_key(importance, config.answer_key)
+    importance.write(root / "importance")
+    atomic_write_json(root / "answer_key.json", key.to_dict())
+    stimuli = {c: _make_stimulus(c, model, config, split, root / "stimuli" / f"{c}.png") for c in config.conditions}
+    return _manifest(config, key, stimuli, tutorial)
 
 
 def _make_stimulus(condition: str, model, config: StudyConfig, split, path: Path) -> dict:
@@ -217,14 +176,14 @@ def _make_stimulus(condition: str, model, config: StudyConfig, split, path: Path
     return {"image": f"stimuli/{path.name}", "caption": caption, "images_shown": shown}
 
 
-def _manifest(config: StudyConfig, key, stimuli: dict, model) -> dict:
+def _manifest(config: StudyConfig, key, stimuli: dict, tutorial: list[str]) -> dict:
     conditions = []
     for condition in config.conditions:
         comprehension = [{"id": f"{condition}_{i + 1}", **q} for i, q in enumerate(COMPREHENSION[condition])]
         conditions.append({
             "name": condition,
             "title": TITLES[condition],
-            "tutorial": {"text": TUTORIALS[condition], "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
+            "tutorial": {"text": TUTORIALS[condition], "images": tutorial},
             "comprehension": comprehension,
             "stimulus": stimuli[condition],
         })
@@ -235,23 +194,13 @@ def _manifest(config: StudyConfig, key, stimuli: dict, model) -> dict:
         for q in QUESTIONS
     ]
     return {
-        "format": FORMAT,
-        "version": VERSION,
         "title": "Which features does the system use?",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": config.model, "arch": type(model).__name__},
-        "dataset": {"root": config.data, "split": config.split},
-        "consent": {"text": (
-            "You are invited to take part in a research study on how people understand explanations of "
-            "artificial-intelligence systems. It takes about 30 minutes. We record your answers and how long you "
-            "spend on each page, but nothing that identifies you. You may stop at any time.\n\n"
-            "By continuing you agree to take part.")},
-        "introduction": {"text": INTRODUCTION, "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
+        "consent": consent(30, "explanations of artificial-intelligence systems"),
+        "introduction": {"text": INTRODUCTION, "images": tutorial},
         "conditions": conditions,
         "questions": questions,
         "answer_key": key.answers,
         "answer_key_rule": {**key.to_dict()["rule"], "threshold": key.threshold,
                             "explanation": "relevant when the lower 95 % bound of the measure exceeds the largest upper bound "
                                            "of the reference attributes (irrelevant by construction) plus the margin"},
-        "completion": {"text": "Thank you! Your completion code is below."},
     }

@@ -25,12 +25,14 @@ def simulate_responses(
     accuracy: Mapping[str, Mapping[str, float]] = PAPER_ACCURACY,
     comprehension_failure_rate: float = 0.1,
     rusher_rate: float = 0.05,
+    answer_key: Mapping[str, str] | None = None,
 ) -> list[Response]:
     """Synthetic responses in the study app's format, to try the analysis.
 
     Each participant answers each attribute correctly with the given percentage; a share fails
     the comprehension checks twice and a share rushes through (a few seconds per page), so
-    the default exclusion rules have something to exclude.
+    the default exclusion rules have something to exclude. `answer_key` (a bundle's) replaces
+    the paper's expected answers.
     """
     if n_per_condition < 1:
         raise Two4TwoError(f"participants per condition {n_per_condition} is not allowed; expected at least 1")
@@ -44,7 +46,7 @@ def simulate_responses(
             failures = 2 if rng.random() < comprehension_failure_rate else int(rng.random() < 0.2)
             rushing = rng.random() < rusher_rate
             for a in ATTRIBUTES:
-                expected = BY_NAME[a].paper_answer
+                expected = answer_key[a] if answer_key else BY_NAME[a].paper_answer
                 is_correct = rng.random() < percents[a] / 100.0
                 answer = expected if is_correct else ANSWERS[1 - ANSWERS.index(expected)]
                 seconds = float(rng.uniform(1, 4) if rushing else rng.lognormal(math.log(40), 0.5))

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -207,6 +208,18 @@ class StudyAnalysis:
             "tests": [t.to_dict() for t in self.tests],
         }
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Table (Markdown, CSV), per-participant accuracy, tests JSON and the figure into out_dir, all or nothing."""
+        from two4two.io import atomic_write_files
+
+        contents = {"markdown": ("table.md", self.markdown().encode()), "table": ("table.csv", self.table_csv().encode()),
+                    "participants": ("participants.csv", self.participants_csv().encode()),
+                    "tests": ("tests.json", self.to_json().encode()), "figure": ("correct_answers.png", self.figure_png())}
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        paths = {key: Path(out_dir) / name for key, (name, _) in contents.items()}
+        atomic_write_files({paths[key]: data for key, (_, data) in contents.items()})
+        return paths
 
     def figure_png(self) -> bytes:
         """Like the paper's Figure 4: share of participants per number of correct answers, per condition."""

@@ -40,7 +40,6 @@ Config (YAML):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ import numpy as np
 
 from two4two.errors import Two4TwoError
 from two4two.schema import Fields
-from two4two.study.bundle import FORMAT, VERSION, write_manifest
+from two4two.study.bundle import consent
 from two4two.study.paradigms import (
     ACCEPT_REJECT,
     CLASS_NAMES,
@@ -60,7 +59,7 @@ from two4two.study.paradigms import (
     REVEAL_LEVELS,
     YES,
 )
-from two4two.study.pictures import built_beside, save_enlarged, tutorial_pictures
+from two4two.study.pictures import save_enlarged
 
 NO_EXPLANATION = {ACCEPT_REJECT: "confidence", GUESS_OUTPUT: "no_map"}
 KNN = "knn"
@@ -207,22 +206,11 @@ def ai_alone(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 # ---------------------------------------------------------------- export
 
 
-def export_trial_study(config: TrialStudyConfig, out_dir: str | Path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Write the bundle of a trial paradigm to `out_dir`; returns the manifest's path."""
-    from two4two.models.training import load_classifier
-    from two4two.split import Split
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise Two4TwoError(f"{out_dir}: already exists; choose another folder or pass --overwrite")
-    model = load_classifier(config.model)
-    with built_beside(out_dir, ("pictures", "tutorial")) as partial:
-        split = Split(config.data, config.split, progress=progress)
-        builder = {PROGRESSIVE_REVEAL: _reveal_trials, ACCEPT_REJECT: _accept_trials, GUESS_OUTPUT: _guess_trials}[config.paradigm]
-        trials, draw, facts = builder(config, model, split, partial, progress)
-        tutorial_pictures(split, partial / "tutorial")
-        write_manifest(partial, _manifest(config, model, trials, {**draw, **config.draw}, facts))
-    return out_dir / "manifest.json"
+def build_trials(config: TrialStudyConfig, model, split, root: Path, tutorial: list[str], progress: bool) -> dict[str, Any]:
+    """The paradigm's trials and pictures; returns the manifest's paradigm-specific part."""
+    builder = {PROGRESSIVE_REVEAL: _reveal_trials, ACCEPT_REJECT: _accept_trials, GUESS_OUTPUT: _guess_trials}[config.paradigm]
+    trials, draw, facts = builder(config, model, split, root, progress)
+    return _manifest(config, trials, {**draw, **config.draw}, facts, tutorial)
 
 
 def _maps(config: TrialStudyConfig, model, split, indices: np.ndarray, methods, progress: bool) -> dict[str, np.ndarray]:
@@ -365,7 +353,7 @@ def _guess_trials(config, model, split, root: Path, progress: bool):
     return trials, draw, {"conditions": list(config.conditions), "misclassified_share_in_split": round(share, 5)}
 
 
-def _manifest(config: TrialStudyConfig, model, trials: list[dict], draw: dict, facts: dict) -> dict[str, Any]:
+def _manifest(config: TrialStudyConfig, trials: list[dict], draw: dict, facts: dict, tutorial: list[str]) -> dict[str, Any]:
     from two4two.explain.attribution import LABELS
 
     paradigm = config.paradigm
@@ -378,26 +366,17 @@ def _manifest(config: TrialStudyConfig, model, trials: list[dict], draw: dict, f
             "name": name,
             "title": TITLES[paradigm],  # participants never see a condition's internal name
             "tutorial": {"text": TASKS[paradigm] + ("\n\n" + condition_text if condition_text else ""),
-                         "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
+                         "images": tutorial},
             "comprehension": [{"id": f"{paradigm}_1", "text": question, "choices": choices, "answer": answer}],
         })
     return {
-        "format": FORMAT,
-        "version": VERSION,
         "paradigm": paradigm,
         "title": TITLES[paradigm],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": config.model, "arch": type(model).__name__},
-        "dataset": {"root": config.data, "split": config.split},
-        "consent": {"text": (
-            "You are invited to take part in a research study on how people understand artificial-intelligence "
-            "systems. It takes about 10 minutes. We record your answers and how long you take for each, but nothing "
-            "that identifies you. You may stop at any time.\n\nBy continuing you agree to take part.")},
-        "introduction": {"text": INTRODUCTION, "images": ["tutorial/peeky.png", "tutorial/stretchy.png"]},
+        "consent": consent(10, "artificial-intelligence systems"),
+        "introduction": {"text": INTRODUCTION, "images": tutorial},
         "conditions": conditions,
         "trials": trials,
         "order": {"draw": draw, "distinct_items": paradigm != PROGRESSIVE_REVEAL, "shuffle": True},
         "timing": {"too_fast_seconds": config.too_fast_seconds},
         "facts": {"name": config.name, "seed": config.seed, **facts},
-        "completion": {"text": "Thank you! Your completion code is below."},
     }
