@@ -82,13 +82,12 @@ def _cmd_render_params(args: argparse.Namespace) -> None:
 def _render_setting_options(p: argparse.ArgumentParser) -> None:
     """One option per RenderSettings field (--samples, --denoise, …), checked at parse time as the field declares."""
     from two4two.render import RenderSettings
-    from two4two.render.contract import read_setting
     from two4two.schema import Fields
 
     def parse(setting):
         def value(text: str):
             raw = text if "choices" in setting.metadata else (int(text) if setting.type == "int" else float(text))
-            return read_setting(Fields({setting.name: raw}, "", error=argparse.ArgumentTypeError), setting)
+            return Fields({setting.name: raw}, "", error=argparse.ArgumentTypeError).setting(setting)
         value.__name__ = setting.type  # argparse names the type when the text does not convert
         return value
 
@@ -604,7 +603,8 @@ def _explain_options(name: str) -> tuple:
     model_help = EXPLAIN_COMMANDS[name].model_help if name in EXPLAIN_COMMANDS else MODEL.spec["help"]
     common = (MODEL.but(help=model_help), DATA, SPLIT.but(help="split to draw images (and the logit distribution) from (default test)"))
     drawn = SEED.but(help="which images are drawn (default 0)")
-    grid_output = OUTPUT.but(help=f"output directory ({name}.png, and {name}.json with the ids, logits and the rest)")
+    grid_output = OUTPUT.but(help=f"output directory ({name}.png, and {name}.json with the ids, logits and the rest)") \
+        if name in EXPLAIN_COMMANDS else None  # attributions writes npz, json and png: its own help
     own = {
         "counterfactuals": (
             _opt("--rows", type=_integer(1), default=10, help="images, one per row (default 10)"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import field
 from typing import Any, Sequence
 
 from two4two.errors import ConfigError, shown
@@ -120,12 +121,34 @@ class Fields:
             raise self.error(self.path(key), value, "a non-empty list" if nonempty else "a list")
         return value
 
+    def setting(self, spec) -> Any:
+        """The value of a dataclass field declared with `setting()`: its declared type and rule."""
+        rule, kind, key = spec.metadata, spec.type, spec.name
+        if kind == "bool":
+            return self.boolean(key)
+        if "choices" in rule:
+            return self.choice(key, rule["choices"])
+        if kind == "str":
+            return self.text(key)
+        read = self.integer if kind == "int" else self.number
+        value = read(key, low=rule.get("low"), high=rule.get("high"), expected=rule.get("expected"))
+        if "check" in rule:
+            self.check(rule["check"](value), key, rule["expected"])
+        return value
+
     def mapping(self, key: str, *, allowed: Sequence[str] | None = None, required: Sequence[str] = (),
                 what: str = "a mapping") -> "Fields":
         """The nested mapping at `key` (absent or null: an empty one), read the same way."""
         value = self.raw.get(key)
         return Fields({} if value is None else value, self.source, self.path(key), allowed=allowed,
                       required=required, error=self.error_type, what=what)
+
+
+def setting(default: Any, help: str = "", **rule) -> Any:
+    """A dataclass field declared once: its default, what it allows (`low`/`high`, `choices`, or a
+    `check` with its `expected` text) and its help; configs read it with `Fields.setting`, and
+    the command line derives its options from it."""
+    return field(default=default, metadata={"help": help, **rule})
 
 
 def _range(kind: str, low, high) -> str:

@@ -32,37 +32,36 @@ from two4two.errors import CheckpointError, ConfigError, Two4TwoError
 from two4two.io import atomic_write_json
 from two4two.layout import has_split
 from two4two.locks import exclusive
-from two4two.schema import Fields
+from two4two.schema import Fields, setting
 
 # Settings whose allowed values are not "≥ 0": the rule and how an error states it.
-SETTING_RULES = {
-    "epochs": (lambda v: v >= 1, "an integer ≥ 1"),  # zero of these trains nothing
-    "batch_size": (lambda v: v >= 1, "an integer ≥ 1"),
-    "ema_decay": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "warmup_fraction": (lambda v: 0 < v < 1, "a number in (0, 1)"),
-}
 TOP_KEYS = ("kind", "name", "data", "dataset_config", "model", "training", "output_dir")
 KINDS = {"classifier": None, "observer": ("observer",)}  # kind → allowed archs (None: every classifier)
 
 
 @dataclass
 class TrainingSettings:
-    epochs: int = 8
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    label_noise: bool = True
-    train_split: str = "train"
-    validation_split: str = "validation"
-    max_train_samples: int = 0  # 0: all
-    grad_clip: float = 0.0  # max gradient norm; 0: no clipping
-    augment_fliplr: bool = False  # mirror a random half of each batch: the animals are mirror-symmetric, the class stays
-    augment_shift: int = 0  # move each image by up to this many pixels (edges repeated): the class stays, the memorised image does not
-    channels_last: bool = False  # NHWC memory format: on this CPU it speeds the INN up (benchmarks/training_speed.py), not the others
-    ema_decay: float = 0.0  # >0: validate and keep an exponential moving average of the weights (and BN statistics), not the last step's
-    head_learning_rate: float = 0.0  # >0: the linear head's own peak rate (the INN's classifier on φ, as the paper trained it); 0: learning_rate
-    warmup_fraction: float = 0.3  # share of all steps over which the rate rises to its peak before the cosine decay
+    """A model config's `training:`; every number ≥ 0 unless its field says otherwise."""
+
+    epochs: int = setting(8, low=1)  # zero of these trains nothing
+    batch_size: int = setting(128, low=1)
+    learning_rate: float = setting(2e-3, low=0)
+    weight_decay: float = setting(1e-4, low=0)
+    seed: int = setting(0, low=0)
+    label_noise: bool = setting(True)
+    train_split: str = setting("train")
+    validation_split: str = setting("validation")
+    max_train_samples: int = setting(0, low=0)  # 0: all
+    grad_clip: float = setting(0.0, low=0)  # max gradient norm; 0: no clipping
+    augment_fliplr: bool = setting(False)  # mirror a random half of each batch: the animals are mirror-symmetric, the class stays
+    augment_shift: int = setting(0, low=0)  # move each image by up to this many pixels (edges repeated): the class stays, the memorised image does not
+    channels_last: bool = setting(False)  # NHWC memory format: on this CPU it speeds the INN up (benchmarks/training_speed.py), not the others
+    # >0: validate and keep an exponential moving average of the weights (and BN statistics), not the last step's
+    ema_decay: float = setting(0.0, low=0, check=lambda v: v < 1, expected="a number in [0, 1)")
+    # >0: the linear head's own peak rate (the INN's classifier on φ, as the paper trained it); 0: learning_rate
+    head_learning_rate: float = setting(0.0, low=0)
+    # share of all steps over which the rate rises to its peak before the cosine decay
+    warmup_fraction: float = setting(0.3, check=lambda v: 0 < v < 1, expected="a number in (0, 1)")
 
 
 @dataclass
@@ -106,7 +105,7 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
     except (TypeError, ValueError, OverflowError, RuntimeError) as exc:  # RuntimeError: a width too big to allocate
         raise ConfigError(f"{source}: model: {_one_line(exc)}") from None
     training = top.mapping("training", allowed=[f.name for f in dataclasses.fields(TrainingSettings)])
-    settings = {f.name: _setting(training, f.name, f.type) for f in dataclasses.fields(TrainingSettings) if f.name in training.raw}
+    settings = {f.name: training.setting(f) for f in dataclasses.fields(TrainingSettings) if f.name in training.raw}
     if kind == "observer" and settings.get("augment_shift"):
         raise training.error("training.augment_shift", settings["augment_shift"], "0 for an observer, which reads the animal's position back")
     if settings.get("head_learning_rate") and not _has_linear_head(built):
@@ -125,18 +124,6 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         dataset_config=Path(dataset_config) if dataset_config else None,
         raw=raw,
     )
-
-
-def _setting(training: Fields, key: str, kind: str):
-    """One training setting, of its TrainingSettings type; numbers ≥ 0 unless SETTING_RULES says otherwise."""
-    if kind == "bool":
-        return training.boolean(key)
-    if kind == "str":
-        return training.text(key)
-    rule, allowed = SETTING_RULES.get(key, (lambda v: v >= 0, f"a non-negative {'integer' if kind == 'int' else 'number'}"))
-    value = training.integer(key, expected=allowed) if kind == "int" else training.number(key, expected=allowed)
-    training.check(rule(value), key, allowed)
-    return value
 
 
 def _has_linear_head(model) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -18,17 +18,11 @@ import numpy as np
 from blender_scripts.payload import LOOKS, worker_payload  # noqa: F401  (worker_payload re-exported)
 from two4two.errors import ConfigError, ParameterError, Two4TwoError
 from two4two.parameters import FIELD_NAMES, SceneParameters, check_value
-from two4two.schema import Fields
+from two4two.schema import Fields, setting
 
 
 class RenderError(Two4TwoError, RuntimeError):
     """A sample could not be rendered even after retries, or workers cannot start."""
-
-
-def _setting(default, help: str, **rule):
-    """A render setting declared once: its default, what it allows (`low`/`high`, `choices`, or
-    `expected` text) and its help, read by configs (`RenderSettings.read`) and the CLI alike."""
-    return field(default=default, metadata={"help": help, **rule})
 
 
 @dataclass(frozen=True)
@@ -41,17 +35,17 @@ class RenderSettings:
     # shaded rims' bounce light is too sparse to estimate: 4.4 pixels per 128 px image more than
     # 40/255 darker than the original's, 16: 0.32.
     # The denoiser estimates each object from its own pixels only: isolation holds.
-    samples: int = _setting(16, "Cycles samples per pixel", low=1, high=65536)
-    denoise: bool = _setting(True, "the mask-aware denoiser, which keeps attribute isolation")
+    samples: int = setting(16, "Cycles samples per pixel", low=1, high=65536)
+    denoise: bool = setting(True, "the mask-aware denoiser, which keeps attribute isolation")
     # 3 gives silhouette IoU 0.9988 with the original's renders (5: 1.0000) at half the render
     # time (benchmarks/fidelity.py).
-    subdivision_levels: int = _setting(3, "Catmull–Clark render level of the blocks (the original: 5)", low=0, high=6)
+    subdivision_levels: int = setting(3, "Catmull–Clark render level of the blocks (the original: 5)", low=0, high=6)
     # "pale": the colormap's sRGB values as linear albedo under Filmic, as the original and
     # the paper's images; "saturated": sRGB→linear albedo under the Standard view.
-    look: str = _setting("pale", "pale: the original's Filmic look; saturated: sRGB colours under the Standard view",
+    look: str = setting("pale", "pale: the original's Filmic look; saturated: sRGB colours under the Standard view",
                          choices=LOOKS)
     # A 1 px box (format 2) draws harder edges than the original's (benchmarks/fidelity.py --experiments).
-    pixel_filter_width: float = _setting(1.5, "width in px of the Blackman–Harris pixel filter (the original: 1.5)",
+    pixel_filter_width: float = setting(1.5, "width in px of the Blackman–Harris pixel filter (the original: 1.5)",
                                          low=0.01, high=10, expected="a number of px in [0.01, 10]")
 
     def __post_init__(self) -> None:
@@ -68,18 +62,7 @@ class RenderSettings:
 
 def _checked_settings(raw: Any, source: str, where: str, error: type[Exception]) -> dict:
     settings = Fields(raw, source, where, allowed=[f.name for f in fields(RenderSettings)], error=error)
-    return {f.name: read_setting(settings, f) for f in fields(RenderSettings) if f.name in settings.raw}
-
-
-def read_setting(settings: Fields, setting) -> Any:
-    """One RenderSettings field's value from a reader, checked as the field declares."""
-    rule = setting.metadata
-    if setting.type == "bool":
-        return settings.boolean(setting.name)
-    if "choices" in rule:
-        return settings.choice(setting.name, rule["choices"])
-    read = settings.integer if setting.type == "int" else settings.number
-    return read(setting.name, low=rule.get("low"), high=rule.get("high"), expected=rule.get("expected"))
+    return {f.name: settings.setting(f) for f in fields(RenderSettings) if f.name in settings.raw}
 
 
 @dataclass
