@@ -1,7 +1,7 @@
 """Attribution maps of the small CNN and the INN on 500 study2022 test images (64 px), scored
 against the generator's ground truth, with seconds per method and the whole evaluation's time.
 
-    python benchmarks/attribution.py [--models cnn inn] [--images 500] [--bootstrap 1000] [--sanity-images 32]
+    python benchmarks/attribution.py [--models cnn inn] [--images 500] [--resamples 1000] [--sanity-images 32]
 
 Builds what is missing and reuses what is finished (the renders, the trainings of
 configs/small_cnn_study2022_64px.yaml, inn-cpu.yaml and the model-contrast pair
@@ -96,7 +96,7 @@ def evaluate_model(key: str, study: Path, args, contrast, stages: Stages) -> str
     map_seconds = time.perf_counter() - t0
     paths = maps.save(out / "maps", rows=6)
     t1 = time.perf_counter()
-    evaluation = AttributionEvaluation(model, n_resamples=args.bootstrap, sanity_images=args.sanity_images,
+    evaluation = AttributionEvaluation(model, n_resamples=args.resamples, sanity_images=args.sanity_images,
                                        contrast=contrast if key == "cnn" else None, seed=0)
     scores = evaluation.evaluate(split, maps, removals, attributes)
     eval_seconds = time.perf_counter() - t1
@@ -156,7 +156,7 @@ def faithfulness_section(model, split: Split, maps, scores, args, out: Path) -> 
     result = Faithfulness(model, progress=True).evaluate(split, subset)
     seconds = time.perf_counter() - t0
     result.write(out / "faithfulness")
-    merged = scores.merged(result.score_intervals(args.bootstrap))
+    merged = scores.merged(result.score_intervals(args.resamples))
     merged.write(out / "scores_with_faithfulness")
     names, matrix = merged.rank_correlation()
     road = names.index("road_probability_gap")
@@ -200,7 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=list(MODELS))
     parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--sanity-images", type=int, default=32)
     parser.add_argument("--faithfulness-images", type=int, default=500, help="images for the ROAD curves (0: skip)")
     args = parser.parse_args()
@@ -209,7 +209,7 @@ def main() -> None:
                        reused=(ROOT / "data/study2022_64px/manifest.json").exists())
     stages.run("render part removals", lambda: ensure(study, removals={"test": [*BLOCK_GROUPS, *BLOCK_NAMES]}),
                reused=all(has_split(study, removal_split("test", p)) for p in (*BLOCK_GROUPS, *BLOCK_NAMES)))
-    contrast, contrast_table = contrast_pair(stages, study, args.bootstrap) if "cnn" in args.models else (None, "")
+    contrast, contrast_table = contrast_pair(stages, study, args.resamples) if "cnn" in args.models else (None, "")
     sections = ["# Attribution maps scored against the generator's ground truth", "",
                 "Written by `python benchmarks/attribution.py` on this 2-core CPU: study2022 at 64 px, the first "
                 f"{args.images} test images, maps for the model's predicted class. Definitions and sources of every score: "

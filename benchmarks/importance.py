@@ -1,6 +1,6 @@
 """Ground-truth importance of a small CNN trained on study2022 at 64 px, with baselines.
 
-    python benchmarks/importance.py [--epochs N] [--bootstrap B]
+    python benchmarks/importance.py [--epochs N] [--resamples B]
 
 Stages (each timed; finished renders and trainings are reused, so a rerun is cheap):
   1. render configs/study2022_64px.yaml (20 000 train, 1 000 validation, 500 test
@@ -75,7 +75,7 @@ def train(config_path: Path, epochs: int | None) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, help="override the configs' epochs")
-    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
     timings: dict[str, float] = {}
 
@@ -98,7 +98,7 @@ def main() -> None:
         result = timed(
             f"importance: {stem}",
             lambda: Importance(
-                model, n_resamples=args.bootstrap, model_name=name, training_params=training_split_of(ckpt)
+                model, n_resamples=args.resamples, model_name=name, training_params=training_split_of(ckpt)
             ).evaluate(Split(study, "test")),
             timings,
         )

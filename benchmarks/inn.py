@@ -1,6 +1,6 @@
 """The invertible classifier on study2022 at 64 px: accuracy, bits/dim, time, counterfactuals, importance.
 
-    python benchmarks/inn.py [--config configs/inn-cpu.yaml] [--bootstrap B]
+    python benchmarks/inn.py [--config configs/inn-cpu.yaml] [--resamples B]
 
 Renders configs/study2022_64px.yaml if missing and trains the INN if no checkpoint of
 this exact config exists (both reused otherwise), then prints test accuracy against the
@@ -36,7 +36,7 @@ OUT = ROOT / "benchmarks" / "results" / "inn"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/inn-cpu.yaml")
-    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()
     timings: dict[str, float] = {}
 
@@ -63,7 +63,7 @@ def main() -> None:
     result = timed(
         "importance",
         lambda: Importance(
-            model, n_resamples=args.bootstrap, model_name="INN trained on study2022",
+            model, n_resamples=args.resamples, model_name="INN trained on study2022",
             training_params=training_split_of(checkpoint_path),
         ).evaluate(Split(study, "test")),
         timings,

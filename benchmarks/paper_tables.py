@@ -1,6 +1,6 @@
 """The paper's tables on the original's animal: our figures beside Sixt et al. (2022), table by table.
 
-    python benchmarks/paper_tables.py [--only cnn|inn|observer ...] [--bootstrap B]
+    python benchmarks/paper_tables.py [--only cnn|inn|observer ...] [--resamples B]
                                       [--inn-configs C ...] [--observer-config C]
 
 Builds what is missing and reuses what is finished (renders resume, trainings resume from
@@ -157,7 +157,7 @@ def accuracy(model, root: Path, split: str = "test") -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=("cnn", "inn", "observer"), default=("cnn", "inn", "observer"))
-    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--cnn-seeds", type=int, nargs="*", default=[1, 2],
                         help="more seeds of the small CNN, for the run-to-run spread (none: skip)")
     parser.add_argument("--inn-configs", type=Path, nargs="+", default=[SHIPPED_INN],
@@ -180,7 +180,7 @@ def main() -> None:
         cnn_config = ROOT / "configs/small_cnn_study2022_64px.yaml"
         ckpt = stages.run("train small CNN", lambda: train(cnn_config), reused=trained(cnn_config))
         acc = accuracy(load_classifier(ckpt), study)
-        _, table = importance_table(stages, "CNN", ckpt, study, args.bootstrap)
+        _, table = importance_table(stages, "CNN", ckpt, study, args.resamples)
         sections += [f"## Table 1/3, small CNN (test accuracy {acc:.3f} against the true class)", "", table, ""]
         print("\n".join(sections[-4:]))
         write_doc(sections, stages)
@@ -219,7 +219,7 @@ def inn_tables(stages: Stages, inn_config: Path, study: Path, args) -> list[str]
     inn = load_classifier(ckpt)
     images, _ = load_split_arrays(study, "test", progress=False)
     acc, bits = accuracy(inn, study), inn.bits_per_dim(images)
-    _, table = importance_table(stages, f"INN{tag}", ckpt, study, args.bootstrap)
+    _, table = importance_table(stages, f"INN{tag}", ckpt, study, args.resamples)
     lines = [f"## Table 1/3, INN{tag} (test accuracy {acc:.3f}, paper {PAPER_INN_ACCURACY}; "
              f"test bits per dimension {bits:.3f})", "", table, ""]
     print("\n".join(lines))

@@ -101,7 +101,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, 
             read(evil)
         one_line_error(excinfo, evil, "holds objects other than tensors and plain data", "not loaded")
         assert not marker.exists(), f"{name} ran the file's code"
-    # The command line: the model is the first thing `two4two importance` reads.
+    # The command line: the model is the first thing `two4two evaluate importance` reads.
     assert main(["evaluate", "importance", "--model", str(evil), "--data", str(tmp_path / "no_data")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(evil) in err and "holds objects other than tensors" in err, err

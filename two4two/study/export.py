@@ -1,24 +1,8 @@
-"""Study bundles: everything a bias-discovery study needs, for one model, in one folder.
-
-`two4two study bundle CONFIG -o DIR` makes, for each condition (baseline, counterfactual,
-concepts), the explanation participants see — 50 images each, so every condition carries
-the same amount of information, as in the paper — the five relevance questions, an answer
-key derived from the model's measured importance (`two4two.study.answer_key`), tutorial
-texts and comprehension checks, and `manifest.json`, which the study app
-(`two4two study serve`) and any survey platform read. The folder is built beside its
-destination and moved into place at the end, so a failed export leaves nothing behind.
-
-Study config (YAML):
-
-    name: study2022_inn_cpu
-    model: models/inn_cpu_study2022_64px   # the explained model; the counterfactual condition needs an INN
-    data: data/study2022_64px              # rendered dataset with intervention splits of `split`
-    split: test
-    conditions: [baseline, counterfactual, concepts]
-    rows: 10                               # images per column; 5 columns → 50 images per condition
-    seed: 0
-    concepts: {images: 500, components: 10}
-    answer_key: {measure: r_squared, reference: [position_x, position_y], margin: 0.05}
+"""The 2022 study's bundle: for each condition (baseline, counterfactual, concepts) the explanation
+participants see — 50 images each, so every condition carries the same information, as in the
+paper — the five relevance questions, an answer key derived from the model's measured importance
+(`two4two.study.answer_key`), tutorial texts and comprehension checks. The config's keys are
+those of configs/study-cpu.yaml; `two4two.study.pipeline.export_bundle` writes the folder.
 """
 
 from __future__ import annotations

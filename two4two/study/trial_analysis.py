@@ -1,26 +1,11 @@
 """Analysis of the trial paradigms, with each paper's statistics, and simulated participants.
 
-Input: the trial responses CSV `study responses` writes (one row per trial step) and
-the bundle it came from (its facts: the AI-alone baseline, the bins' shares). Answers faster
-than the bundle's `too_fast_seconds` are excluded unless asked otherwise, and counted.
-
-- progressive_reveal (Biessmann & Refiano 2021): accuracy ("I don't know" is not correct),
-  share of "I don't know" and median reaction time per method × level; per level, each pair
-  of methods compared on the participants' accuracies with the Wilcoxon signed-rank test
-  (paired: every participant saw every method), Holm-corrected over all levels and pairs;
-  methods ranked by humans (mean accuracy over the levels) and, given the model's
-  masked-pixel cross-entropy per method, Kendall's τ between the two rankings.
-- accept_reject (Nguyen et al. 2021): per-participant accuracy of accepting or rejecting;
-  per condition × bin team accuracy; the overall team accuracy weighted by the bins' shares
-  in the data, beside the AI-alone confidence-threshold baseline; Mann–Whitney U between each
-  pair of conditions on the participants' accuracies, Holm-corrected.
-- guess_output (Shen & Huang 2020): guessing accuracy per condition (and per group:
-  misclassified or correct images); each map condition against the one without a map with
-  Fisher's exact test on the 2 × 2 table of answers, Holm-corrected.
-
+Input: the trial responses CSV `study responses` writes (one row per trial step) and the bundle
+it came from (its facts: the AI-alone baseline, the bins' shares). Answers faster than the
+bundle's `too_fast_seconds` are excluded unless asked otherwise, and counted. The README's
+"Study paradigms" names each paradigm's measures and tests (every family Holm-corrected).
 `simulate_trial_responses` draws participants with the runner's own draw and answers with
-planted effects, so the tests can check that each analysis finds what was planted and
-nothing when nothing was.
+planted effects, so the tests can check that each analysis finds what was planted.
 """
 
 from __future__ import annotations

@@ -1,40 +1,17 @@
-"""Bundles of the trial paradigms, built from a model, a rendered dataset and attribution maps.
+"""Bundles of the trial paradigms, built from a model, a rendered dataset and attribution maps
+(README, "Study paradigms"; configs/study_reveal.yaml, study_accept_reject.yaml, study_guess.yaml).
 
-`two4two study bundle CONFIG -o DIR` with `paradigm:` set writes one of:
+- progressive_reveal: `images` images per class, each with every method in `methods`, at the
+  10 reveal levels; each participant draws `draw` trials per method (default: all).
+- accept_reject: `images` images per difficulty bin (easy/medium/hard × correct/wrong on the
+  predicted class's probability in [0.5, 1], split at `confidence_edges`); conditions
+  `confidence`, any attribution method, or `knn` (3 nearest training images of the predicted
+  class in the model's penultimate features, searched in `neighbours_data`'s train split). The
+  AI-alone threshold (tuned on the validation split) and the bins' shares go to `facts`.
+- guess_output: `images` misclassified and as many correctly classified images (with two
+  classes, misclassified ones alone would give the answer away), without (`no_map`) or with a map.
 
-- progressive_reveal: `images` images per class (the paper: 5), each with every method in
-  `methods`, shown with the top p % of its pixels by the map (the rest grey) at the 10 levels;
-  each participant draws `draw` trials per method (default: all, as in the paper).
-- accept_reject: `images` images per difficulty bin, six bins as Nguyen et al. define them,
-  adapted to two classes (the predicted class's probability lies in [0.5, 1]): easy = correct
-  with high or wrong with low confidence, medium = either with medium, hard = correct with low
-  or wrong with high confidence; `confidence_edges` split low | medium | high. Conditions:
-  `confidence` (the prediction and its confidence only), any attribution method (its map
-  beside the image) and `knn` (the 3 nearest training images of the predicted class in the
-  model's penultimate features). The AI-alone baseline, a confidence threshold tuned on the
-  validation split as in the paper, and each bin's share of the test split go to `facts`.
-- guess_output: `images` misclassified and as many correctly classified images (the paper
-  used misclassified ones only, which with two classes would give the answer away), with
-  the true label, without (`no_map`) or with an attribution method's map.
-
-Like the 2022 export, the bundle is built beside its destination and moved into place at the
-end, and the manifest is checked by the reader the study app uses before it is written.
-
-Config (YAML):
-
-    name: accept_reject_small_cnn
-    paradigm: accept_reject
-    model: models/small_cnn_study2022_64px
-    data: data/study2022_64px
-    split: test
-    conditions: [confidence, grad_cam, knn]
-    images: 10                      # per bin here; per class (reveal); per group (guess)
-    draw: {easy_correct: 2, ...}    # trials per group per participant (defaults per paradigm)
-    confidence_edges: [0.7, 0.9]
-    neighbours_data: data/study2022_64px  # whose train split 3-NN searches (default: data)
-    maps: maps/cnn                  # optional: maps of `two4two explain attributions` (default: computed)
-    too_fast_seconds: 0.5
-    seed: 0
+`maps: DIR` takes the maps `two4two explain attributions` saved instead of computing them.
 """
 
 from __future__ import annotations
