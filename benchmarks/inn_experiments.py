@@ -52,6 +52,8 @@ EXPERIMENTS = {
     "global-beta-1e-2": (GLOBAL, {"model": {"beta": 0.01}}),
     "global-beta-1": (GLOBAL, {"model": {"beta": 1.0}}),
     "global-beta-10": (GLOBAL, {"model": {"beta": 10.0}}),
+    # is it the training's length? β = 1 (readings stay inside) twice as long, the cosine over 20 epochs
+    "global-beta-1-20ep": (GLOBAL, {"model": {"beta": 1.0}, "training": {"epochs": 20}}),
     "phi8-beta-10": ("configs/inn-cpu.yaml", {}),  # the INN shipped before issue 31: φ 48 × 8 × 8
 }
 # Short trainings that decided the shipped settings (one epoch of 19 200 images = 300 steps, the
@@ -118,6 +120,8 @@ def run(name: str, observer) -> dict:
     inn = load_classifier(checkpoint)
     test = Split(STUDY, "test")
     acc = stages.run("accuracy", lambda: accuracy(inn, STUDY))
+    train_acc = stages.run("training accuracy", lambda: accuracy(inn, STUDY, config.training.train_split))
+    spread = stages.run("φ's spread", lambda: phi_spread(inn, test.images))
     bits = stages.run("bits per dimension", lambda: inn.bits_per_dim(test.images))
     importance = stages.run("Table 1/3", lambda: Importance(inn, n_resamples=200, model_name=name).evaluate(test))
     audit = None if observer is None else stages.run(
@@ -143,6 +147,8 @@ def run(name: str, observer) -> dict:
         "training_minutes": round(sum(h["seconds"] for h in history) / 60, 1),
         "images_per_second": round(float(np.mean([h["images_per_second"] for h in history])), 1),
         "test_accuracy": acc,
+        "train_accuracy": train_acc,  # against the true class; far above the test's: memorised
+        **spread,
         "test_bits_per_dim": bits,
         "flip_percent": {r.attribute: r.flip_percent.value for r in importance.rows},
         "table6": {a: change[a][0] for a in change},
@@ -153,6 +159,28 @@ def run(name: str, observer) -> dict:
     return record
 
 
+def phi_spread(inn, images: np.ndarray) -> dict[str, float]:
+    """How far φ moves along the classifier's weight w over the 99 % span of the logits, in units of
+    φ's own spread: along w (std of φ·ŵ) and per coordinate (the mean std, the prior's is 1). A class
+    direction of small spread is one the flow spends little of its code on."""
+    import torch
+
+    from two4two.models.inputs import image_batch
+
+    with torch.no_grad():
+        phi = torch.cat([inn.encode(image_batch(images[i:i + 100])).phi.flatten(1) for i in range(0, len(images), 100)])
+        w = inn.weight.flatten()
+    logits = (phi @ w).numpy()
+    span = float(np.diff(np.quantile(logits, [0.005, 0.995]))[0])
+    return {"phi_std_along_w": float(np.std(logits) / w.norm()), "phi_std_mean": float(phi.std(0).mean()),
+            "phi_step_along_w": span / float(w.norm())}
+
+
+def _spread(record: dict) -> str:
+    keys = ("phi_std_along_w", "phi_std_mean", "phi_step_along_w")
+    return " / ".join(f"{record[k]:.3g}" for k in keys) if keys[0] in record else "not measured"
+
+
 def _cell(value) -> str:
     return "not measured" if value is None else f"{value:.3f}"
 
@@ -160,12 +188,15 @@ def _cell(value) -> str:
 def write_doc() -> None:
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json")) if p.stem in EXPERIMENTS]
     records.sort(key=lambda r: list(EXPERIMENTS).index(r["name"]))
-    header = ["experiment", "β", "φ", "steps", "hidden", "epochs", "min", "img/s", "accuracy", "bits/dim",
+    header = ["experiment", "β", "φ", "steps", "hidden", "epochs", "min", "img/s", "accuracy", "train accuracy", "bits/dim",
+              "φ: std along w / mean std / step along w",
               *(ATTRIBUTES[a].label for a in TABLE6), "inside", "flip % legs / colour / shape", "largest other flip %"]
     lines = [
         "# INN configurations tried (issue 31)", "",
         "Written by `python benchmarks/inn_experiments.py` from `docs/inn_experiments/NAME.json`; each row is "
         "one training on study2022_64px (20 000 training images, seed 0), measured on its 500 test images. "
+        "*φ*: φ's standard deviation along the classifier's weight w and its mean per coordinate (the prior's: 1), "
+        "and how far a counterfactual moves φ along w over the 99 % span of the logits. "
         "Table 6 columns: the observer's mean max − min along counterfactual interpolations over 99 % of the "
         "logits (paper: legs 0.66, colour 0.44, shape 0.62). *Inside*: the smallest share, over the attributes, "
         "of readings inside [−0.05, 1.05] (must be ≥ 95 %). Grids: `docs/inn_experiments/NAME.png`.", "",
@@ -179,10 +210,10 @@ def write_doc() -> None:
         lines.append(
             f"| {r['name']} | {r['beta']:g} | {'×'.join(map(str, r['phi_shape']))} | {r['steps']} | {r['hidden_channels']} "
             f"| {r['epochs']} | {r['training_minutes']:.0f} | {r['images_per_second']:.0f} | {r['test_accuracy']:.3f} "
-            f"| {r['test_bits_per_dim']:.3f} | " + " | ".join(_cell(r["table6"].get(a)) for a in TABLE6)
+            f"| {_cell(r.get('train_accuracy'))} | {r['test_bits_per_dim']:.3f} | {_spread(r)} | " + " | ".join(_cell(r["table6"].get(a)) for a in TABLE6)
             + f" | {share_text(worst_inside)} | {flips} | {others:.1f} |")
     paper = " | ".join(f"{PAPER_AUDIT[a]:.3f}" for a in TABLE6)
-    lines += [f"| *paper (128 px, GPU, 2.5 M images)* | 0.0001 | 768×1×1 | 7 × 32 | 48 … 512 | – | – | – | 0.967 | – | {paper} | – | – | – |", ""]
+    lines += [f"| *paper (128 px, GPU, 2.5 M images)* | 0.0001 | 768×1×1 | 7 × 32 | 48 … 512 | – | – | – | 0.967 | – | – | – | {paper} | – | – | – |", ""]
     lines += ["## Stability pilots of the 1 × 1 φ (configs/inn-cpu-global.yaml's architecture)", ""]
     lines += [f"- {p}" for p in PILOTS] + [""]
     missing = [n for n in EXPERIMENTS if n not in {r["name"] for r in records}]
