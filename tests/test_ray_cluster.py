@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -126,9 +125,8 @@ def test_two_nodes_render_and_losing_one_loses_nothing(cluster, tmp_path, fast_r
             writer.write(result.index, result.image, result.mask)
             seen.append(result.index)
             nodes.append(result.node)
-            # Not synchronisation: a slow consumer (as a writer on a busy disk) keeps both actors'
-            # queues short, so the worker node still holds work when it is killed.
-            time.sleep(0.2)
+            # The worker node goes down as soon as both nodes have delivered: it still holds work then
+            # (the pool keeps few batches in flight per actor, and rendering takes far longer than this loop).
             if killed_at is None and len(set(nodes)) == 2:
                 worker_node = next(n["NodeID"] for n in ray.nodes() if worker_dir in n["ObjectStoreSocketName"])
                 (raylet,) = [p for p in cmdline_pids(worker_dir) if b"raylet/raylet" in Path(f"/proc/{p}/cmdline").read_bytes()]
