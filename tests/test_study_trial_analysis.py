@@ -82,6 +82,7 @@ def test_guess_the_output_finds_that_maps_lower_guessing_accuracy_with_fishers_e
     assert by[("no_map", "misclassified")] < by[("no_map", "correct")]  # errors are harder to guess
 
 
+@pytest.mark.slow  # 40 simulated studies per paradigm
 @pytest.mark.parametrize("paradigm,options", [("progressive_reveal", REVEAL), ("accept_reject", ACCEPT), ("guess_output", GUESS)])
 def test_without_a_planted_effect_the_family_rejects_at_most_at_the_nominal_rate(paradigm, options):
     """Holm keeps the family-wise error ≤ 5 %: over 40 seeds, the number of seeds with any
