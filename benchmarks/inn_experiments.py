@@ -54,6 +54,8 @@ EXPERIMENTS = {
     "global-beta-10": (GLOBAL, {"model": {"beta": 10.0}}),
     # is it the training's length? β = 1 (readings stay inside) twice as long, the cosine over 20 epochs
     "global-beta-1-20ep": (GLOBAL, {"model": {"beta": 1.0}, "training": {"epochs": 20}}),
+    # φ on the 2 × 2 level (192 × 2 × 2: the paper's 768 numbers), the 1 × 1 level behind it
+    "phi2x2-beta-1": (GLOBAL, {"model": {"beta": 1.0, "classifier_level": 5}}),
     "phi8-beta-10": ("configs/inn-cpu.yaml", {}),  # the INN shipped before issue 31: φ 48 × 8 × 8
 }
 # Short trainings that decided the shipped settings (one epoch of 19 200 images = 300 steps, the
