@@ -223,7 +223,7 @@ class StudyAnalysis:
 
     def figure_png(self) -> bytes:
         """Like the paper's Figure 4: share of participants per number of correct answers, per condition."""
-        from two4two.plotting import pyplot
+        from two4two.plotting import figure_png, pyplot
 
         plt = pyplot()
         k = len(ATTRIBUTES)
@@ -243,11 +243,7 @@ class StudyAnalysis:
         ax.legend(fontsize=8, frameon=False)
         ax.spines[["top", "right"]].set_visible(False)
         fig.suptitle("Correct answers per participant", fontsize=10)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        return buf.getvalue()
+        return figure_png(fig)
 
 
 def _pct(x: float | None) -> str:
