@@ -147,6 +147,10 @@ def test_old_option_spellings_set_the_new_option_and_say_so(argv, dest, value, n
      "argument --sanity-images: expected an integer ≥ 0 (0: skip the sanity checks), got -1"),
     (["evaluate", "audit", "--inn", "i", "--observer", "o", "--data", "d", "--coverage", "1.5"], "argument --coverage: expected a share in (0, 1], got '1.5'"),
     (["sample", "c.yaml", "-o", "x", "--n", "ten"], "argument --n: expected an integer ≥ 1, got 'ten'"),
+    (["evaluate", "faithfulness", "--model", "m", "--data", "d", "--maps", "x", "-o", "o", "--percentages", "10", "100"],
+     "argument --percentages: expected a percentage strictly between 0 and 100, got '100'"),
+    (["study", "analyze", "r.csv", "--expect", "concepts=lower"],
+     "argument --expect: expected CONDITION=greater|less, e.g. counterfactual=greater, got 'concepts=lower'"),
 ])
 def test_bad_option_values_are_refused_while_parsing_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -361,10 +361,16 @@ def test_exclusion_rule_aggregates():
     assert not ExclusionRule("r", "seconds", "<", 10, aggregate="any").excludes_participant(rows)
 
 
-@pytest.mark.parametrize("expect, message", [("counterfactual", "expected CONDITION=greater"), ("control=less", "condition 'control'")])
+@pytest.mark.parametrize("expect, message", [("counterfactual", "expected CONDITION=greater|less, e.g. counterfactual=greater"),
+                                             ("counterfactual=sideways", "got 'counterfactual=sideways'"),
+                                             ("control=less", "condition 'control'")])
 def test_cli_bad_expectation_is_a_user_error(expect, tmp_path, capsys, message):
     path = tmp_path / "responses.csv"
     path.write_text(good_text())
-    assert main(["study", "analyze", str(path), "--expect", expect, "-o", str(tmp_path / "out")]) == 2
+    try:  # a malformed one is refused while parsing (SystemExit), an unknown condition by the analysis
+        code = main(["study", "analyze", str(path), "--expect", expect, "-o", str(tmp_path / "out")])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

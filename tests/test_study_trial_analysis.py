@@ -19,7 +19,6 @@ from two4two.study.bundle import parse_manifest  # noqa: E402
 from two4two.study.trial_analysis import (  # noqa: E402
     TrialAnalysisError,
     analyze_trials,
-    parse_effects,
     read_trial_responses,
     simulate_trial_responses,
 )
@@ -107,11 +106,11 @@ def test_too_fast_answers_are_excluded_and_counted_unless_kept():
     assert kept.answers == len(frame) and kept.excluded_too_fast == 0
 
 
-def test_bad_effects_and_mismatched_bundles_are_refused_with_the_reason():
-    with pytest.raises(TrialAnalysisError, match="expected KEY=DELTA"):
-        parse_effects(["knn"])
-    with pytest.raises(TrialAnalysisError, match="expected KEY=DELTA"):
-        parse_effects(["knn=2"])
+def test_bad_effects_and_mismatched_bundles_are_refused_with_the_reason(capsys):
+    for effect in ("knn", "knn=2", "knn=nan"):  # refused while the command line is parsed
+        with pytest.raises(SystemExit) as exit_:
+            main(["study", "simulate", "--effect", effect, "-o", "never"])
+        assert exit_.value.code == 2 and f"expected KEY=DELTA with DELTA in [-1, 1], e.g. knn=0.1, got {effect!r}" in capsys.readouterr().err
     b = bundle("accept_reject", **ACCEPT)
     with pytest.raises(TrialAnalysisError, match="effect 'magic': no such condition"):
         simulate_trial_responses(b, 2, {"magic": 0.1})

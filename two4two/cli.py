@@ -387,14 +387,8 @@ def _cmd_study_analyze(args: argparse.Namespace) -> None:
     from two4two.study.bundle import load_bundle
     from two4two.study.pipeline import analyze
 
-    expect = {}
-    for item in args.expect or []:
-        condition, sep, direction = item.partition("=")
-        if not sep or not condition:
-            raise Two4TwoError(f"--expect {item!r}: expected CONDITION=greater or CONDITION=less")
-        expect[condition] = direction
     source = Path(args.responses)
-    analysis = analyze(source, load_bundle(args.bundle) if args.bundle else None, rules=args.rules, expect=expect or None,
+    analysis = analyze(source, load_bundle(args.bundle) if args.bundle else None, rules=args.rules, expect=dict(args.expect or {}) or None,
                        control_condition=args.control_condition, reference_attribute=args.reference_attribute,
                        scores=args.scores, keep_too_fast=args.keep_too_fast)
     paths = analysis.write(Path(args.output) if args.output else source.with_name(f"{source.stem}_analysis"))
@@ -434,7 +428,7 @@ def _cmd_study_simulate(args: argparse.Namespace) -> None:
 
     out = _output_file(args.output, "responses.csv")
     bundle = load_bundle(args.bundle) if args.bundle else None
-    simulated = simulate(bundle, args.per_condition, seed=args.seed, paradigm=args.paradigm, effect=args.effect,
+    simulated = simulate(bundle, args.per_condition, seed=args.seed, paradigm=args.paradigm, effect=dict(args.effect or {}) or None,
                          too_fast_share=args.too_fast_share)
     with _writing_into(out.parent):
         atomic_write_text(out, simulated.csv)
@@ -512,6 +506,44 @@ def _share(low_open: bool):
         return number
     value.__name__ = "share"
     return value
+
+
+def _percent(text: str) -> float:
+    """argparse type: a percentage strictly between 0 and 100 (of pixels removed or shown)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number < 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage strictly between 0 and 100, got {text!r}")
+    return number
+
+
+def _keyed(what: str, value_type: Callable[[str], Any], example: str):
+    """argparse type: KEY=VALUE, returned as (KEY, VALUE)."""
+    def value(text: str):
+        key, sep, raw = text.partition("=")
+        try:
+            if sep and key:
+                return key, value_type(raw)
+        except ValueError:
+            pass
+        raise argparse.ArgumentTypeError(f"expected {what}, e.g. {example}, got {text!r}")
+    value.__name__ = what
+    return value
+
+
+def _direction(text: str) -> str:
+    if text not in ("greater", "less"):
+        raise ValueError(text)
+    return text
+
+
+def _delta(text: str) -> float:
+    number = float(text)
+    if not -1 <= number <= 1:
+        raise ValueError(text)
+    return number
 
 
 @dataclass(frozen=True)
@@ -704,10 +736,10 @@ def _commands() -> tuple[_Command, ...]:
         _Command(("evaluate", "faithfulness"), "ROAD MoRF/LeRF curves and masked-pixel curves of each method's maps",
                  _cmd_evaluate_faithfulness, (
                      MODEL.but(help="the classifier the maps explain"), DATA, MAPS, SPLIT.but(help="split the maps were computed on (default test)"),
-                     _opt("--percentages", type=float, nargs="+", default=list(DEFAULT_PERCENTAGES), metavar="P",
+                     _opt("--percentages", type=_percent, nargs="+", default=list(DEFAULT_PERCENTAGES), metavar="P",
                           help="%% of pixels removed for MoRF and LeRF (default 10 … 90)"),
                      _opt("--imputation", choices=IMPUTATIONS, default="linear", help="how removed pixels are filled (default: ROAD's noisy linear)"),
-                     _opt("--reveal-levels", type=float, nargs="*", default=list(REVEAL_LEVELS), metavar="P",
+                     _opt("--reveal-levels", type=_percent, nargs="*", default=list(REVEAL_LEVELS), metavar="P",
                           help="%% of pixels shown for the masked-pixel curves (default Biessmann & Refiano's ten; none: skip)"),
                      _opt("--reveal-fill", choices=("fixed", "linear"), default="fixed", help="the hidden pixels: grey (default) or ROAD-imputed"),
                      SCORES.but(help=SCORES.spec["help"] + ": its table gets the faithfulness scores"), RESAMPLES, SEED,
@@ -743,7 +775,8 @@ def _commands() -> tuple[_Command, ...]:
             _opt("--control-condition", old=("--baseline-condition",),
                  help="condition the others are compared with (default baseline)"),
             _opt("--reference-attribute", help="attribute the McNemar tests compare with (default legs)"),
-            _opt("--expect", nargs="+", metavar="CONDITION=greater|less", help="pre-registered direction against the control (one-sided tests)"),
+            _opt("--expect", nargs="+", type=_keyed("CONDITION=greater|less", _direction, "counterfactual=greater"),
+                 metavar="CONDITION=greater|less", help="pre-registered direction against the control (one-sided tests)"),
             _opt("--bundle", help="the bundle the study ran: its paradigm picks the statistics (default: the 2022 study)"),
             SCORES.but(help="trial paradigms: " + SCORES.spec["help"] + " (the model's ranking of the methods)"),
             _opt("--keep-too-fast", action="store_true", help="trial paradigms: keep answers faster than the bundle's too_fast_seconds"),
@@ -760,7 +793,7 @@ def _commands() -> tuple[_Command, ...]:
             _opt("--per-condition", type=_integer(1), default=60, help="participants per condition (default 60)"), SEED,
             _opt("--bundle", help="simulate the participants of this bundle, any paradigm (default: the 2022 study, the paper's answer key)"),
             _opt("--paradigm", choices=PARADIGM_NAMES, help="the paradigm expected of --bundle (checked)"),
-            _opt("--effect", nargs="+", metavar="KEY=DELTA",
+            _opt("--effect", nargs="+", metavar="KEY=DELTA", type=_keyed("KEY=DELTA with DELTA in [-1, 1]", _delta, "knn=0.1"),
                  help="planted effects on P(correct): CONDITION=DELTA, or METHOD@LEVEL=DELTA in a progressive reveal"),
             _opt("--too-fast-share", type=_share(False), default=0.0, help="share of answers given too fast (trial paradigms)"),
             OUTPUT.but(help="output directory (responses.csv)"))),

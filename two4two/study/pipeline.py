@@ -130,12 +130,12 @@ class TrialParadigm(Study):
                          f"{ai['validation_accuracy']:.3f}, test {ai['test_accuracy']:.3f})")
         return lines
 
-    def simulate(self, bundle, per_condition, seed, effect=(), too_fast_share=0.0):
-        from two4two.study.trial_analysis import parse_effects, simulate_trial_responses
+    def simulate(self, bundle, per_condition, seed, effect=None, too_fast_share=0.0):
+        from two4two.study.trial_analysis import simulate_trial_responses
 
         if bundle is None:
             raise Two4TwoError("simulate: a trial paradigm's answers refer to its bundle's trials; pass --bundle")
-        frame = simulate_trial_responses(bundle, per_condition, parse_effects(effect), seed=seed, too_fast_share=too_fast_share)
+        frame = simulate_trial_responses(bundle, per_condition, effect, seed=seed, too_fast_share=too_fast_share)
         return Simulated(frame.to_csv(index=False), len(frame), int(frame["participant_id"].nunique()))
 
     def analyze(self, responses, bundle, scores=None, keep_too_fast=False):

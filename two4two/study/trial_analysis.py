@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -364,21 +364,6 @@ def _guess(data, bundle: Bundle, automatic: Mapping[str, float]):
 
 
 # ---------------------------------------------------------------- simulated participants
-
-
-def parse_effects(items: Sequence[str]) -> dict[str, float]:
-    """`KEY=DELTA` items: KEY a condition (accept/guess) or METHOD@LEVEL (progressive reveal)."""
-    effects = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            delta = float(value)
-        except ValueError:
-            delta = math.nan
-        if not sep or not key or not math.isfinite(delta) or abs(delta) > 1:
-            raise TrialAnalysisError(f"--effect {item!r}: expected KEY=DELTA with DELTA in [-1, 1], e.g. knn=0.1 or guided_backprop@15=0.3")
-        effects[key] = delta
-    return effects
 
 
 def _base_probability(bundle: Bundle, trial, step) -> tuple[float, float]:
