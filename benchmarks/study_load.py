@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from study_fixtures import WebParticipant, make_bundle, make_trial_bundle  # noqa: E402  (the tests' bundles and HTTP participant)
 
-from two4two.study.analysis import read_responses  # noqa: E402
+from two4two.study.responses import read_responses  # noqa: E402
 from two4two.study.bundle import ATTRIBUTES, load_bundle  # noqa: E402
 from two4two.study.storage import export_responses  # noqa: E402
 

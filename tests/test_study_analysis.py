@@ -17,19 +17,10 @@ from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from two4two.cli import main  # noqa: E402
 from two4two.errors import ConfigError, ResponsesError, Two4TwoError  # noqa: E402
-from two4two.study.analysis import (  # noqa: E402
-    ATTRIBUTES,
-    COLUMNS,
-    DEFAULT_RULES,
-    ExclusionRule,
-    Response,
-    analyze,
-    load_rules,
-    parse_responses,
-    parse_rules,
-    read_responses,
-    simulate_responses,
-)
+from two4two.study.exclusions import DEFAULT_RULES, ExclusionRule, load_rules, parse_rules  # noqa: E402
+from two4two.study.responses import ATTRIBUTES, COLUMNS, Response, parse_responses, read_responses  # noqa: E402
+from two4two.study.simulate import simulate_responses  # noqa: E402
+from two4two.study.statistics import analyze  # noqa: E402
 from two4two.study.questions import BY_NAME  # noqa: E402
 from two4two.study.responses import responses_csv  # noqa: E402
 from two4two.study.simulate import PAPER_ACCURACY  # noqa: E402

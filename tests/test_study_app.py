@@ -30,7 +30,9 @@ from study_fixtures import (  # noqa: E402
 )
 from two4two.cli import main  # noqa: E402
 from two4two.errors import StorageError  # noqa: E402
-from two4two.study.analysis import DEFAULT_RULES, analyze, apply_exclusions, read_responses  # noqa: E402
+from two4two.study.exclusions import DEFAULT_RULES, apply_exclusions  # noqa: E402
+from two4two.study.responses import read_responses  # noqa: E402
+from two4two.study.statistics import analyze  # noqa: E402
 from two4two.study.app import COOKIE, create_app  # noqa: E402
 from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle, parse_manifest  # noqa: E402
 from two4two.study.storage import Storage  # noqa: E402

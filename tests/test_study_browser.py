@@ -16,7 +16,8 @@ require_browser({"flask": "the study app needs it: pip install -e '.[study]'", "
 
 from study_fixtures import ANSWER_KEY, COMPREHENSION, ManualClock, make_bundle, running_server  # noqa: E402
 from two4two.cli import main  # noqa: E402
-from two4two.study.analysis import DEFAULT_RULES, apply_exclusions, read_responses  # noqa: E402
+from two4two.study.exclusions import DEFAULT_RULES, apply_exclusions  # noqa: E402
+from two4two.study.responses import read_responses  # noqa: E402
 from two4two.study.app import create_app  # noqa: E402
 from two4two.study.bundle import ATTRIBUTES, CONDITIONS, load_bundle  # noqa: E402
 

@@ -1,4 +1,8 @@
-"""The paper's tests on the kept answers and the analysis they make up (tables, figure)."""
+"""The 2022 study's analysis (Sixt et al. 2022, sections 5.2–5.3, Table 2, Figure 4): the paper's
+tests on the kept answers and the tables and figure they make up. Participants rate five attributes
+as relevant or irrelevant; the share they rate correctly is their accuracy. Its pieces: `responses`
+(the CSV format, design checks), `exclusions` (rules as data), this module, and `simulate`
+(responses with planted effects); the README's "User-study statistics" documents them."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from two4two.errors import StorageError
-from two4two.study.analysis import Response
+from two4two.study.responses import Response
 from two4two.study.bundle import ATTRIBUTES, Bundle
 from two4two.study.paradigms import RESPONSE_COLUMNS, DrawError, draw_plan
 
