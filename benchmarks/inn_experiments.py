@@ -54,6 +54,8 @@ EXPERIMENTS = {
     "global-beta-10": (GLOBAL, {"model": {"beta": 10.0}}),
     # is it the training's length? β = 1 (readings stay inside) twice as long, the cosine over 20 epochs
     "global-beta-1-20ep": (GLOBAL, {"model": {"beta": 1.0}, "training": {"epochs": 20}}),
+    # φ inside the last level, as the paper's (layer 641 of 687): after 3 of its 6 steps, μ = the other 3
+    "global-mu-beta-1": (GLOBAL, {"model": {"beta": 1.0, "classifier_step": 3}}),
     # φ on the 2 × 2 level (192 × 2 × 2: the paper's 768 numbers), the 1 × 1 level behind it
     "phi2x2-beta-1": (GLOBAL, {"model": {"beta": 1.0, "classifier_level": 5}}),
     "phi8-beta-10": ("configs/inn-cpu.yaml", {}),  # the INN shipped before issue 31: φ 48 × 8 × 8

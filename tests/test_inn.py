@@ -86,6 +86,24 @@ def test_additive_couplings_and_1x1_kernels_invert_and_score_exactly():
     assert torch.all(coupling_log_det == 0) and (moved - z).abs().max() > 1e-3
 
 
+def test_phi_inside_a_level_leaves_the_flow_and_moves_only_where_phi_is_read():
+    """The paper's φ is layer 641 of 687: inside the last level, with flow steps (μ) after it. The
+    same weights with φ read after 2 of the level's 4 steps are the same flow (same density, same
+    whole code) with another φ, and φ still inverts to the image."""
+    whole = randomised_flow(resolution=8, levels=3, steps=4, classifier_level=3, seed=4)
+    inside = InvertibleClassifier(resolution=8, levels=3, steps=4, hidden_channels=8, classifier_level=3, classifier_step=2).double()
+    inside.load_state_dict(whole.state_dict())
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    assert torch.allclose(inside.log_prob(x), whole.log_prob(x), atol=1e-9)
+    (a, _), (b, _) = inside.latent_code(x), whole.latent_code(x)
+    assert all(torch.allclose(p, q, atol=1e-9) for p, q in zip(a, b))
+    enc = inside.encode(x)
+    assert (enc.phi - whole.encode(x).phi).abs().max() > 1e-3 and inside.phi_shape == whole.phi_shape
+    assert (inside.decode(enc.phi, enc.faded) - x).abs().max() < 1e-8
+    with pytest.raises(ValueError, match="classifier_step: 5 is outside 1..4"):
+        InvertibleClassifier(resolution=8, levels=3, steps=4, classifier_level=3, classifier_step=5)
+
+
 def test_counterfactuals_reach_their_target_logits_when_re_encoded():
     model = randomised_flow(dtype=torch.float32, seed=2)
     x = torch.rand(3, 3, 16, 16)

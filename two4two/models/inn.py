@@ -92,6 +92,9 @@ class InvertibleClassifier(nn.Module):
     through a division by a vanishing scale (Glow's "sigmoid" divides when decoding), but
     encoding divides by it; "bounded" is the paper's sigmoid(h) + 0.5, in (0.5, 1.5) both ways.
     `coupling="additive"` drops the scale altogether (volume-preserving couplings, NICE's).
+    `classifier_step` reads φ after that many steps of the classifier level (default: all); the
+    level's later steps belong to μ, as in the paper, whose φ is layer 641 of 687: then φ's
+    distribution is shaped by μ rather than forced to the prior itself.
     `coupling_kernel` 1 makes a level's coupling networks 1 × 1 convolutions, as the paper's
     last level at 1 × 1, where a 3 × 3 kernel would see only zero padding around its centre.
     """
@@ -107,6 +110,7 @@ class InvertibleClassifier(nn.Module):
         scale_map: str = "sigmoid_inv",
         coupling: str = "affine",
         coupling_kernel: int | list[int] = 3,
+        classifier_step: int | None = None,
     ):
         super().__init__()
         steps_per_level = self._per_level(steps, levels, "steps")
@@ -118,11 +122,15 @@ class InvertibleClassifier(nn.Module):
             raise ValueError(f"coupling: {coupling!r} is not one of {', '.join(COUPLINGS)}")
         if not 1 <= classifier_level <= levels:
             raise ValueError(f"classifier_level: {classifier_level} is outside 1..levels ({levels})")
+        at_level = steps_per_level[classifier_level - 1]
+        if classifier_step is not None and not 1 <= classifier_step <= at_level:
+            raise ValueError(f"classifier_step: {classifier_step} is outside 1..{at_level} (the steps of level {classifier_level})")
         if scale_map not in SCALE_MAPS:
             raise ValueError(f"scale_map: {scale_map!r} is not one of {', '.join(SCALE_MAPS)}")
         if resolution % (2**levels):
             raise ValueError(f"resolution: {resolution} is not divisible by 2**levels ({2 ** levels})")
         self.resolution, self.classifier_level, self.beta = resolution, classifier_level, float(beta)
+        self.classifier_step = at_level if classifier_step is None else classifier_step
         self.squeeze = Squeeze()  # its inverse is the data → latent direction: (c, h, w) → (4c, h/2, w/2)
         self.levels = nn.ModuleList()
         channels, size = 3, resolution
@@ -148,9 +156,17 @@ class InvertibleClassifier(nn.Module):
 
     # -- the flow -----------------------------------------------------------------------
 
-    def _run_level(self, level: int, h: torch.Tensor, log_det: torch.Tensor):
-        h, _ = self.squeeze.inverse(h)
-        for step in self.levels[level]:
+    def _steps(self, level: int, part: str = "all"):
+        """A level's flow steps; at the classifier level, those before φ ("phi") or after it ("mu")."""
+        steps = self.levels[level]
+        if level + 1 != self.classifier_level or part == "all":
+            return list(steps)
+        return list(steps[: self.classifier_step] if part == "phi" else steps[self.classifier_step:])
+
+    def _run_level(self, level: int, h: torch.Tensor, log_det: torch.Tensor, part: str = "all"):
+        if part != "mu":
+            h, _ = self.squeeze.inverse(h)
+        for step in self._steps(level, part):
             h, ld = step.inverse(h)  # normflows' inverse is the data → latent direction
             log_det = log_det + ld
         return h, log_det
@@ -161,7 +177,7 @@ class InvertibleClassifier(nn.Module):
         log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         faded = []
         for level in range(self.classifier_level):
-            h, log_det = self._run_level(level, h, log_det)
+            h, log_det = self._run_level(level, h, log_det, "phi")
             if level + 1 < self.classifier_level:
                 h, out = h.chunk(2, dim=1)
                 faded.append(out)
@@ -173,7 +189,7 @@ class InvertibleClassifier(nn.Module):
         for level in reversed(range(self.classifier_level)):
             if level + 1 < self.classifier_level:
                 h = torch.cat([h, faded[level]], dim=1)
-            for step in reversed(self.levels[level]):
+            for step in reversed(self._steps(level, "phi")):
                 h, _ = step.forward(h)
             h, _ = self.squeeze.forward(h)
         return h + 0.5
@@ -184,8 +200,7 @@ class InvertibleClassifier(nn.Module):
         log_det = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
         latents = []
         for level in range(self.classifier_level - 1, len(self.levels)):
-            if level > self.classifier_level - 1:
-                h, log_det = self._run_level(level, h, log_det)
+            h, log_det = self._run_level(level, h, log_det, "mu" if level == self.classifier_level - 1 else "all")
             if level + 1 < len(self.levels):
                 h, out = h.chunk(2, dim=1)
                 latents.append(out)
