@@ -35,7 +35,7 @@ from study_fixtures import WebParticipant, make_bundle, make_trial_bundle  # noq
 
 from two4two.study.responses import read_responses  # noqa: E402
 from two4two.study.bundle import ATTRIBUTES, load_bundle  # noqa: E402
-from two4two.study.storage import export_responses  # noqa: E402
+from two4two.study.pipeline import export_responses  # noqa: E402
 
 
 def free_port() -> int:

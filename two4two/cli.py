@@ -454,7 +454,7 @@ def _cmd_study_serve(args: argparse.Namespace) -> None:
 
 def _cmd_study_responses(args: argparse.Namespace) -> None:
     from two4two.study.bundle import load_bundle
-    from two4two.study.storage import export_responses
+    from two4two.study.pipeline import export_responses
 
     out = _output_file(args.output, "responses.csv")
     with _writing_into(out.parent):

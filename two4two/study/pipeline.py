@@ -46,6 +46,10 @@ class Study:
     def describe(self, bundle: Bundle) -> list[str]:
         raise NotImplementedError
 
+    def responses_csv(self, storage) -> str:
+        """The completed participants' answers in the format `analyze` reads."""
+        raise NotImplementedError
+
     def simulate(self, bundle: Bundle | None, per_condition: int, seed: int, **options) -> Simulated:
         raise NotImplementedError
 
@@ -77,6 +81,11 @@ class AttributeRelevance(Study):
         lines = [f"answer key ({key['rule']['measure']} lower bound > {key['threshold']:.4g}): "
                  + ", ".join(f"{q} {a}" for q, a in bundle.answer_key.items())]
         return lines + [f"  {c.name:<15} {c.stimulus.images_shown} images: {bundle.root / c.stimulus.image}" for c in bundle.conditions]
+
+    def responses_csv(self, storage):
+        from two4two.study.responses import responses_csv
+
+        return responses_csv(storage.responses())
 
     def simulate(self, bundle, per_condition, seed, **options):
         from two4two.study.responses import responses_csv
@@ -129,6 +138,21 @@ class TrialParadigm(Study):
             lines.append(f"AI alone: accept when confidence ≥ {ai['threshold']} (validation accuracy "
                          f"{ai['validation_accuracy']:.3f}, test {ai['test_accuracy']:.3f})")
         return lines
+
+    def responses_csv(self, storage):
+        """One row per trial step: the fixed columns first, then the trials' and steps' facts (sorted)."""
+        import csv
+        import io
+
+        from two4two.study.paradigms import RESPONSE_COLUMNS
+
+        rows = storage.trial_responses()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=[*RESPONSE_COLUMNS, *sorted({k for r in rows for k in r} - set(RESPONSE_COLUMNS))],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
 
     def simulate(self, bundle, per_condition, seed, effect=None, too_fast_share=0.0):
         from two4two.study.trial_analysis import simulate_trial_responses
@@ -226,3 +250,30 @@ def _taken(study: Study, allowed: tuple[str, ...], options: Mapping[str, Any]) -
                                + (", ".join(f"--{k.replace('_', '-')}" for k in allowed) or "no such options"))
     return {k: v for k, v in options.items() if k in allowed and v is not None}
 
+
+def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """The completed participants' answers as the responses CSV `analyze` reads (the paradigm's
+    format) and every participant (also excluded and unfinished ones) in OUTPUT_participants.csv;
+    both written atomically."""
+    import csv
+    import io
+
+    from two4two.io import atomic_write_files
+    from two4two.errors import StorageError
+    from two4two.study.storage import REPORT_COLUMNS, Storage
+
+    db, output = Path(db), Path(output)
+    if not db.is_file():
+        raise StorageError(f"{db}: no such responses database (written by `two4two study serve --db`)")
+    storage = Storage(db, bundle)
+    report_path = output.with_name(f"{output.stem}_participants.csv")
+    try:
+        report = storage.participants_report()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(report)
+        atomic_write_files({output: study_of(bundle).responses_csv(storage).encode(), report_path: buf.getvalue().encode()})
+    finally:
+        storage.close()
+    return output, report_path, report

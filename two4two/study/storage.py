@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 from two4two.errors import StorageError
 from two4two.study.responses import Response
 from two4two.study.bundle import ATTRIBUTES, Bundle
-from two4two.study.paradigms import RESPONSE_COLUMNS, DrawError, draw_plan
+from two4two.study.paradigms import DrawError, draw_plan
 
 SCHEMA_VERSION = "1"
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -411,45 +411,3 @@ REPORT_COLUMNS: Sequence[str] = (
 
 def _participant(row: sqlite3.Row, plan: tuple[str, ...] = ()) -> Participant:
     return Participant(**{k: row[k] for k in Participant.__dataclass_fields__ if k != "plan"}, plan=plan)
-
-
-def trial_responses_csv(rows: list[dict[str, Any]]) -> str:
-    """Trial answers as CSV: the fixed columns first, then the facts of trials and steps (sorted)."""
-    import csv
-    import io
-
-    fixed = list(RESPONSE_COLUMNS)
-    facts = sorted({k for row in rows for k in row} - set(fixed))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fixed + facts, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Write the completed participants' answers as the responses CSV `study analyze` reads (for a
-    trial paradigm: one row per trial step, `trial_responses_csv`), and every participant (also excluded and unfinished ones) to OUTPUT_participants.csv; both atomically."""
-    import csv
-    import io
-
-    from two4two.io import atomic_write_files
-    from two4two.study.responses import responses_csv
-
-    db = Path(db)
-    if not db.is_file():
-        raise StorageError(f"{db}: no such responses database (written by `two4two study serve --db`)")
-    storage = Storage(db, bundle)
-    output = Path(output)
-    report_path = output.with_name(f"{output.stem}_participants.csv")
-    try:
-        report = storage.participants_report()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(report)
-        answers = trial_responses_csv(storage.trial_responses()) if bundle.is_trial_paradigm else responses_csv(storage.responses())
-        atomic_write_files({output: answers.encode(), report_path: buf.getvalue().encode()})
-    finally:
-        storage.close()
-    return output, report_path, report
