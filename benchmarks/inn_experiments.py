@@ -173,7 +173,7 @@ def phi_spread(inn, images: np.ndarray) -> dict[str, float]:
 
     with torch.no_grad():
         phi = torch.cat([inn.encode(image_batch(images[i:i + 100])).phi.flatten(1) for i in range(0, len(images), 100)])
-        w = inn.weight.flatten()
+        w = inn.weight.detach().flatten()
     logits = (phi @ w).numpy()
     span = float(np.diff(np.quantile(logits, [0.005, 0.995]))[0])
     return {"phi_std_along_w": float(np.std(logits) / w.norm()), "phi_std_mean": float(phi.std(0).mean()),
