@@ -52,8 +52,8 @@ EXPERIMENTS = {
     "global-beta-1e-2": (GLOBAL, {"model": {"beta": 0.01}}),
     "global-beta-1": (GLOBAL, {"model": {"beta": 1.0}}),
     "global-beta-10": (GLOBAL, {"model": {"beta": 10.0}}),
-    # is it the training's length? β = 1 (readings stay inside) twice as long, the cosine over 20 epochs
-    "global-beta-1-20ep": (GLOBAL, {"model": {"beta": 1.0}, "training": {"epochs": 20}}),
+    # is it the training's length? β = 1 (readings stay inside) half as long again, the cosine over 15 epochs
+    "global-beta-1-15ep": (GLOBAL, {"model": {"beta": 1.0}, "training": {"epochs": 15}}),
     # φ inside the last level, as the paper's (layer 641 of 687): after 3 of its 6 steps, μ = the other 3
     "global-mu-beta-1": (GLOBAL, {"model": {"beta": 1.0, "classifier_step": 3}}),
     # φ on the 2 × 2 level (192 × 2 × 2: the paper's 768 numbers), the 1 × 1 level behind it
