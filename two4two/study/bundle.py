@@ -69,9 +69,9 @@ __all__ = [
     "BundleQuestion",
     "Stimulus",
     "TextPage",
+    "consent",
     "load_bundle",
     "parse_manifest",
-    "consent",
     "write_manifest",
 ]
 
