@@ -84,6 +84,11 @@ PILOTS = [
     "validation accuracy of the averaged weights 0.58, 0.69, 0.74, 0.76, 0.79. The average (decay 0.999) still "
     "holds a fifth of the first epoch's weights after 1 565 steps, so it lags the trained head; short runs "
     "want a decay of about 0.99.",
+    "global-beta-1-15ep, stopped after 2 of its 15 epochs (30–39 images/s beside global-mu-beta-1 and a "
+    "benchmark) because it could not finish and be measured within the session: training bits/dim 5.00, 3.66, "
+    "BCE 0.687, 0.648, validation accuracy 0.548, 0.628 (global-mu-beta-1 at the same epochs, on its 10-epoch "
+    "schedule: 0.564, 0.652). Two single-threaded trainings side by side ran at 35–41 images/s each, about "
+    "what one alone runs at (≈ 90): on this machine they are no faster together than one after the other.",
 ]
 TABLE6 = ("arm_position", "obj_color", "spherical", "bg_color", "bending", "obj_rotation_roll")
 PLAUSIBLE_SHARE = 0.95  # of every attribute's readings inside [−0.05, 1.05]
