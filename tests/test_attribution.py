@@ -265,9 +265,12 @@ def test_explain_and_evaluate_attributions_from_the_command_line(tmp_path, capsy
     merged = (faith / "attribution_scores.md").read_text()
     assert "ROAD: LeRF − MoRF (probability)" in merged and "top-p % shown: cross-entropy" in merged
     assert "attribute agreement" in merged  # the ground-truth scores are kept beside them
-    assert main(["evaluate", "faithfulness", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out),
-                 "--percentages", "0", "-o", str(tmp_path / "bad")]) == 2
-    assert not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # a percentage outside (0, 100) is refused while parsing
+        main(["evaluate", "faithfulness", "--model", str(tmp_path / "m"), "--data", str(root), "--maps", str(out),
+              "--percentages", "0", "-o", str(tmp_path / "bad")])
+    assert exit_.value.code == 2 and not (tmp_path / "bad").exists()
+    assert "argument --percentages: expected a percentage strictly between 0 and 100, got '0'" in capsys.readouterr().err
     # A method name that does not exist is refused while parsing, naming the allowed ones, exit 2.
     with pytest.raises(SystemExit) as exit_:
         main(["explain", "attributions", "--model", str(tmp_path / "m"), "--data", str(root), "--methods", "saliency",
