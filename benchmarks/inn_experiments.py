@@ -249,9 +249,11 @@ def main() -> None:
         render(ROOT / "configs/study2022_64px.yaml")
     observer = None
     if not args.no_observer:
-        if not (ROOT / "data/unbiased_observer_64px/manifest.json").exists():
-            render(ROOT / "configs/unbiased_observer_64px.yaml")
-        observer = load_observer(train(SHIPPED_OBSERVER) if not trained(SHIPPED_OBSERVER) else ROOT / "models/observer_cpu_64px")
+        if not trained(SHIPPED_OBSERVER):  # the kept observer (models/observer_cpu_64px) needs no data
+            if not (ROOT / "data/unbiased_observer_64px/manifest.json").exists():
+                render(ROOT / "configs/unbiased_observer_64px.yaml")
+            train(SHIPPED_OBSERVER)
+        observer = load_observer(ROOT / "models/observer_cpu_64px")
     for name in args.only or list(EXPERIMENTS):
         record = run(name, observer)
         print(json.dumps({k: record[k] for k in ("name", "test_accuracy", "test_bits_per_dim", "table6")}, indent=1))
