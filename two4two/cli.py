@@ -401,10 +401,11 @@ def _cmd_study_bundle(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     study = STUDIES[paradigm_of(config)]
-    if args.create_interventions and study.interventions(config):
+    needed = study.interventions(config) if args.create_interventions else {}
+    if needed:
         from two4two.dataset import ensure
 
-        ensure(config.data, study.interventions(config), **_pool_args(args))
+        ensure(config.data, needed, **_pool_args(args))
     bundle = export_bundle(config, args.output, overwrite=args.overwrite)
     print("\n".join(study.describe(bundle)))
     print(f"study bundle: {bundle.root / 'manifest.json'}")

@@ -229,8 +229,9 @@ def export_bundle(config, out_dir: str | Path, overwrite: bool = False, progress
 
 def simulate(bundle: Bundle | None, per_condition: int, seed: int = 0, paradigm: str | None = None, **options) -> Simulated:
     """Synthetic participants of the bundle's paradigm (no bundle: the 2022 study with the paper's answer key)."""
-    study = study_of(bundle)
-    if paradigm and paradigm != (bundle.paradigm if bundle is not None else ATTRIBUTE_RELEVANCE):
+    held = bundle.paradigm if bundle is not None else ATTRIBUTE_RELEVANCE
+    study = STUDIES[held]
+    if paradigm and paradigm != held:
         raise Two4TwoError(f"--paradigm {paradigm}: " + (f"the bundle {bundle.root} is a {bundle.paradigm} study" if bundle
                                                           else "a trial paradigm's answers refer to its bundle's trials; pass --bundle"))
     return study.simulate(bundle, per_condition, seed, **_taken(study, study.simulation_options, options))
