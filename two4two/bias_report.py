@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from two4two.parameters import BOOLEAN_ATTRIBUTES, CONTINUOUS_RANGES, SceneParameters
+from two4two.plotting import pyplot, save_figure
 from two4two.sampling import SceneBatch, attribute_columns
 
 LEGS = "arm_position"
@@ -50,8 +51,6 @@ def default_bins(n: int) -> int:
 def mutual_information(x: np.ndarray, y: np.ndarray, bins: int | None = None) -> float:
     """Plug-in mutual information in nats between an attribute and a discrete label."""
     x, y = np.asarray(x), np.asarray(y)
-    if len(x) == 0:
-        return float("nan")
     bins = default_bins(len(x)) if bins is None else bins
     return _mi_from_codes(_codes(x, bins), np.unique(y, return_inverse=True)[1])
 
@@ -160,8 +159,6 @@ def plot_joint_distributions(
     seed: int = 0,
 ) -> Path:
     """Scatter legs' position against every other attribute, coloured by class (PNG)."""
-    from two4two.plotting import pyplot, save_figure
-
     plt = pyplot()
     cols = params.columns if isinstance(params, SceneBatch) else attribute_columns(params)
     n = len(cols[LEGS])

@@ -30,6 +30,7 @@ from samplers import resolve_sampler
 from two4two.errors import ConfigError, ParameterError
 from two4two.layout import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR, intervention_split, is_derived_split
 from two4two.parameters import SAMPLED_ATTRIBUTES
+from two4two.render import RenderSettings
 from two4two.schema import Fields
 from two4two.sampling import Sampler, SceneBatch
 
@@ -93,8 +94,6 @@ class DatasetConfig:
         return sampler
 
     def render_settings(self):
-        from two4two.render import RenderSettings
-
         return RenderSettings(**self.render)
 
     def split(self, name: str) -> SplitConfig:
@@ -128,8 +127,6 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
         resolution = tuple(resolution)
     sampler_args = top.mapping("sampler_args", what="a mapping of sampler fields").raw
     output_dir = top.text("output_dir", f"data/{name}")
-    from two4two.render import RenderSettings
-
     render = top.mapping("render")
     RenderSettings.read(render.raw, source)  # each setting checked as RenderSettings declares it
 

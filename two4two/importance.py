@@ -81,26 +81,21 @@ class ImportanceResult:
             for name in ("flip_percent", "median_abs_delta_logit", "mean_abs_delta_logit", "r_squared", "slope"):
                 iv: Interval = getattr(r, name)
                 rec[name], rec[f"{name}_low"], rec[f"{name}_high"] = iv.value, iv.low, iv.high
-            rec["data_mi_given_legs"] = r.data_mi_given_legs
-            rec["data_threshold_accuracy"] = r.data_threshold_accuracy
+            rec.update(data_mi_given_legs=r.data_mi_given_legs, data_threshold_accuracy=r.data_threshold_accuracy)
             out.append(rec)
         return out
-
-    def write_csv(self, path: str | Path) -> Path:
-        return atomic_write_csv(path, self.records())
 
     def write(self, out_dir: str | Path, stem: str = "importance") -> dict[str, Path]:
         """CSV, Markdown, the Δlogit-against-Δattribute figure and reliance against data bias."""
         out_dir = Path(out_dir)
         return {
-            "csv": self.write_csv(out_dir / f"{stem}.csv"),
+            "csv": atomic_write_csv(out_dir / f"{stem}.csv", self.records()),
             "markdown": self.write_markdown(out_dir / f"{stem}.md"),
             "figure": self.plot(out_dir / f"{stem}.png"),
             "reliance_vs_bias": plot_reliance_vs_bias(self, out_dir / f"{stem}_vs_data_bias.png"),
         }
 
     def write_markdown(self, path: str | Path) -> Path:
-        path = Path(path)
         lines = [
             f"Ground-truth importance of {self.model_name} (test accuracy {self.accuracy:.4f}; 95% bootstrap intervals)",
             "",
@@ -232,8 +227,6 @@ class Importance:
     given, else the `data_bias_split` of the evaluated split's dataset.
     """
 
-    name = "importance"
-
     def __init__(
         self,
         model: Any,
@@ -256,12 +249,10 @@ class Importance:
         accuracy = float(((logits > 0) == split.true_labels).mean())
         index = {p.id: i for i, p in enumerate(originals)}
 
-        bias = {}
         training_params = self.training_params
         if training_params is None and self.data_bias_split and has_split(root, self.data_bias_split):
             training_params = read_split(root, self.data_bias_split)
-        if training_params:
-            bias = {b.attribute: b for b in describe(training_params)}
+        bias = {b.attribute: b for b in describe(training_params)} if training_params else {}
 
         rows, pairs = [], {}
         for k, attribute in enumerate(attributes):

@@ -12,8 +12,9 @@ import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Mapping, Sequence
 
 
 def _process_umask() -> int:
@@ -34,6 +35,15 @@ def is_interrupted_write(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
+@contextmanager
+def named_errors(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError in the block is raised again naming `path` (not a temporary file beside it)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+
+
 def _temporary_beside(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -46,18 +56,14 @@ def _temporary_beside(path: Path) -> Path:
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
     """Call `write(file)` on a temporary file, then rename it to `path` (creating its folder)."""
     path = Path(path)
-    try:
+    with named_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temporary_beside(path)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
+        with named_errors(path):
+            with open(tmp, "wb") as fh:
+                write(fh)
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -95,10 +101,8 @@ def atomic_write_files(files: Mapping[Path, bytes]) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = _temporary_beside(path)
             temps.append((tmp, path))
-            try:
+            with named_errors(path):
                 tmp.write_bytes(data)
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(path)) from None
         for tmp, path in temps:
             os.replace(tmp, path)
     finally:

@@ -128,8 +128,7 @@ def write_manifest(root: Path, manifest: dict) -> None:
 def read_split(root: str | Path, split: str) -> list[SceneParameters]:
     path = parameters_path(root, split)
     if not path.exists():
-        available = split_names(root)
-        raise DatasetError(f"{root}: no split {split!r}; available: {', '.join(available) or 'none'}")
+        raise DatasetError(f"{root}: no split {split!r}; available: {', '.join(split_names(root)) or 'none'}")
     return list(iter_jsonl(path))
 
 

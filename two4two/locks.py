@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from two4two.errors import Two4TwoError
+from two4two.io import named_errors
 
 LOCK_NAME = ".lock"
 
@@ -42,11 +43,9 @@ def exclusive(target: str | os.PathLike, what: str = "directory", lock_path: str
     """
     target = Path(target)
     path = Path(lock_path) if lock_path else target / LOCK_NAME
-    try:
+    with named_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from two4two.colors import check_colormap, scalar_to_rgb
 from two4two.errors import ParameterError
+from two4two.io import atomic_write
 
 CLASS_NAMES = ("peaky", "stretchy")
 
@@ -111,8 +113,6 @@ def check_value(name: str, value: Any) -> None:
                 f"resolution: expected [width, height], two integers in [1, {MAX_RESOLUTION}], got {value!r}"
             )
     elif name == "colormap":
-        from two4two.colors import check_colormap
-
         check_colormap(value)
     elif name == "colormap_upper_scale":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
@@ -176,12 +176,9 @@ class SceneParameters:
     hidden_blocks: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if isinstance(self.resolution, list):
-            self.resolution = tuple(self.resolution)
-        if isinstance(self.changed_attributes, list):
-            self.changed_attributes = tuple(self.changed_attributes)
-        if isinstance(self.hidden_blocks, list):
-            self.hidden_blocks = tuple(self.hidden_blocks)
+        for f in SEQUENCE_FIELDS:
+            if isinstance(getattr(self, f), list):
+                setattr(self, f, tuple(getattr(self, f)))
         for f in FIELD_NAMES:
             check_value(f, getattr(self, f))
 
@@ -195,29 +192,19 @@ class SceneParameters:
         return int(self.obj_name == "stretchy")
 
     def obj_color_rgb(self) -> tuple[float, float, float]:
-        from two4two.colors import scalar_to_rgb
-
         return scalar_to_rgb(self.obj_color, self.colormap, self.colormap_upper_scale)
 
     def bg_color_rgb(self) -> tuple[float, float, float]:
         """The background's colour: not rescaled by colormap_upper_scale (the original's study sampler)."""
-        from two4two.colors import scalar_to_rgb
-
         return scalar_to_rgb(self.bg_color, self.colormap)
 
     def stand_in_rgb(self) -> tuple[float, float, float]:
         """The colour bounce light sees instead of the background's or the animal's: the colormap's middle."""
-        from two4two.colors import scalar_to_rgb
-
         return scalar_to_rgb(0.5, self.colormap)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f: getattr(self, f) for f in FIELD_NAMES}
-        d["resolution"] = list(self.resolution)
-        d["changed_attributes"] = list(self.changed_attributes)
-        if self.hidden_blocks:
-            d["hidden_blocks"] = list(self.hidden_blocks)
-        else:
+        d = {f: list(getattr(self, f)) if f in SEQUENCE_FIELDS else getattr(self, f) for f in FIELD_NAMES}
+        if not self.hidden_blocks:
             del d["hidden_blocks"]
         return d
 
@@ -243,6 +230,7 @@ class SceneParameters:
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(SceneParameters))
+SEQUENCE_FIELDS = ("resolution", "changed_attributes", "hidden_blocks")  # tuples here, lists in JSON
 # A dataset's parameters.jsonl adds the checksums of each sample's files under this key; a
 # parameters file reader skips it, so a dataset's lines can be rendered again as they are.
 CHECKSUMS_KEY = "sha256"
@@ -274,8 +262,6 @@ def read_jsonl(path: str | os.PathLike) -> list[SceneParameters]:
 
 def write_jsonl(path: str | os.PathLike, params: Iterable[SceneParameters]) -> int:
     """Write parameters atomically (temp file, then rename): a reader never sees half a file."""
-    from two4two.io import atomic_write
-
     count = 0
 
     def write(fh) -> None:

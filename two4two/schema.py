@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from two4two.errors import ConfigError, shown
 
@@ -75,51 +75,42 @@ class Fields:
     def get(self, key: str, default: Any = None) -> Any:
         return self.raw.get(key, default)
 
-    def _value(self, key: str, default: Any) -> Any:
+    def _read(self, key: str, default: Any, ok: Callable[[Any], bool], expected: str, low=None, high=None) -> Any:
+        """The value at `key` (`default` when absent; missing without one), unless `ok` refuses it
+        or it lies outside [low, high] where given."""
         value = self.raw.get(key, default)
         if value is _MISSING:
             raise self.error_type(f"{self._at(self.path(key))}missing")
+        if not ok(value) or (low is not None and value < low) or (high is not None and value > high):
+            raise self.error(self.path(key), value, expected)
         return value
 
     def text(self, key: str, default: Any = _MISSING, empty: bool = False) -> str:
-        value = self._value(key, default)
-        if not isinstance(value, str) or (not empty and not value.strip()):
-            raise self.error(self.path(key), value, "text" if empty else "a non-empty string")
-        return value
+        return self._read(key, default, lambda v: isinstance(v, str) and (empty or bool(v.strip())),
+                          "text" if empty else "a non-empty string")
 
     def integer(self, key: str, default: Any = _MISSING, low: int | None = None, high: int | None = None,
                 expected: str | None = None) -> int:
-        value = self._value(key, default)
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if not ok or (low is not None and value < low) or (high is not None and value > high):
-            raise self.error(self.path(key), value, expected or _range("an integer", low, high))
-        return value
+        return self._read(key, default, lambda v: isinstance(v, int) and not isinstance(v, bool),
+                          expected or _range("an integer", low, high), low, high)
 
     def number(self, key: str, default: Any = _MISSING, low: float | None = None, high: float | None = None,
                expected: str | None = None) -> float:
-        value = self._value(key, default)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or (low is not None and value < low) or (high is not None and value > high):
-            raise self.error(self.path(key), value, expected or _range("a number", low, high))
-        return float(value)
+        return float(self._read(key, default, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                                and math.isfinite(v), expected or _range("a number", low, high), low, high))
 
     def boolean(self, key: str, default: Any = _MISSING) -> bool:
-        value = self._value(key, default)
-        if not isinstance(value, bool):
-            raise self.error(self.path(key), value, "true or false")
-        return value
+        return self._read(key, default, lambda v: isinstance(v, bool), "true or false")
 
     def choice(self, key: str, choices: Sequence[Any], default: Any = _MISSING) -> Any:
-        value = self._value(key, default)
-        if value not in choices or (isinstance(value, bool) and not any(isinstance(c, bool) for c in choices)):
-            raise self.error(self.path(key), value, f"one of {', '.join(map(str, choices))}")
-        return value
+        def ok(v) -> bool:
+            return v in choices and (not isinstance(v, bool) or any(isinstance(c, bool) for c in choices))
+
+        return self._read(key, default, ok, f"one of {', '.join(map(str, choices))}")
 
     def items(self, key: str, default: Any = _MISSING, nonempty: bool = False) -> list:
-        value = self._value(key, default)
-        if not isinstance(value, list) or (nonempty and not value):
-            raise self.error(self.path(key), value, "a non-empty list" if nonempty else "a list")
-        return value
+        return self._read(key, default, lambda v: isinstance(v, list) and (bool(v) or not nonempty),
+                          "a non-empty list" if nonempty else "a list")
 
     def setting(self, spec) -> Any:
         """The value of a dataclass field declared with `setting()`: its declared type and rule."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from two4two.dataset import DatasetError, load_split_arrays, read_split
-from two4two.layout import has_split, intervention_split, removal_split
+from two4two.layout import has_split, intervention_split, load_mask, read_split_checksums, removal_split
 from two4two.parameters import SceneParameters
 
 
@@ -46,8 +46,6 @@ class Split:
     @cached_property
     def masks(self) -> np.ndarray:
         """Every mask, uint8 N × H × W of block labels (0 background, 1 + index in BLOCK_NAMES)."""
-        from two4two.layout import load_mask, read_split_checksums
-
         sums = read_split_checksums(self.root, self.name)
         return np.stack([load_mask(self.root, self.name, p.id, sums.get(p.id, {}).get("mask")) for p in self.params])
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from tqdm import tqdm
+
+from two4two.animal import PARTS
 from two4two.layout import (
     FORMAT_VERSION,
     MANIFEST,
@@ -29,11 +32,13 @@ from two4two.layout import (
     sha256_hex,
     write_manifest,
 )
+from two4two.dataset.verify import verify
 from two4two.dataset.writer import SplitWriter, png_bytes, prepare_output
 from two4two.errors import Two4TwoError
 from two4two.io import atomic_write_bytes, is_interrupted_write
 from two4two.locks import LOCK_NAME, exclusive
 from two4two.parameters import SceneParameters, iter_jsonl
+from two4two.render import RenderSettings, check_backend, open_pool, validate_all
 
 
 @dataclass
@@ -64,8 +69,6 @@ def run_render_job(
     dataset's identity: a render started on one backend resumes on the other. `repair`
     (with `resume`) first re-renders the finished samples whose files are missing or damaged.
     """
-    from two4two.render import check_backend, validate_all
-
     check_backend(backend, pool_options.get("address"))
     if repair and not resume:
         raise DatasetError("--repair: only with --resume (it mends a dataset of the same config)")
@@ -77,35 +80,32 @@ def run_render_job(
     if read_manifest(job.root) is None and job.root.exists() and any(p.name != LOCK_NAME for p in job.root.iterdir()) and not overwrite:
         prepare_output(job.root, job.identity, resume, overwrite)  # refuses, before a lock file is left in a foreign directory
     with exclusive(job.root, "dataset"):
-        return _run_locked(job, workers, resume, overwrite, progress, backend, repair, **pool_options)
+        existing = prepare_output(job.root, job.identity, resume, overwrite)
+        if repair and existing is not None:
+            repair_damaged(job, workers, progress, backend, **pool_options)
+        if existing is not None and existing.get("status") == "complete":
+            print(f"{job.root}: already complete ({sum(existing['counts'].values())} samples); nothing to do")
+            return existing
+        job.root.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": FORMAT_VERSION,
+            "name": job.name,
+            "fingerprint": fingerprint(job.identity),
+            **job.identity,
+            "versions": package_versions(),
+            # Splits added later (add_intervention_splits) stay recorded when a render resumes.
+            "splits": {**(existing or {}).get("splits", {}), **job.split_info},
+            "counts": {**(existing or {}).get("counts", {}), **{s: 0 for s in job.splits}},
+            "status": "incomplete",
+        }
+        write_manifest(job.root, manifest)
 
-
-def _run_locked(job: RenderJob, workers, resume, overwrite, progress, backend, repair, **pool_options) -> dict:
-    existing = prepare_output(job.root, job.identity, resume, overwrite)
-    if repair and existing is not None:
-        repair_damaged(job, workers, progress, backend, **pool_options)
-    if existing is not None and existing.get("status") == "complete":
-        print(f"{job.root}: already complete ({sum(existing['counts'].values())} samples); nothing to do")
-        return existing
-    job.root.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "format": FORMAT_VERSION,
-        "name": job.name,
-        "fingerprint": fingerprint(job.identity),
-        **job.identity,
-        "versions": package_versions(),
-        # Splits added later (add_intervention_splits) stay recorded when a render resumes.
-        "splits": {**(existing or {}).get("splits", {}), **job.split_info},
-        "counts": {**(existing or {}).get("counts", {}), **{s: 0 for s in job.splits}},
-        "status": "incomplete",
-    }
-    write_manifest(job.root, manifest)
-
-    writers = render_splits(job.root, job.splits, job.settings, workers, progress, job.name, manifest, backend, **pool_options)
-    manifest["counts"].update({s: w.next_index for s, w in writers.items()})
-    manifest["status"] = "complete" if all(w.complete for w in writers.values()) else "incomplete"
-    write_manifest(job.root, manifest)
-    return manifest
+        writers = render_splits(job.root, job.splits, job.settings, workers, progress, job.name, manifest, backend,
+                                **pool_options)
+        manifest["counts"].update({s: w.next_index for s, w in writers.items()})
+        manifest["status"] = "complete" if all(w.complete for w in writers.values()) else "incomplete"
+        write_manifest(job.root, manifest)
+        return manifest
 
 
 def render_splits(
@@ -120,18 +120,10 @@ def render_splits(
     **pool_options,
 ) -> dict[str, "SplitWriter"]:
     """Render what is missing of each split into root/SPLIT through one pool of `backend`."""
-    from tqdm import tqdm
-
-    from two4two.render import open_pool
-
     writers = {s: SplitWriter(root / s, params) for s, params in splits.items()}
     # One flat work list over all splits keeps the pool busy across split boundaries.
-    flat: list[SceneParameters] = []
-    owner: list[tuple[str, int]] = []
-    for s, w in writers.items():
-        for i in w.remaining:
-            flat.append(splits[s][i])
-            owner.append((s, i))
+    owner = [(s, i) for s, w in writers.items() for i in w.remaining]
+    flat = [splits[s][i] for s, i in owner]
     try:
         if flat:
             with open_pool(backend, workers, settings, **pool_options) as pool, tqdm(
@@ -156,21 +148,15 @@ def repair_damaged(job: RenderJob, workers=None, progress: bool = True, backend:
     deterministic), so a repair never changes what a dataset holds; leftover temporary
     files of an interrupted write are removed. Other unexpected files are only reported.
     """
-    from two4two.dataset.verify import verify
-    from two4two.render import open_pool
-
     report = verify(job.root, progress=progress)
     for path in report.unexpected:
         if is_interrupted_write(path) and path.parent.name in ("images", "masks"):
             path.unlink(missing_ok=True)
-    todo: list[tuple[str, SceneParameters]] = []
-    for split, ids in report.damaged.items():  # a sample's line is its parameters (interventions added later too)
-        todo += [(split, p) for p in read_split(job.root, split) if p.id in ids]
+    # A sample's line is its parameters (interventions added later too).
+    todo = [(split, p) for split, ids in report.damaged.items() for p in read_split(job.root, split) if p.id in ids]
     if not todo:
         print(f"{job.root}: no damaged samples to repair")
         return 0
-    from tqdm import tqdm
-
     sums = {split: read_split_checksums(job.root, split) for split in report.damaged}
     with open_pool(backend, workers, job.settings, **pool_options) as pool, tqdm(
         total=len(todo), unit="img", disable=not progress, desc=f"repair {job.name}".strip()
@@ -202,7 +188,6 @@ def add_intervention_splits(
     with its render settings through the chosen backend.
     """
     from two4two.config import parse_config
-    from two4two.render import RenderSettings, check_backend
     from two4two.sampling import SceneBatch
 
     root = Path(root)
@@ -216,28 +201,35 @@ def add_intervention_splits(
         raise DatasetError(f"{root}: no split {split!r} in its config; it has {', '.join(config.splits)}")
     originals = read_split(root, split)
     batch = SceneBatch.from_params(originals)
-    wanted = {intervention_split(split, a): a for a in attributes}
-    missing = {name: config.sample_intervention(split, attribute, batch).to_list()
-               for name, attribute in wanted.items() if manifest["counts"].get(name) != len(originals)}
+    entries = {intervention_split(split, a): {"n": len(originals), "intervention_of": split, "attribute": a}
+               for a in attributes}
+    return _add_derived(root, manifest, entries,
+                        lambda e: config.sample_intervention(split, e["attribute"], batch).to_list(),
+                        f"interventions of {split}", workers, progress, backend, pool_options)
+
+
+def _add_derived(root: Path, manifest: dict, entries: dict[str, dict], derive: Callable[[dict], list[SceneParameters]],
+                 desc: str, workers, progress, backend, pool_options) -> list[str]:
+    """Render those of the derived splits `entries` ({name: its manifest entry}) that the dataset at `root`
+    lacks, each of `derive(entry)`, as its other splits were rendered; returns every name of `entries`."""
+    missing = {name: derive(e) for name, e in entries.items() if manifest["counts"].get(name) != e["n"]}
     if missing:
         check_backend(backend, pool_options.get("address"))
         check_format(root, manifest)  # new splits must be rendered as the old ones were
         settings = RenderSettings(**manifest["render_settings"])
         with exclusive(root, "dataset"):
             manifest = read_manifest(root)  # as the lock's holder left it
-            writers = render_splits(root, missing, settings, workers, progress, f"interventions of {split}", None, backend, **pool_options)
+            writers = render_splits(root, missing, settings, workers, progress, desc, None, backend, **pool_options)
             for name, w in writers.items():
-                manifest["splits"][name] = {"n": len(originals), "intervention_of": split, "attribute": wanted[name]}
+                manifest["splits"][name] = entries[name]
                 manifest["counts"][name] = w.next_index
             write_manifest(root, manifest)
-    return list(wanted)
+    return list(entries)
 
 
 def removal_params(originals: Sequence[SceneParameters], group: str) -> list[SceneParameters]:
     """The originals with part `group` hidden (a group or a block of two4two.animal.PARTS):
     everything else identical, so the re-rendered image differs only where the part was or shaded."""
-    from two4two.animal import PARTS
-
     if group not in PARTS:
         raise DatasetError(f"{group!r} is not a block group or block; allowed: {', '.join(PARTS)}")
     hidden = PARTS[group]
@@ -251,8 +243,6 @@ def add_removal_splits(
 ) -> list[str]:
     """Render the missing `split`_removed_`group` splits: each original of `split` again without
     that block group (part removal, the ground truth of "the model without this part")."""
-    from two4two.render import RenderSettings, check_backend
-
     root = Path(root)
     manifest = read_manifest(root)
     if manifest is None or split not in manifest.get("splits", {}):
@@ -261,21 +251,10 @@ def add_removal_splits(
     if info.get("intervention_of") or info.get("removal_of"):
         raise DatasetError(f"{split}: is itself a derived split; remove parts from an original split")
     originals = read_split(root, split)
-    wanted = {removal_split(split, g): g for g in groups}
-    missing = {name: removal_params(originals, group) for name, group in wanted.items()
-               if manifest["counts"].get(name) != len(originals)}
-    if missing:
-        check_backend(backend, pool_options.get("address"))
-        check_format(root, manifest)  # new splits must be rendered as the old ones were
-        settings = RenderSettings(**manifest["render_settings"])
-        with exclusive(root, "dataset"):
-            manifest = read_manifest(root)
-            writers = render_splits(root, missing, settings, workers, progress, f"part removals of {split}", None, backend, **pool_options)
-            for name, w in writers.items():
-                manifest["splits"][name] = {"n": len(originals), "intervention_of": None, "removal_of": split, "group": wanted[name]}
-                manifest["counts"][name] = w.next_index
-            write_manifest(root, manifest)
-    return list(wanted)
+    entries = {removal_split(split, g): {"n": len(originals), "intervention_of": None, "removal_of": split, "group": g}
+               for g in groups}
+    return _add_derived(root, manifest, entries, lambda e: removal_params(originals, e["group"]),
+                        f"part removals of {split}", workers, progress, backend, pool_options)
 
 
 def ensure(
@@ -311,12 +290,10 @@ def ensure(
             raise DatasetError(f"{root}: not a rendered dataset (no {MANIFEST}); render its config first")
         if manifest.get("status") != "complete":
             raise DatasetError(f"{root}: incomplete; finish it with two4two render CONFIG --resume")
-    for split, attributes in (interventions or {}).items():
-        if attributes:
-            add_intervention_splits(root, split, attributes, workers, progress, backend, **pool_options)
-    for split, groups in (removals or {}).items():
-        if groups:
-            add_removal_splits(root, split, groups, workers, progress, backend, **pool_options)
+    for add, wanted in ((add_intervention_splits, interventions), (add_removal_splits, removals)):
+        for split, names in (wanted or {}).items():
+            if names:
+                add(root, split, names, workers, progress, backend, **pool_options)
     return root
 
 
@@ -343,8 +320,6 @@ def plan_config(config, output_dir: Path | None = None) -> RenderJob:
 
 def plan_params_file(path: Path, output_dir: Path, split: str | None = None, settings=None) -> RenderJob:
     """Render exactly the parameters of a JSON Lines file, as one split."""
-    from two4two.render import RenderSettings
-
     settings = settings or RenderSettings()
     params = list(iter_jsonl(path))
     split = split or "params"
@@ -356,6 +331,3 @@ def plan_params_file(path: Path, output_dir: Path, split: str | None = None, set
     }
     info = {split: {"n": len(params), "intervention_of": None, "source": str(path)}}
     return RenderJob(Path(output_dir), {split: params}, info, identity, Path(path).stem, settings)
-
-
-# ---- reading -------------------------------------------------------------------

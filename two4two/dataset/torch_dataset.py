@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from two4two.layout import DatasetError, load_image, load_mask, read_split, read_split_checksums
+from two4two.parameters import BOOLEAN_ATTRIBUTES, CONTINUOUS_RANGES
 
 
 class Two4TwoDataset:
@@ -29,8 +30,6 @@ class Two4TwoDataset:
         label_noise: bool = True,
         transform=None,
     ):
-        from two4two.parameters import BOOLEAN_ATTRIBUTES, CONTINUOUS_RANGES
-
         self.root = Path(root)
         self.split = split
         self.params = read_split(root, split)

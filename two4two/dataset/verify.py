@@ -16,13 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
+from two4two.dataset.writer import PNG_END
 from two4two.layout import MANIFEST, PARAMETERS, DatasetError, has_split, read_manifest, sha256_hex
 from two4two.locks import LOCK_NAME
 from two4two.parameters import CHECKSUMS_KEY
 
 KINDS = ("images", "masks")
 CHECKSUM_OF = {"images": "image", "masks": "mask"}
-PNG_END = b"IEND\xaeB`\x82"
 
 
 @dataclass
@@ -104,8 +106,6 @@ def _check_file(path: Path, expected: str | None) -> str | None:
 
 def verify(root: str | Path, workers: int | None = None, progress: bool = True) -> VerifyReport:
     """Check every file of the dataset at `root`; nothing is changed."""
-    from tqdm import tqdm
-
     root = Path(root)
     manifest = read_manifest(root)
     if manifest is None:
@@ -116,12 +116,12 @@ def verify(root: str | Path, workers: int | None = None, progress: bool = True) 
     checks: list[tuple[str, str, Path, str | None]] = []  # split, id, path, expected checksum
     for split in splits:
         split_dir = root / split
+        counted = manifest.get("counts", {}).get(split)
         if not has_split(root, split):
-            if manifest.get("counts", {}).get(split):
-                report.problems.append(f"{split_dir / PARAMETERS}: missing, but the manifest counts {manifest['counts'][split]} samples")
+            if counted:
+                report.problems.append(f"{split_dir / PARAMETERS}: missing, but the manifest counts {counted} samples")
             continue
         lines = _split_lines(split_dir, report)
-        counted = manifest.get("counts", {}).get(split)
         if manifest.get("status") == "complete" and counted is not None and counted != len(lines):
             report.problems.append(f"{split_dir / PARAMETERS}: {len(lines)} samples, the manifest counts {counted}")
         known = {kind: set() for kind in KINDS}

@@ -10,6 +10,7 @@ caller holds the dataset's lock (two4two.locks): one writer per dataset.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from two4two.layout import MANIFEST, PARAMETERS, DatasetError, check_format, fingerprint, read_manifest, sha256_hex
-from two4two.io import atomic_write_bytes, is_interrupted_write
+from two4two.io import atomic_write_bytes, is_interrupted_write, named_errors
 from two4two.locks import LOCK_NAME
 from two4two.parameters import CHECKSUMS_KEY, SceneParameters
 
@@ -61,7 +62,6 @@ class SplitWriter:
     """Writes one split's samples; knows which are done and appends lines in planned order."""
 
     def __init__(self, split_dir: Path, planned: Sequence[SceneParameters]):
-        self.dir = split_dir
         self.planned = planned
         self.images = split_dir / "images"
         self.masks = split_dir / "masks"
@@ -71,10 +71,8 @@ class SplitWriter:
         remove_interrupted_writes(split_dir)
         self.next_index = self._recover()
         self._pending: dict[int, str] = {}
-        try:
+        with named_errors(self.jsonl):
             self._fh = open(self.jsonl, "a", encoding="utf-8")
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(self.jsonl)) from None
 
     def _recover(self) -> int:
         """Count the done prefix; cut the file at the first line that is torn or lacks its files."""
@@ -127,23 +125,18 @@ class SplitWriter:
             lines.append(self._pending.pop(self.next_index))
             self.next_index += 1
         if lines:
-            try:
+            with named_errors(self.jsonl):
                 self._fh.write("".join(lines))
                 self._fh.flush()
-            except OSError as exc:
-                raise OSError(exc.errno, exc.strerror, str(self.jsonl)) from None
 
     def close(self) -> None:
         try:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(self.jsonl)) from None
+            with named_errors(self.jsonl):
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
         finally:
-            try:
+            with contextlib.suppress(OSError):  # the flush above already named the path
                 self._fh.close()
-            except OSError:
-                pass  # the flush above already named the path
 
 
 def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) -> dict | None:
@@ -154,17 +147,14 @@ def prepare_output(root: Path, identity: dict, resume: bool, overwrite: bool) ->
     """
     root = Path(root)
     old = read_manifest(root)
-    fp = fingerprint(identity)
     if old is None:
         if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()) and not overwrite:
             raise DatasetError(f"{root}: exists and is not a two4two dataset; choose another -o or pass --overwrite")
         return None
     if not overwrite:
         check_format(root, old)
-    if old.get("fingerprint") == fp and not overwrite:
-        if old.get("status") == "complete" and not resume:
-            return old
-        if not resume:
+    if old.get("fingerprint") == fingerprint(identity) and not overwrite:
+        if not resume and old.get("status") != "complete":
             raise DatasetError(f"{root}: holds an unfinished render of this config; pass --resume to finish it")
         return old
     if not overwrite:

@@ -88,8 +88,7 @@ def _two_class(model):
                 self.net = net
 
         def forward(self, x):
-            z = self.encoder.inn.logit_of_phi(self.encoder(x)) if self.invertible else self.net(x)
-            z = z.reshape(-1)
+            z = (self.encoder.inn.logit_of_phi(self.encoder(x)) if self.invertible else self.net(x)).reshape(-1)
             return torch.stack([-z, z], dim=1)
 
     net = copy.deepcopy(model).eval()
@@ -106,13 +105,10 @@ def last_conv_stage(wrapped):
     if wrapped.invertible:
         return wrapped.encoder
     net = wrapped.net
-    if hasattr(net, "stage4"):  # the small CNN
-        return net.stage4
     inner = getattr(net, "net", None)
-    if inner is not None and hasattr(inner, "layer4"):  # ResNet-18
-        return inner.layer4
-    if inner is not None and hasattr(inner, "features"):  # MobileNetV2
-        return inner.features
+    for owner, stage in ((net, "stage4"), (inner, "layer4"), (inner, "features")):  # small CNN, ResNet-18, MobileNetV2
+        if hasattr(owner, stage):
+            return getattr(owner, stage)
     raise AttributionError(f"grad_cam: no known last convolutional stage in {type(net).__name__}")
 
 
@@ -135,10 +131,9 @@ def randomised(model, layers: int, seed: int = 0):
     try:
         for _, block in cascade_layers(out)[:layers]:
             for m in block.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-                if hasattr(m, "reset_running_stats"):
-                    m.reset_running_stats()
+                for reset in ("reset_parameters", "reset_running_stats"):
+                    if hasattr(m, reset):
+                        getattr(m, reset)()
             for p in block.parameters():  # layers that keep a zero init (Glow's last conv) get noise too
                 if not p.abs().sum():
                     p.data.normal_(0, 0.05)
@@ -163,6 +158,7 @@ class AttributionMethod:
 
     name: ClassVar[str]
     label: ClassVar[str]
+    captum: ClassVar[str] = ""  # the captum.attr class that explains the wrapped model, unless `_build` says otherwise
     needs_model: ClassVar[bool] = True
     uses_baseline: ClassVar[bool] = False  # compares the image with "nothing here" (`baseline`)
 
@@ -197,7 +193,7 @@ class AttributionMethod:
         return BASELINES[self.baseline]
 
     def _build(self, wrapped):
-        raise NotImplementedError
+        return getattr(_captum(), self.captum)(wrapped)
 
     def attribute(self, images: np.ndarray, target, masks: np.ndarray | None = None) -> np.ndarray:
         """Signed maps (N, H, W) float32, the channels summed, for uint8 images (N, H, W, 3)."""
@@ -236,9 +232,6 @@ class AttributionMethod:
     def _batch(self, x, t):
         return self._explainer.attribute(x, target=t)
 
-    def _baseline_like(self, x):
-        return _torch().full_like(x, self.baseline_value)
-
 
 def _captum():
     from captum import attr
@@ -247,46 +240,34 @@ def _captum():
 
 
 class Gradient(AttributionMethod):
-    name, label = "gradient", "gradient"
-
-    def _build(self, wrapped):
-        return _captum().Saliency(wrapped)
+    name, label, captum = "gradient", "gradient", "Saliency"
 
     def _batch(self, x, t):  # signed: captum's Saliency takes |·| unless told not to
         return self._explainer.attribute(x, target=t, abs=False)
 
 
 class InputXGradient(AttributionMethod):
-    name, label = "input_x_gradient", "input × gradient"
-
-    def _build(self, wrapped):
-        return _captum().InputXGradient(wrapped)
+    name, label, captum = "input_x_gradient", "input × gradient", "InputXGradient"
 
 
 class GuidedBackprop(AttributionMethod):
-    name, label = "guided_backprop", "guided backprop"
-
-    def _build(self, wrapped):
-        return _captum().GuidedBackprop(wrapped)
+    name, label, captum = "guided_backprop", "guided backprop", "GuidedBackprop"
 
 
 class IntegratedGradients(AttributionMethod):
-    name, label, uses_baseline = "integrated_gradients", "integrated gradients", True
+    name, label, captum, uses_baseline = "integrated_gradients", "integrated gradients", "IntegratedGradients", True
 
     def __init__(self, model=None, *, ig_steps: int = 16, **shared):
         self.ig_steps = ig_steps
         super().__init__(model, **shared)
 
-    def _build(self, wrapped):
-        return _captum().IntegratedGradients(wrapped)
-
     def _batch(self, x, t):
-        return self._explainer.attribute(x, baselines=self._baseline_like(x), target=t, n_steps=self.ig_steps,
+        return self._explainer.attribute(x, baselines=self.baseline_value, target=t, n_steps=self.ig_steps,
                                          internal_batch_size=len(x))
 
 
 class SmoothGrad(AttributionMethod):
-    name, label = "smoothgrad", "SmoothGrad"
+    name, label, captum = "smoothgrad", "SmoothGrad", "Saliency"
 
     def __init__(self, model=None, *, smoothgrad_samples: int = 10, smoothgrad_sigma: float = 0.15, **shared):
         # sigma: of the [0, 1] input range (Smilkov et al. use 10–20 %)
@@ -294,8 +275,7 @@ class SmoothGrad(AttributionMethod):
         super().__init__(model, **shared)
 
     def _build(self, wrapped):
-        attr = _captum()
-        return attr.NoiseTunnel(attr.Saliency(wrapped))
+        return _captum().NoiseTunnel(super()._build(wrapped))
 
     def _batch(self, x, t):
         return self._explainer.attribute(x, nt_type="smoothgrad", nt_samples=self.smoothgrad_samples,
@@ -315,14 +295,11 @@ class GradCAM(AttributionMethod):
 
 
 class Occlusion(AttributionMethod):
-    name, label, uses_baseline = "occlusion", "occlusion", True
+    name, label, captum, uses_baseline = "occlusion", "occlusion", "Occlusion", True
 
     def __init__(self, model=None, *, occlusion_window: int | None = None, **shared):
         self.occlusion_window = occlusion_window  # default: an eighth of the image side, stride = window
         super().__init__(model, **shared)
-
-    def _build(self, wrapped):
-        return _captum().Occlusion(wrapped)
 
     def _batch(self, x, t):
         side = self.occlusion_window or max(2, x.shape[2] // 8)  # 64 non-overlapping patches of the baseline
@@ -331,7 +308,7 @@ class Occlusion(AttributionMethod):
 
 
 class LRP(AttributionMethod):
-    name, label = "lrp", "LRP"
+    name, label, captum = "lrp", "LRP", "LRP"
 
     def _build(self, wrapped):
         from captum.attr._utils.lrp_rules import EpsilonRule
@@ -356,7 +333,7 @@ class LRP(AttributionMethod):
         for m in net.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)):
                 m.rule = EpsilonRule(epsilon=1e-6)
-        return _captum().LRP(wrapped)
+        return super()._build(wrapped)
 
     def _batch(self, x, t):
         # captum's LRP starts from the target output's value but passes relevance through the
@@ -367,16 +344,16 @@ class LRP(AttributionMethod):
 
 
 class DeepLift(AttributionMethod):
-    name, label, uses_baseline = "deeplift", "DeepLift", True
+    name, label, captum, uses_baseline = "deeplift", "DeepLift", "DeepLift", True
 
     def _build(self, wrapped):
         if not wrapped.invertible and hasattr(getattr(wrapped.net, "net", None), "layer4"):
             raise AttributionError("deeplift: captum's DeepLift needs every ReLU module to be called once, and "
                                    "torchvision's ResNet-18 calls each block's ReLU twice; use integrated_gradients")
-        return _captum().DeepLift(wrapped)
+        return super()._build(wrapped)
 
     def _batch(self, x, t):
-        return self._explainer.attribute(x, baselines=self._baseline_like(x), target=t)
+        return self._explainer.attribute(x, baselines=self.baseline_value, target=t)
 
 
 class RandomControl(AttributionMethod):
@@ -405,7 +382,6 @@ class SilhouetteControl(AttributionMethod):
 
 METHODS = tuple(REGISTRY)
 CONTROLS = tuple(n for n, c in REGISTRY.items() if not c.needs_model)
-BASELINE_METHODS = tuple(n for n, c in REGISTRY.items() if c.uses_baseline)
 LABELS = {n: c.label for n, c in REGISTRY.items()}
 
 
@@ -469,13 +445,11 @@ class AttributionMaps:
         from two4two.io import atomic_write, atomic_write_text
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         arrays = {f"map_{m}": a.astype(np.float16) for m, a in self.maps.items()}
         arrays.update(ids=np.array(self.ids), targets=self.targets.astype(np.int8), logits=self.logits.astype(np.float32))
-        atomic_write(out / MAPS_FILE, lambda fh: np.savez_compressed(fh, **arrays))
         meta = {**self.meta, "methods": list(self.maps), "seconds": self.seconds, "n": len(self.ids)}
-        atomic_write_text(out / "attributions.json", json.dumps(meta, indent=2) + "\n")
-        paths = {"npz": out / MAPS_FILE, "json": out / "attributions.json"}
+        paths = {"npz": atomic_write(out / MAPS_FILE, lambda fh: np.savez_compressed(fh, **arrays)),
+                 "json": atomic_write_text(out / "attributions.json", json.dumps(meta, indent=2) + "\n")}
         if self.images is not None:
             paths["png"] = overlay_grid(self, out / "attributions.png", rows)
         return paths
@@ -499,13 +473,10 @@ def load_maps(path: str | Path) -> AttributionMaps:
 
 def overlay_grid(maps: AttributionMaps, path: Path, rows: int = 6) -> Path:
     """Rows: images; columns: the image, then each method's map over it, the mask's outline drawn."""
-    import matplotlib
+    from two4two.io import atomic_write_bytes
+    from two4two.plotting import figure_png, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from two4two.io import atomic_write
-
+    plt = pyplot()
     methods = list(maps.maps)
     rows = min(rows, len(maps.ids))
     fig, axes = plt.subplots(rows, len(methods) + 1, figsize=(1.3 * (len(methods) + 1), 1.35 * rows + 0.4), squeeze=False)
@@ -523,14 +494,10 @@ def overlay_grid(maps: AttributionMaps, path: Path, rows: int = 6) -> Path:
             if r == 0:
                 axes[r, c].set_title(LABELS[m].replace(" (control)", "\n(control)"), fontsize=7)
         for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
     axes[0, 0].set_title("image", fontsize=7)
     fig.suptitle("attribution maps (red: for the explained class, blue: against; black: the animal's outline)", fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
-    plt.close(fig)
-    return path
+    return atomic_write_bytes(path, figure_png(fig, dpi=110))
 
 
 class Attributions:

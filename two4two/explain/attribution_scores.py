@@ -111,18 +111,9 @@ def relevance_rank_accuracy(maps: np.ndarray, regions: np.ndarray, seed: int = 0
 
 def bounding_boxes(binary: np.ndarray) -> list[tuple[int, int, int, int] | None]:
     """(row0, row1, col0, col1), ends exclusive, of each image's True pixels (None if none)."""
-    boxes = []
-    for b in np.asarray(binary, bool):
-        rows, cols = np.flatnonzero(b.any(axis=1)), np.flatnonzero(b.any(axis=0))
-        boxes.append(None if not len(rows) else (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
-    return boxes
-
-
-def _box_mask(box, shape) -> np.ndarray:
-    m = np.zeros(shape, bool)
-    if box is not None:
-        m[box[0]:box[1], box[2]:box[3]] = True
-    return m
+    spans = [(np.flatnonzero(b.any(axis=1)), np.flatnonzero(b.any(axis=0))) for b in np.asarray(binary, bool)]
+    return [None if not len(rows) else (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+            for rows, cols in spans]
 
 
 def energy_pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -133,13 +124,14 @@ def energy_pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """
     flat = _flat(maps)
     low, high = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
+    boxes = bounding_boxes(np.asarray(masks) > 0)
+    inside = np.zeros(np.shape(masks), bool)
+    for box, m in zip(boxes, inside):
+        if box is not None:
+            m[box[0]:box[1], box[2]:box[3]] = True
     with np.errstate(invalid="ignore", divide="ignore"):
         scaled = (flat - low) / (high - low)
-    boxes = bounding_boxes(np.asarray(masks) > 0)
-    shape = np.asarray(masks).shape[1:]
-    inside = np.array([_box_mask(b, shape).ravel() for b in boxes])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (scaled * inside).sum(axis=1) / scaled.sum(axis=1)
+        out = (scaled * _flat(inside)).sum(axis=1) / scaled.sum(axis=1)
     out[[b is None for b in boxes]] = np.nan
     return out
 
@@ -258,14 +250,13 @@ def map_similarities(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
 
     signed, absolute, ssim = [], [], []
     for x, y in zip(np.asarray(a, np.float64), np.asarray(b, np.float64)):
-        signed.append(spearman(x.ravel(), y.ravel()) if not np.array_equal(x, y) else 1.0)
-        absolute.append(spearman(np.abs(x).ravel(), np.abs(y).ravel()) if not np.array_equal(x, y) else 1.0)
+        same = np.array_equal(x, y)
+        signed.append(1.0 if same else spearman(x.ravel(), y.ravel()))
+        absolute.append(1.0 if same else spearman(np.abs(x).ravel(), np.abs(y).ravel()))
         low, high = min(x.min(), y.min()), max(x.max(), y.max())
         span = high - low
-        if span == 0:
-            ssim.append(1.0)
-            continue
-        ssim.append(float(structural_similarity((x - low) / span, (y - low) / span, data_range=1.0, win_size=7)))
+        ssim.append(1.0 if span == 0 else
+                    float(structural_similarity((x - low) / span, (y - low) / span, data_range=1.0, win_size=7)))
     return {"spearman": np.array(signed), "spearman_abs": np.array(absolute), "ssim": np.array(ssim)}
 
 
@@ -334,12 +325,10 @@ class _Inputs:
     @functools.cached_property
     def interventions(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Per attribute: |Δlogit| of its intervention and the pixels it changed."""
-        out = []
-        for attribute in self.attributes:
-            inter = self.split.intervention(attribute)
-            out.append((attribute, np.abs(inter.logits(self.model)[: self.n] - self.logits),
-                        changed_pixels(self.images, inter.images[: self.n], self.masks, inter.masks[: self.n])))
-        return out
+        splits = {attribute: self.split.intervention(attribute) for attribute in self.attributes}
+        return [(attribute, np.abs(inter.logits(self.model)[: self.n] - self.logits),
+                 changed_pixels(self.images, inter.images[: self.n], self.masks, inter.masks[: self.n]))
+                for attribute, inter in splits.items()]
 
 
 def _wsl(x: _Inputs, method: str, a: np.ndarray) -> np.ndarray:
@@ -355,9 +344,8 @@ def _single_deletion(x: _Inputs, method: str, a: np.ndarray) -> np.ndarray:
 
 def _attribute_agreement(x: _Inputs, i: int, method: str, a: np.ndarray, n_resamples: int) -> Interval:
     masses = [changed_mass(a, changed) for _, _, changed in x.interventions]
-    per_attribute = x.extra.setdefault("attribute_agreement_per_attribute", {}).setdefault(method, {})
-    for (attribute, effect, _), mass in zip(x.interventions, masses):
-        per_attribute[attribute] = spearman(mass, effect)
+    x.extra.setdefault("attribute_agreement_per_attribute", {})[method] = {
+        attribute: spearman(mass, effect) for (attribute, effect, _), mass in zip(x.interventions, masses)}
     effect = np.concatenate([e for _, e, _ in x.interventions])
     return spearman_interval(np.concatenate(masses), effect, n_resamples, x.seed + 100 + i)
 
@@ -480,8 +468,7 @@ class AttributionScores:
 
     def merged(self, more: dict[str, dict[str, Interval]]) -> "AttributionScores":
         """These scores with more per method (e.g. the faithfulness curves' `score_intervals`) added or replaced."""
-        values = {m: {**v, **more.get(m, {})} for m, v in self.values.items()}
-        values.update({m: dict(v) for m, v in more.items() if m not in values})
+        values = {m: {**self.values.get(m, {}), **more.get(m, {})} for m in {**self.values, **more}}
         return AttributionScores(values, self.extra, self.sanity)
 
     def scores_present(self) -> list[Score]:
@@ -500,8 +487,7 @@ class AttributionScores:
             vals = np.array([self.value(m, s.name) for m in self.methods])
             ok = np.isfinite(vals)
             ranks = np.full(len(vals), np.nan)
-            if ok.any():
-                ranks[ok] = stats.rankdata(-vals[ok] if s.higher_is_better else vals[ok])
+            ranks[ok] = stats.rankdata(-vals[ok] if s.higher_is_better else vals[ok])
             out[s.name] = dict(zip(self.methods, ranks))
         return out
 
@@ -510,24 +496,17 @@ class AttributionScores:
         + means the two scores order the methods alike (each score's 'better' direction)."""
         present = self.scores_present()
         cols = [np.array([self.value(m, s.name) * (1 if s.higher_is_better else -1) for m in self.methods]) for s in present]
-        k = len(cols)
-        matrix = np.full((k, k), np.nan)
-        for i in range(k):
-            for j in range(k):
-                matrix[i, j] = 1.0 if i == j else spearman(cols[i], cols[j])
+        matrix = np.array([[1.0 if i == j else spearman(x, y) for j, y in enumerate(cols)] for i, x in enumerate(cols)],
+                          np.float64).reshape(len(cols), len(cols))
         return [s.name for s in present], matrix
 
     def records(self) -> list[dict]:
         ranks = self.ranks()
-        rows = []
-        for m in self.methods:
-            for s in self.scores_present():
-                iv = self.values[m].get(s.name)
-                if iv is None:
-                    continue
-                rows.append({"method": m, "score": s.name, "value": iv.value, "low": iv.low, "high": iv.high,
-                             "rank": ranks[s.name][m], "higher_is_better": s.higher_is_better, "source": s.source})
-        return rows
+        given = [(m, s, self.values[m][s.name]) for m in self.methods for s in self.scores_present()
+                 if s.name in self.values[m]]
+        return [{"method": m, "score": s.name, "value": iv.value, "low": iv.low, "high": iv.high,
+                 "rank": ranks[s.name][m], "higher_is_better": s.higher_is_better, "source": s.source}
+                for m, s, iv in given]
 
     def format_table(self, digits: int = 2) -> str:
         """Markdown: methods as rows, scores as columns, `value [low, high] (rank)`."""
@@ -557,7 +536,6 @@ class AttributionScores:
         from two4two.io import atomic_write_csv, atomic_write_json, atomic_write_text
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         paths = {"csv": atomic_write_csv(out / "attribution_scores.csv", self.records()),
                  "json": atomic_write_json(out / "attribution_scores.json", {"extra": self.extra, "sanity": self.sanity})}
         text = ("## Attribution scores (value [95 % interval] (rank; 1 = best); ↓: lower is better)\n\n" + self.format_table()
@@ -570,23 +548,19 @@ class AttributionScores:
 
     def plot(self, path: Path) -> Path:
         """One panel per score (methods' values with intervals), and the rank-correlation matrix."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from two4two.explain.attribution import LABELS
-        from two4two.io import atomic_write
+        from two4two.io import atomic_write_bytes
+        from two4two.plotting import figure_png, pyplot
 
+        plt = pyplot()
         present = self.scores_present()
         cols = 4
         rows = math.ceil((len(present) + 1) / cols)
         fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
         labels = [LABELS.get(m, m) for m in self.methods]
         for ax, s in zip(axes.flat, present):
-            vals = np.array([self.value(m, s.name) for m in self.methods])
-            low = np.array([self.values[m][s.name].low if s.name in self.values[m] else np.nan for m in self.methods])
-            high = np.array([self.values[m][s.name].high if s.name in self.values[m] else np.nan for m in self.methods])
+            given = [self.values[m].get(s.name, Interval(np.nan, np.nan, np.nan)) for m in self.methods]
+            vals, low, high = (np.array([getattr(iv, k) for iv in given]) for k in ("value", "low", "high"))
             y = np.arange(len(vals))
             err = np.nan_to_num(np.vstack([vals - low, high - vals]), nan=0.0).clip(min=0)
             ax.barh(y, np.nan_to_num(vals), xerr=err, color="tab:blue", alpha=0.8)
@@ -603,22 +577,16 @@ class AttributionScores:
         fig.colorbar(im, ax=ax, fraction=0.046)
         for extra_ax in list(axes.flat)[len(present) + 1:]:
             extra_ax.axis("off")
-        fig.tight_layout()
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
-        plt.close(fig)
-        return path
+        return atomic_write_bytes(path, figure_png(fig, dpi=100))
 
 
 def plot_sanity(records: list[dict], path: Path) -> Path:
     """Adebayo et al.'s cascade plot: similarity to the trained model's maps per randomised layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from two4two.explain.attribution import CONTROLS, LABELS
-    from two4two.io import atomic_write
+    from two4two.io import atomic_write_bytes
+    from two4two.plotting import figure_png, pyplot
 
+    plt = pyplot()
     methods = list(dict.fromkeys(r["method"] for r in records))
     layers = list(dict.fromkeys(r["randomised_down_to"] for r in records))
     colours = plt.get_cmap("tab20")
@@ -634,10 +602,7 @@ def plot_sanity(records: list[dict], path: Path) -> Path:
     axes[0].set_ylabel("similarity")
     axes[-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
     fig.suptitle("sanity check: cascading randomisation from the output layer down (Adebayo et al. 2018)", fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    return atomic_write_bytes(path, figure_png(fig, dpi=100))
 
 
 class AttributionEvaluation:
@@ -661,13 +626,10 @@ class AttributionEvaluation:
         if removals:
             x.removal_drops  # noqa: B018  (recorded in extra even when fewer than 3 single blocks were removed)
         per_image = [s for s in SCORES if s.per_image is not None and x.holds(s.needs)]
-        values = {}
-        for m, a in maps.maps.items():
-            means = {s.name: s.per_image(x, m, a) for s in per_image}
-            values[m] = {k: mean_interval(v, self.n_resamples, self.seed + i) for i, (k, v) in enumerate(means.items())}
+        values = {m: {s.name: mean_interval(s.per_image(x, m, a), self.n_resamples, self.seed + i)
+                      for i, s in enumerate(per_image)} for m, a in maps.maps.items()}
         for s in SCORES:
             if s.interval is not None and x.holds(s.needs):
                 for i, (m, a) in enumerate(maps.maps.items()):
                     values[m][s.name] = s.interval(x, i, m, a, self.n_resamples)
-        sanity = x.extra.pop("sanity", [])
-        return AttributionScores(values, x.extra, sanity)
+        return AttributionScores(values, x.extra, x.extra.pop("sanity", []))

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from two4two.errors import Two4TwoError
+from two4two.explain.counterfactual import counterfactuals, require_invertible, spanning_quantiles, target_logits
 from two4two.io import atomic_write_csv, atomic_write_text
-from two4two.models.observer import OBSERVED, sampling_ranges, scaled_errors
+from two4two.models.observer import OBSERVED, sampling_ranges
 from two4two.parameters import ATTRIBUTES
 
 
@@ -74,21 +76,18 @@ class AuditResult:
     def write(self, out_dir: str | Path, stem: str = "audit") -> dict[str, Path]:
         """CSV and Markdown of the table and the Figure-5-style plot."""
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         change, inside = self.change(), self.inside()
         rows = [
             {"attribute": a, "label": ATTRIBUTES[a].label, "mean_max_minus_min": change[a][0], "std_max_minus_min": change[a][1],
              "share_inside_range": inside[a], "observer_mse_on_originals": self.original_mse[a]}
             for a in sorted(change, key=lambda a: -change[a][0])
         ]
-        paths = {"csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
-        atomic_write_csv(paths["csv"], rows)
         md = ["| attribute | mean max−min | std | readings in [−0.05, 1.05] | observer MSE on originals |", "|---|---|---|---|---|"]
         md += [f"| {r['label']} | {r['mean_max_minus_min']:.3f} | {r['std_max_minus_min']:.3f} | {share_text(r['share_inside_range'])} "
                f"| {r['observer_mse_on_originals']:.5f} |" for r in rows]
-        atomic_write_text(paths["md"], "\n".join(md) + "\n")
-        self.plot(paths["png"])
-        return paths
+        return {"csv": atomic_write_csv(out_dir / f"{stem}.csv", rows),
+                "md": atomic_write_text(out_dir / f"{stem}.md", "\n".join(md) + "\n"),
+                "png": self.plot(out_dir / f"{stem}.png")}
 
     def plot(self, path: str | Path, max_lines: int = 50) -> Path:
         """Attribute value against target logit, one line per image (paper Figure 5)."""
@@ -100,8 +99,7 @@ class AuditResult:
         cols = 5
         fig, axes = plt.subplots(int(np.ceil(len(attributes) / cols)), cols, figsize=(3.0 * cols, 2.6 * np.ceil(len(attributes) / cols)), squeeze=False)
         for ax, a in zip(axes.flat, attributes):
-            values = self.observed[a][:max_lines]
-            for line in values:
+            for line in self.observed[a][:max_lines]:
                 ax.plot(self.targets, line - (line[0] if ATTRIBUTES[a].circular else 0), lw=0.7, alpha=0.5)
             mean, std = change[a]
             ax.set_title(f"{ATTRIBUTES[a].label}: Δ {mean:.2f} ± {std:.2f}", fontsize=9)
@@ -116,12 +114,8 @@ class CounterfactualAudit:
     """Evaluation: interpolate `images` images of a split over `steps` logits spanning `coverage`
     of the INN's logits, and let the observer read every attribute on every step."""
 
-    name = "audit"
-
     def __init__(self, inn, observer, images: int = 100, steps: int = 11, coverage: float = 0.99,
                  batch_size: int = 16, progress: bool = False):
-        from two4two.explain.counterfactual import require_invertible
-
         require_invertible(inn, "inn")
         self.inn, self.observer, self.images, self.steps, self.coverage = inn, observer, images, steps, coverage
         self.batch_size, self.progress = batch_size, progress
@@ -130,17 +124,14 @@ class CounterfactualAudit:
         import torch
         from tqdm import tqdm
 
-        from two4two.errors import Two4TwoError
-        from two4two.explain.counterfactual import counterfactuals, spanning_quantiles, target_logits
         from two4two.models.inputs import image_batch
 
         data, params, images, steps = split.images, split.params, self.images, self.steps
         if not 1 <= images <= len(data):
             raise Two4TwoError(f"images: {images} must be between 1 and the split's {len(data)} images")
         targets = target_logits(split.logits(self.inn), spanning_quantiles(self.coverage, steps))
-        truth = {a: np.array([getattr(p, a) for p in params], float) for a in OBSERVED}
-        read = self.observer.predict_attributes(data)
-        original_mse = {a: float(np.mean(scaled_errors(a, read[a], truth[a]) ** 2)) for a in OBSERVED}
+        record = self.observer.validation_record(data, params)  # the observer's error on the unmodified images
+        original_mse = {a: record[f"mse_{a}"] for a in OBSERVED}
 
         chosen = np.sort(np.random.default_rng(seed).choice(len(data), size=images, replace=False))
         observed = {a: np.empty((images, steps)) for a in OBSERVED}

@@ -70,8 +70,6 @@ class BaselineGrid:
 class Baseline:
     """Explainer: `rows` × len(labels) images of a split, one column per equal share of the model's logits."""
 
-    name = "baseline"
-
     def __init__(self, model, rows: int = 10, labels: Sequence[str] = QUINTILE_LABELS):
         if rows < 1:
             raise Two4TwoError(f"rows: {rows} must be at least 1")

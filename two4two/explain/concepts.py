@@ -109,12 +109,8 @@ def fit_concepts(activations: np.ndarray, logits: np.ndarray, components: int = 
     ratio = singular[:components] ** 2 / total if total > 0 else np.zeros(components)
     vectors = vt[:components]
     per_image = (centred @ vectors.T).reshape(n, h * w, components).mean(axis=1)
-    r, p = np.empty(components), np.empty(components)
-    for i in range(components):
-        if np.ptp(per_image[:, i]) == 0 or np.ptp(logits) == 0:
-            r[i], p[i] = 0.0, 1.0
-        else:
-            r[i], p[i] = pearsonr(per_image[:, i], logits)
+    constant = np.ptp(logits) == 0  # a constant score or logit correlates with nothing: r 0, p 1
+    r, p = np.array([(0.0, 1.0) if constant or np.ptp(s) == 0 else tuple(pearsonr(s, logits)) for s in per_image.T]).T
     sign = np.where(r < 0, -1.0, 1.0)
     vectors, r = vectors * sign[:, None], r * sign
     kept = np.argsort(-r, kind="stable")[:keep]
@@ -194,11 +190,8 @@ class ConceptExplanation:
             "explained_variance_ratio": self.fit.explained_variance_ratio.tolist(),
             "r_all_components": self.fit.r.tolist(),
             "concepts": [
-                {
-                    **row,
-                    "positive": {"ids": self.example_ids[c][0], "scores": self.example_scores[c, 0].tolist()},
-                    "negative": {"ids": self.example_ids[c][1], "scores": self.example_scores[c, 1].tolist()},
-                }
+                {**row, **{pole: {"ids": self.example_ids[c][k], "scores": self.example_scores[c, k].tolist()}
+                           for k, pole in enumerate(("positive", "negative"))}}
                 for c, row in enumerate(self.summary())
             ],
             "sign_convention": "each component is oriented so r >= 0: positive scores go with higher logits (Stretchy)",
@@ -228,8 +221,6 @@ def layer_activations(model, images: np.ndarray, batch_size: int = 64, progress:
 class Concepts:
     """Explainer: concepts of `model` from `images` randomly drawn images of a split, with example images."""
 
-    name = "concepts"
-
     def __init__(self, model, images: int = 500, components: int = 10, keep: int = 5, examples: int = 5, progress: bool = False):
         concept_layer(model)  # a clear error before anything is loaded
         if not 1 <= examples <= images:
@@ -247,18 +238,12 @@ class Concepts:
         fit = fit_concepts(acts, logits, components=self.components, keep=self.keep)
         maps = fit.score_maps(acts)  # N × k × h × w
         scores = maps.mean(axis=(2, 3))
-        shown, ids, shown_scores = [], [], []
-        for i in fit.kept:
-            scale = float(np.quantile(np.abs(maps[:, i]), 0.99))  # one brightness scale per concept
-            poles, pole_ids, pole_scores = [], [], []
-            for sign in (1.0, -1.0):
-                top = np.argsort(-sign * scores[:, i], kind="stable")[: self.examples]
-                poles.append(highlight(pixels[top], sign * maps[top, i], scale))
-                pole_ids.append([params[chosen[j]].id for j in top])
-                pole_scores.append(scores[top, i])
-            shown.append(poles)
-            ids.append(pole_ids)
-            shown_scores.append(pole_scores)
+        signs = (1.0, -1.0)  # the positive pole, then the negative
+        scale = {i: float(np.quantile(np.abs(maps[:, i]), 0.99)) for i in fit.kept}  # one brightness scale per concept
+        top = {(i, s): np.argsort(-s * scores[:, i], kind="stable")[: self.examples] for i in fit.kept for s in signs}
+        shown = [[highlight(pixels[top[i, s]], s * maps[top[i, s], i], scale[i]) for s in signs] for i in fit.kept]
+        ids = [[[params[chosen[j]].id for j in top[i, s]] for s in signs] for i in fit.kept]
+        shown_scores = [[scores[top[i, s], i] for s in signs] for i in fit.kept]
         return ConceptExplanation(
             fit=fit,
             layer=name,

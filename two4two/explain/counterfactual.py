@@ -101,8 +101,6 @@ class CounterfactualGrid:
 class Counterfactuals:
     """Explainer: rows of randomly chosen images of a split, each moved to the logits at `quantiles` (an INN only)."""
 
-    name = "counterfactuals"
-
     def __init__(self, model, rows: int = 10, quantiles: Sequence[float] = QUINTILE_CENTRES):
         require_invertible(model)
         self.model, self.rows, self.quantiles = model, rows, np.asarray(quantiles, float)

@@ -134,11 +134,8 @@ def impute(images: np.ndarray, removed: np.ndarray, method: str = "linear", nois
         chunks = _chunks(removed)
         workers = min(len(chunks), workers or os.cpu_count() or 1)
         solve = lambda se: _solve_linear(x[se[0]:se[1]], removed[se[0]:se[1]], means[se[0]:se[1]])  # noqa: E731
-        if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                values = np.concatenate(list(pool.map(solve, chunks)))
-        else:
-            values = np.concatenate([solve(c) for c in chunks])
+        with ThreadPoolExecutor(workers) as pool:
+            values = np.concatenate(list(pool.map(solve, chunks)))
     elif method == "fixed":
         values = np.full((len(ids), x.shape[-1]), FIXED_GREY)
     else:
@@ -217,17 +214,16 @@ def true_class_probability(logits: np.ndarray, true_labels: np.ndarray) -> np.nd
 
 @dataclass
 class Curves:
-    """One method's curves: per order, per percentage, per image, the true-class probability and correctness."""
+    """One method's curves: per order, per percentage, per image, the true-class probability (correct above 0.5)."""
 
     percentages: tuple[float, ...]
     probability: dict[str, np.ndarray]  # order → (P, N)
-    correct: dict[str, np.ndarray]  # order → (P, N) bool
 
     def mean_probability(self, order: str) -> np.ndarray:
         return self.probability[order].mean(axis=1)
 
     def accuracy(self, order: str) -> np.ndarray:
-        return self.correct[order].mean(axis=1)
+        return (self.probability[order] > 0.5).mean(axis=1)
 
     def area(self, values: np.ndarray) -> float:
         """Mean height of a curve over the percentage axis (trapezoid rule on [first, last] %)."""
@@ -242,10 +238,9 @@ class Curves:
 
     def summary(self) -> dict[str, float]:
         """LeRF − MoRF areas of accuracy and true-class probability: larger is more faithful."""
+        morf, lerf = self.area(self.mean_probability("morf")), self.area(self.mean_probability("lerf"))
         return {"road_accuracy_gap": self.area(self.accuracy("lerf")) - self.area(self.accuracy("morf")),
-                "road_probability_gap": self.area(self.mean_probability("lerf")) - self.area(self.mean_probability("morf")),
-                "morf_probability_area": self.area(self.mean_probability("morf")),
-                "lerf_probability_area": self.area(self.mean_probability("lerf"))}
+                "road_probability_gap": lerf - morf, "morf_probability_area": morf, "lerf_probability_area": lerf}
 
 
 @dataclass
@@ -267,17 +262,13 @@ class FaithfulnessResult:
     meta: dict = field(default_factory=dict)
 
     def records(self) -> list[dict]:
-        rows = []
-        for m, c in self.road.items():
-            for order in ORDERS:
-                for p, acc, prob in zip(c.percentages, c.accuracy(order), c.mean_probability(order)):
-                    rows.append({"method": m, "curve": order, "percent": p, "accuracy": float(acc), "true_class_probability": float(prob),
-                                 "cross_entropy": ""})
-        for m, r in self.reveal.items():
-            for p, acc, ce in zip(r.levels, r.accuracy, r.cross_entropy):
-                rows.append({"method": m, "curve": "shown", "percent": p, "accuracy": float(acc), "true_class_probability": "",
-                             "cross_entropy": float(ce)})
-        return rows
+        road = [{"method": m, "curve": order, "percent": p, "accuracy": float(acc),
+                 "true_class_probability": float(prob), "cross_entropy": ""}
+                for m, c in self.road.items() for order in ORDERS
+                for p, acc, prob in zip(c.percentages, c.accuracy(order), c.mean_probability(order))]
+        return road + [{"method": m, "curve": "shown", "percent": p, "accuracy": float(acc),
+                        "true_class_probability": "", "cross_entropy": float(ce)}
+                       for m, r in self.reveal.items() for p, acc, ce in zip(r.levels, r.accuracy, r.cross_entropy)]
 
     def summary_rows(self) -> list[dict]:
         rows = []
@@ -324,26 +315,21 @@ class FaithfulnessResult:
         from two4two.io import atomic_write_csv, atomic_write_text
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"csv": atomic_write_csv(out / "faithfulness_curves.csv", self.records()),
-                 "summary_csv": atomic_write_csv(out / "faithfulness.csv", self.summary_rows())}
         text = (f"## Faithfulness ({self.meta.get('imputation', 'linear')} imputation; MoRF/LeRF on the true class; "
                 "sorted by the probability gap)\n\n" + self.format_table() + "\n")
-        paths["md"] = atomic_write_text(out / "faithfulness.md", text)
-        paths["json"] = atomic_write_text(out / "faithfulness.json", json.dumps(self.meta, indent=2) + "\n")
-        paths["png"] = self.plot(out / "faithfulness.png")
-        return paths
+        return {"csv": atomic_write_csv(out / "faithfulness_curves.csv", self.records()),
+                "summary_csv": atomic_write_csv(out / "faithfulness.csv", self.summary_rows()),
+                "md": atomic_write_text(out / "faithfulness.md", text),
+                "json": atomic_write_text(out / "faithfulness.json", json.dumps(self.meta, indent=2) + "\n"),
+                "png": self.plot(out / "faithfulness.png")}
 
     def plot(self, path: Path) -> Path:
         """MoRF and LeRF probability curves per method, and the masked-pixel accuracy per level."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from two4two.explain.attribution import LABELS
-        from two4two.io import atomic_write
+        from two4two.io import atomic_write_bytes
+        from two4two.plotting import figure_png, pyplot
 
+        plt = pyplot()
         panels = 3 if self.reveal else 2
         fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
         colours = plt.get_cmap("tab20")
@@ -366,10 +352,7 @@ class FaithfulnessResult:
             ax.set_xlabel("% of pixels shown")
             ax.set_ylabel("accuracy")
         axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
-        fig.tight_layout()
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
-        plt.close(fig)
-        return path
+        return atomic_write_bytes(path, figure_png(fig, dpi=100))
 
 
 class Faithfulness:
@@ -399,37 +382,34 @@ class Faithfulness:
         with tqdm(total=steps, desc="faithfulness", unit="curve point", disable=not self.progress, leave=False) as bar:
             for i, (method, a) in enumerate(maps.maps.items()):
                 order = pixel_order(a, seed + i)
-                probability, correct = {}, {}
-                for o in ORDERS:
-                    probs, hits = [], []
-                    for j, p in enumerate(self.percentages):
-                        removed = removal_masks(order, images.shape[1:3], p, most_relevant=(o == "morf"))
-                        prob = self._true_probability(images, removed, labels, self.imputation, seed + 1000 * j)
-                        probs.append(prob)
-                        hits.append(prob > 0.5)
-                        bar.update()
-                    probability[o], correct[o] = np.array(probs), np.array(hits)
-                road[method] = Curves(self.percentages, probability, correct)
+                seeds = [seed + 1000 * j for j in range(len(self.percentages))]
+                probability = {o: self._curve(images, labels, order, self.percentages, self.imputation, seeds, bar,
+                                              most_relevant=(o == "morf")) for o in ORDERS}
+                road[method] = Curves(self.percentages, probability)
                 if self.reveal_levels:
-                    acc, ce = [], []
-                    for j, p in enumerate(self.reveal_levels):
-                        hidden = ~removal_masks(order, images.shape[1:3], p, most_relevant=True)
-                        prob = self._true_probability(images, hidden, labels, self.reveal_fill, seed + 5000 + j)
-                        acc.append(prob > 0.5)
-                        ce.append(-np.log(np.clip(prob, 1e-12, 1.0)))
-                        bar.update()
-                    acc, ce = np.array(acc), np.array(ce)
-                    reveal[method] = RevealCurves(self.reveal_levels, acc.mean(axis=1), ce.mean(axis=1), ce.mean(axis=0))
+                    seeds = [seed + 5000 + j for j in range(len(self.reveal_levels))]
+                    prob = self._curve(images, labels, order, self.reveal_levels, self.reveal_fill, seeds, bar,
+                                       shown=True)
+                    ce = -np.log(np.clip(prob, 1e-12, 1.0))
+                    accuracy = (prob > 0.5).mean(axis=1)
+                    reveal[method] = RevealCurves(self.reveal_levels, accuracy, ce.mean(axis=1), ce.mean(axis=0))
         meta = {"data": str(split.root), "split": split.name, "n": n, "imputation": self.imputation, "noise": self.noise,
                 "percentages": list(self.percentages), "reveal_levels": list(self.reveal_levels), "reveal_fill": self.reveal_fill}
         return FaithfulnessResult(road, reveal, meta)
 
-    def _true_probability(self, images, removed, labels, imputation: str, seed: int) -> np.ndarray:
+    def _curve(self, images, labels, order, levels, imputation: str, seeds, bar, most_relevant: bool = True,
+               shown: bool = False) -> np.ndarray:
+        """(levels, N): the true-class probability with each level's % most (or least) relevant pixels
+        removed, or with all but those removed (`shown`), the images filled and asked in batches."""
         from two4two.models.training import predict_logits  # takes the float images in [0, 1] as they are
 
-        out = np.empty(len(images))
-        for start in range(0, len(images), self.batch_size):
-            stop = min(len(images), start + self.batch_size)
-            filled = impute(images[start:stop], removed[start:stop], imputation, self.noise, seed + start)
-            out[start:stop] = true_class_probability(predict_logits(self.model, filled), labels[start:stop])
+        out = np.empty((len(levels), len(images)))
+        for j, (percent, seed) in enumerate(zip(levels, seeds)):
+            removed = removal_masks(order, images.shape[1:3], percent, most_relevant)
+            removed = ~removed if shown else removed
+            for start in range(0, len(images), self.batch_size):
+                stop = min(len(images), start + self.batch_size)
+                filled = impute(images[start:stop], removed[start:stop], imputation, self.noise, seed + start)
+                out[j, start:stop] = true_class_probability(predict_logits(self.model, filled), labels[start:stop])
+            bar.update()
         return out

@@ -51,10 +51,6 @@ class Agreement:
     causes: tuple[str, ...] = ()  # the KNOWN_DIFFERENCES present on the images where the two differ
     unexplained: int = 0  # images where they differ and none of those is present
 
-    @property
-    def share(self) -> float:
-        return self.agree / self.n if self.n else float("nan")
-
 
 def quantus_scores(maps: np.ndarray, regions: np.ndarray, images: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Quantus' three localisation scores per image of signed maps (N × H × W) against boolean regions."""
@@ -74,21 +70,17 @@ def quantus_scores(maps: np.ndarray, regions: np.ndarray, images: np.ndarray | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return _quantus_three(quantus, call)
+            quiet = dict(normalise=False, disable_warnings=True)
+            metrics = {"pointing_game": quantus.PointingGame(**quiet),
+                       "relevance_mass": quantus.RelevanceMassAccuracy(abs=True, **quiet),
+                       "relevance_rank": quantus.RelevanceRankAccuracy(abs=True, **quiet)}
+            return {score: np.asarray(metric(**call), np.float64) for score, metric in metrics.items()}
         except AssertionError as exc:  # Quantus checks its inputs with assert, e.g. one value in the whole batch
             raise QuantusRefused(str(exc).split(".")[0]) from exc
 
 
 class QuantusRefused(Two4TwoError):
     """Quantus would not score these maps (its input checks refuse them)."""
-
-
-def _quantus_three(quantus, call) -> dict[str, np.ndarray]:
-    return {
-            "pointing_game": np.asarray(quantus.PointingGame(normalise=False, disable_warnings=True)(**call), np.float64),
-            "relevance_mass": np.asarray(quantus.RelevanceMassAccuracy(abs=True, normalise=False, disable_warnings=True)(**call), np.float64),
-            "relevance_rank": np.asarray(quantus.RelevanceRankAccuracy(abs=True, normalise=False, disable_warnings=True)(**call), np.float64),
-        }
 
 
 def our_scores(maps: np.ndarray, regions: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -140,11 +132,7 @@ def format_agreement(rows: list[Agreement]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         agreeing = f"Quantus refused: {r.refused}" if r.refused else f"{r.agree}/{r.n}"
+        why = ", ".join(list(r.causes) + ([f"{r.unexplained} image(s) unexplained"] if r.unexplained else [])) or "—"
         lines.append(f"| {LABELS.get(r.method, r.method)} | {r.score.replace('_', ' ')} | {r.region.replace('_', ' ')} "
-                     f"| {agreeing} | {r.max_difference:.2g} | {r.ours_mean:.3f} | {r.quantus_mean:.3f} | {_why(r)} |")
+                     f"| {agreeing} | {r.max_difference:.2g} | {r.ours_mean:.3f} | {r.quantus_mean:.3f} | {why} |")
     return "\n".join(lines)
-
-
-def _why(r: Agreement) -> str:
-    parts = list(r.causes) + ([f"{r.unexplained} image(s) unexplained"] if r.unexplained else [])
-    return ", ".join(parts) or "—"

@@ -12,6 +12,7 @@ a strict Content-Security-Policy; bad parameters get a 400 naming the field and 
 
 from __future__ import annotations
 
+import signal
 from typing import Callable
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -106,8 +107,6 @@ def create_app(session: ExplorerSession) -> Flask:
 def serve(session: ExplorerSession, host: str = "127.0.0.1", port: int = 8050, threads: int = 4,
           ready: Callable[[], None] | None = None) -> None:
     """Run the explorer with waitress until interrupted (Ctrl+C); `ready` runs once the port is bound."""
-    import signal
-
     from waitress.server import create_server
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # not inherited as ignored from a launcher

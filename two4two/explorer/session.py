@@ -8,7 +8,6 @@ model's on exactly that image (ROAD's imputation, quantised to what the PNG hold
 
 from __future__ import annotations
 
-import io
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from two4two.animal import BLOCK_GROUPS
+from two4two.dataset.writer import png_bytes as png
 from two4two.errors import Two4TwoError
 from two4two.explain.attribution import LABELS, attribution_method, check_methods, load_maps
 from two4two.explain.faithfulness import DEFAULT_PERCENTAGES, impute, pixel_order, removal_masks, true_class_probability
@@ -33,14 +33,6 @@ MASK_COLOURS = np.array([[235, 235, 235], [31, 119, 180], [174, 199, 232], [255,
 
 class BadRequest(Two4TwoError, ValueError):
     """A request names something that is not there: the page gets a 400 with this message."""
-
-
-def png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def map_rgba(a: np.ndarray) -> np.ndarray:
@@ -81,19 +73,13 @@ class ExplorerSession:
         self.interventions = available_interventions(split.root, split.name)
         self.removals = [g for g in BLOCK_GROUPS if has_split(split.root, removal_split(split.name, g))]
         self._by_original: dict[str, dict[str, int]] = {}  # split name → original id → row
-        self._perturbed = lru_cache(maxsize=4096)(self._perturbed_uncached)
-        self._map = lru_cache(maxsize=1024)(self._map_uncached)
+        self.perturbed = lru_cache(maxsize=4096)(self.perturbed)
+        self.attribution = lru_cache(maxsize=1024)(self.attribution)
 
     # -- checks: every request goes through these, so a bad one is a message, not a traceback --
 
     def index(self, raw) -> int:
-        try:
-            i = int(raw)
-        except (TypeError, ValueError):
-            raise BadRequest(f"image: expected an index 0 … {self.n - 1}, got {str(raw)[:40]!r}") from None
-        if not 0 <= i < self.n:
-            raise BadRequest(f"image: expected an index 0 … {self.n - 1}, got {i}")
-        return i
+        return _whole(raw, "image", f"an index 0 … {self.n - 1}", self.n - 1)
 
     def method(self, raw) -> str:
         if raw not in self.methods:
@@ -102,13 +88,7 @@ class ExplorerSession:
 
     @staticmethod
     def percent(raw) -> int:
-        try:
-            p = int(raw)
-        except (TypeError, ValueError):
-            raise BadRequest(f"p: expected a whole percentage 0 … 99, got {str(raw)[:40]!r}") from None
-        if not 0 <= p <= 99:
-            raise BadRequest(f"p: expected a whole percentage 0 … 99, got {p}")
-        return p
+        return _whole(raw, "p", "a whole percentage 0 … 99", 99)
 
     @staticmethod
     def order(raw) -> str:
@@ -182,14 +162,12 @@ class ExplorerSession:
         return self._by_original[other.name].get(original_id)
 
     def ground_truth_image(self, kind: str, name: str, i: int) -> bytes:
-        if kind == "intervention":
-            if name not in self.interventions:
-                raise BadRequest(f"attribute: expected one of {', '.join(self.interventions) or 'none (no intervention splits)'}, got {name[:40]!r}")
-            other = self.split.intervention(name)
-        else:
-            if name not in self.removals:
-                raise BadRequest(f"part: expected one of {', '.join(self.removals) or 'none (no removal splits)'}, got {name[:40]!r}")
-            other = self.split.removal(name)
+        field, names, split_of = (("attribute", self.interventions, self.split.intervention) if kind == "intervention"
+                                  else ("part", self.removals, self.split.removal))
+        if name not in names:
+            allowed = ", ".join(names) or f"none (no {kind} splits)"
+            raise BadRequest(f"{field}: expected one of {allowed}, got {name[:40]!r}")
+        other = split_of(name)
         j = self._original_index(other, self.params[i].id)
         if j is None:
             raise BadRequest(f"image {i} has no {kind} {name!r}")
@@ -199,9 +177,6 @@ class ExplorerSession:
         return png(MASK_COLOURS[self.masks[i]])
 
     def attribution(self, method: str, i: int) -> np.ndarray:
-        return self._map(method, i)
-
-    def _map_uncached(self, method: str, i: int) -> np.ndarray:
         if method in self.stored_maps:
             return self.stored_maps[method][i]
         check_methods([method])
@@ -215,9 +190,6 @@ class ExplorerSession:
     def perturbed(self, method: str, i: int, order: str, p: int) -> tuple[np.ndarray, float]:
         """The image with the p % most (MoRF) or least (LeRF) relevant pixels ROAD-imputed, and the
         model's probability of the true class on exactly that 8-bit image."""
-        return self._perturbed(method, i, order, p)
-
-    def _perturbed_uncached(self, method: str, i: int, order: str, p: int) -> tuple[np.ndarray, float]:
         if p == 0:
             image = self.images[i]
         else:
@@ -236,6 +208,17 @@ class ExplorerSession:
         ps = [0, *[int(p) for p in self.percentages]]
         return {"percentages": ps, "morf": [self.perturbed(method, i, "morf", p)[1] for p in ps],
                 "lerf": [self.perturbed(method, i, "lerf", p)[1] for p in ps]}
+
+
+def _whole(raw, name: str, expected: str, high: int) -> int:
+    """An integer request field in [0, high]; anything else is a BadRequest saying what is allowed."""
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name}: expected {expected}, got {str(raw)[:40]!r}") from None
+    if not 0 <= value <= high:
+        raise BadRequest(f"{name}: expected {expected}, got {value}")
+    return value
 
 
 def _value(v):

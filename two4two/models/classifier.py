@@ -56,8 +56,7 @@ def build_classifier(arch: str = "small_cnn", **kwargs) -> nn.Module:
     if arch in ("resnet18", "mobilenet_v2"):
         import torchvision
 
-        net = getattr(torchvision.models, arch)(weights=None, num_classes=1, **kwargs)
-        return _SqueezeLogit(net)
+        return _SqueezeLogit(getattr(torchvision.models, arch)(weights=None, num_classes=1, **kwargs))
     if arch == "inn":
         from two4two.models.inn import InvertibleClassifier
 

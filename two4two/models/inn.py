@@ -76,10 +76,6 @@ class _BoundedAffineCoupling(AffineCoupling):
         return [z1, (z2 - shift) / scale], -torch.log(scale).flatten(1).sum(1)
 
 
-def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    return -0.5 * (z.flatten(1) ** 2 + math.log(2 * math.pi)).sum(1)
-
-
 class InvertibleClassifier(nn.Module):
     """Multi-scale Glow flow with a linear classifier on an intermediate level.
 
@@ -163,25 +159,25 @@ class InvertibleClassifier(nn.Module):
             return list(steps)
         return list(steps[: self.classifier_step] if part == "phi" else steps[self.classifier_step:])
 
-    def _run_level(self, level: int, h: torch.Tensor, log_det: torch.Tensor, part: str = "all"):
-        if part != "mu":
-            h, _ = self.squeeze.inverse(h)
-        for step in self._steps(level, part):
-            h, ld = step.inverse(h)  # normflows' inverse is the data → latent direction
-            log_det = log_det + ld
-        return h, log_det
+    def _run_levels(self, h: torch.Tensor, levels: range, part: str):
+        """h through `levels` (at the classifier level, only the steps of `part`), fading out half of the channels
+        after each level but the last; returns the output, the faded-out halves and log|det|."""
+        log_det = torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
+        faded = []
+        for level in levels:
+            if part != "mu" or level + 1 != self.classifier_level:  # μ continues the classifier level, unsqueezed
+                h, _ = self.squeeze.inverse(h)
+            for step in self._steps(level, part):
+                h, ld = step.inverse(h)  # normflows' inverse is the data → latent direction
+                log_det = log_det + ld
+            if level + 1 < levels.stop:
+                h, out = h.chunk(2, dim=1)
+                faded.append(out)
+        return h, faded, log_det
 
     def encode(self, x: torch.Tensor) -> Encoding:
         """φ(x) for images in [0, 1], with the faded-out halves needed to invert it."""
-        h = x - 0.5
-        log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        faded = []
-        for level in range(self.classifier_level):
-            h, log_det = self._run_level(level, h, log_det, "phi")
-            if level + 1 < self.classifier_level:
-                h, out = h.chunk(2, dim=1)
-                faded.append(out)
-        return Encoding(h, faded, log_det)
+        return Encoding(*self._run_levels(x - 0.5, range(self.classifier_level), "phi"))
 
     def decode(self, phi: torch.Tensor, faded: list[torch.Tensor]) -> torch.Tensor:
         """φ⁻¹: the image (in [0, 1] up to the flow's range) for φ and the stored halves."""
@@ -196,16 +192,8 @@ class InvertibleClassifier(nn.Module):
 
     def tail(self, phi: torch.Tensor):
         """μ: the remaining latent parts after φ and their log-determinant."""
-        h = phi
-        log_det = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
-        latents = []
-        for level in range(self.classifier_level - 1, len(self.levels)):
-            h, log_det = self._run_level(level, h, log_det, "mu" if level == self.classifier_level - 1 else "all")
-            if level + 1 < len(self.levels):
-                h, out = h.chunk(2, dim=1)
-                latents.append(out)
-        latents.append(h)
-        return latents, log_det
+        h, latents, log_det = self._run_levels(phi, range(self.classifier_level - 1, len(self.levels)), "mu")
+        return latents + [h], log_det
 
     def latent_code(self, x: torch.Tensor):
         """The whole latent code (every faded-out part, then μ's outputs) and log|det|."""
@@ -215,7 +203,8 @@ class InvertibleClassifier(nn.Module):
 
     def _log_prob_of(self, enc: Encoding) -> torch.Tensor:
         latents, log_det = self.tail(enc.phi)
-        return enc.log_det + log_det + sum(_standard_normal_log_prob(z) for z in enc.faded + latents)
+        prior = sum(-0.5 * (z.flatten(1) ** 2 + math.log(2 * math.pi)).sum(1) for z in enc.faded + latents)  # N(0, I)
+        return enc.log_det + log_det + prior
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Log-density of continuous images in [0, 1] under the flow with an N(0, I) prior."""

@@ -120,10 +120,7 @@ class Observer(nn.Module):
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 chunk = images[start : start + batch_size]
-                if isinstance(chunk, np.ndarray):
-                    x = image_batch(chunk)
-                else:
-                    x = chunk.float()
+                x = image_batch(chunk) if isinstance(chunk, np.ndarray) else chunk.float()
                 outputs.append(self(x.to(device)).double().cpu().numpy())
         out = np.concatenate(outputs) if outputs else np.zeros((0, len(OUTPUTS)))
         low, span = self.low.cpu().numpy(), self.span.cpu().numpy()
@@ -135,10 +132,8 @@ class Observer(nn.Module):
     def validation_record(self, images: np.ndarray, params: Sequence[SceneParameters]) -> dict:
         """Per-attribute MSE on the [0, 1] scale and label accuracy; `score` (higher is better) picks the checkpoint."""
         predicted = self.predict_attributes(images)
-        record = {}
-        for attribute in OBSERVED:
-            true = np.array([getattr(p, attribute) for p in params], float)
-            record[f"mse_{attribute}"] = float(np.mean(scaled_errors(attribute, predicted[attribute], true) ** 2))
+        true = {a: np.array([getattr(p, a) for p in params], float) for a in OBSERVED}
+        record = {f"mse_{a}": float(np.mean(scaled_errors(a, predicted[a], true[a]) ** 2)) for a in OBSERVED}
         labels = np.array([p.true_label for p in params], bool)
         record["label_accuracy"] = float(((predicted["stretchy_probability"] > 0.5) == labels).mean())
         record["mean_mse"] = float(np.mean([record[f"mse_{a}"] for a in OBSERVED]))
@@ -153,11 +148,8 @@ def attribute_mse_table(record: dict) -> str:
     return "\n".join(lines)
 
 
-
 class ObserverCheck:
     """Evaluation: the observer's per-attribute error and label accuracy on a split (are the attributes recoverable?)."""
-
-    name = "observe"
 
     def __init__(self, observer: Observer):
         self.observer = observer

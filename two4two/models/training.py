@@ -88,6 +88,8 @@ def build_model(arch: str = "small_cnn", **kwargs):
 
 
 def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
+    from torch import nn
+
     from two4two.models.classifier import ARCHITECTURES
 
     top = Fields(raw, source, allowed=TOP_KEYS, required=("data", "output_dir"), what="a mapping at the top level")
@@ -108,15 +110,14 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
     settings = {f.name: training.setting(f) for f in dataclasses.fields(TrainingSettings) if f.name in training.raw}
     if kind == "observer" and settings.get("augment_shift"):
         raise training.error("training.augment_shift", settings["augment_shift"], "0 for an observer, which reads the animal's position back")
-    if settings.get("head_learning_rate") and not _has_linear_head(built):
+    if settings.get("head_learning_rate") and not isinstance(getattr(built, "head", None), nn.Linear):
         raise training.error("training.head_learning_rate", settings["head_learning_rate"],
                              f"0: only a model with a linear head on its features (arch inn) has its own rate; arch {model['arch']} has none")
     dataset_config = raw.get("dataset_config")
     top.check(dataset_config is None or isinstance(dataset_config, str), "dataset_config", "a path to a dataset config")
-    name = top.text("name", Path(source).stem)
     return ModelConfig(
         kind=kind,
-        name=name,
+        name=top.text("name", Path(source).stem),
         data=Path(raw["data"]),
         output_dir=Path(raw["output_dir"]),
         model=model,
@@ -124,12 +125,6 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         dataset_config=Path(dataset_config) if dataset_config else None,
         raw=raw,
     )
-
-
-def _has_linear_head(model) -> bool:
-    from torch import nn
-
-    return isinstance(getattr(model, "head", None), nn.Linear)
 
 
 def parameter_groups(model, settings: TrainingSettings) -> list[dict]:
@@ -143,18 +138,13 @@ def parameter_groups(model, settings: TrainingSettings) -> list[dict]:
     ]
 
 
-def pick_device():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
+def _save_atomic(path: Path, plain: dict, **tensors) -> None:
+    """A checkpoint file of `plain` made plain data (`_plain`) and `tensors` as they are, written atomically."""
     import torch
 
     from two4two.io import atomic_write
 
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    atomic_write(path, lambda fh: torch.save({**_plain(plain), **tensors}, fh))
 
 
 def _plain(value: Any) -> Any:
@@ -164,13 +154,11 @@ def _plain(value: Any) -> Any:
         return {k if type(k) in (str, int, float, bool) or k is None else str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.generic)):  # a numpy scalar's tolist() is its Python value
         return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    if value is None or type(value) in (bool, int, float, str):
+    if value is None:
         return value
-    for plain in (bool, int, float, str):  # subclasses (enums, numpy-like) pickle as their class
+    for plain in (bool, int, float, str):  # these and their subclasses (enums, numpy-like), which pickle as their class
         if isinstance(value, plain):
             return plain(value)
     if isinstance(value, date):
@@ -181,25 +169,11 @@ def _plain(value: Any) -> Any:
 def save_model_checkpoint(path: Path, config: ModelConfig, state_dict, epoch: int, validation: dict, resolution) -> None:
     """The checkpoint kept of a training (`model.pt`): the weights as tensors, all else plain data,
     so read_checkpoint loads it without running any code."""
-    _save_atomic(
-        {
-            **_plain(
-                {
-                    "kind": config.kind,
-                    "arch": config.model["arch"],
-                    "model_args": {k: v for k, v in config.model.items() if k != "arch"},
-                    "config": config.raw,
-                    "training": asdict(config.training),
-                    "epoch": epoch,
-                    "validation": validation,
-                    "resolution": list(resolution),
-                    "dataset": str(config.data),
-                }
-            ),
-            "state_dict": state_dict,
-        },
-        path,
-    )
+    model_args = {k: v for k, v in config.model.items() if k != "arch"}
+    meta = {"kind": config.kind, "arch": config.model["arch"], "model_args": model_args, "config": config.raw,
+            "training": asdict(config.training), "epoch": epoch, "validation": validation,
+            "resolution": list(resolution), "dataset": str(config.data)}
+    _save_atomic(path, meta, state_dict=state_dict)
 
 
 STATE_KEYS = ("config", "epoch", "state_dict", "averaged", "optimiser", "schedule", "numpy_rng", "torch_rng", "history", "best")
@@ -211,17 +185,11 @@ def save_training_state(path: Path, config: ModelConfig, epoch: int, model, aver
     history as plain data."""
     import torch
 
-    _save_atomic(
-        {
-            **_plain({"config": config.raw, "epoch": epoch, "numpy_rng": rng.bit_generator.state, "history": history, "best": best}),
-            "state_dict": model.state_dict(),
-            "averaged": averaged.state_dict() if averaged is not None else None,
-            "optimiser": optimiser.state_dict(),
-            "schedule": schedule.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        },
-        path,
-    )
+    meta = {"config": config.raw, "epoch": epoch, "numpy_rng": rng.bit_generator.state, "history": history,
+            "best": best}
+    _save_atomic(path, meta, state_dict=model.state_dict(),
+                 averaged=averaged.state_dict() if averaged is not None else None, optimiser=optimiser.state_dict(),
+                 schedule=schedule.state_dict(), torch_rng=torch.get_rng_state())
 
 
 def restore_training_state(path: Path, config: ModelConfig, model, averaged, optimiser, schedule, rng, device=None):
@@ -245,12 +213,6 @@ def restore_training_state(path: Path, config: ModelConfig, model, averaged, opt
     except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot resume from it ({_one_line(exc)}); delete it to train afresh") from None
     return history, best, epoch
-
-
-def accuracy_and_logits(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256, device=None):
-    """Accuracy against `labels` and the logits, evaluated in batches without gradients."""
-    logits = predict_logits(model, images, batch_size, device)
-    return float(((logits > 0) == labels.astype(bool)).mean()), logits
 
 
 def predict_logits(model, images: np.ndarray, batch_size: int = 256, device=None) -> np.ndarray:
@@ -280,7 +242,8 @@ def validation_record(model, images: np.ndarray, params, device=None) -> dict:
     is better) picks the checkpoint kept."""
     if hasattr(model, "validation_record"):
         return model.validation_record(images, params)
-    accuracy, _ = accuracy_and_logits(model, images, np.array([p.true_label for p in params]), device=device)
+    labels = np.array([p.true_label for p in params]).astype(bool)
+    accuracy = float(((predict_logits(model, images, device=device) > 0) == labels).mean())
     record = {"accuracy": accuracy, "score": accuracy}
     if hasattr(model, "bits_per_dim"):
         record["bits_per_dim"] = model.bits_per_dim(images)
@@ -315,7 +278,7 @@ def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
 
     torch.manual_seed(ts.seed)
     rng = np.random.default_rng(ts.seed)
-    device = pick_device()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_images, train_params = load_split_arrays(config.data, ts.train_split, progress=progress)
     if ts.max_train_samples:
         train_images, train_params = train_images[: ts.max_train_samples], train_params[: ts.max_train_samples]
@@ -324,10 +287,8 @@ def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
     model = build_model(config.model["arch"], **model_args).to(device)
     if ts.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if hasattr(model, "training_targets"):
-        train_targets = model.training_targets(train_params, ts.label_noise)
-    else:
-        train_targets = np.array([p.label if ts.label_noise else p.true_label for p in train_params], np.float32)
+    train_targets = (model.training_targets(train_params, ts.label_noise) if hasattr(model, "training_targets")
+                     else np.array([p.label if ts.label_noise else p.true_label for p in train_params], np.float32))
     groups = parameter_groups(model, ts)
     optimiser = torch.optim.AdamW(groups, lr=ts.learning_rate, weight_decay=ts.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(train_images) / ts.batch_size)))
@@ -349,7 +310,6 @@ def _train_locked(config: ModelConfig, progress: bool, resume: bool) -> Path:
             return loss, parts
         return bce(model(x), y), {}
 
-    config.output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = config.output_dir / CHECKPOINT
     state_path = config.output_dir / "last.pt"
     history = []
@@ -461,16 +421,14 @@ def read_checkpoint(path: str | Path, kind: str | None = None, keys=(), device=N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on the pickle protocol of foreign files
             checkpoint = torch.load(path, map_location=device or "cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    except Exception as exc:  # a truncated zip, an empty or foreign file, or a pickle asking for more than data
+        named = isinstance(exc, pickle.UnpicklingError) and re.search(r"GLOBAL ([\w.]+)", str(exc))
         if named:  # the unpickler refused a class or function the file asks for
             raise CheckpointError(
                 f"{path}: holds objects other than tensors and plain data ({named.group(1)}), so it is not loaded "
                 "(reading it could run code); two4two checkpoints hold only tensors, numbers, strings, lists and dicts: "
                 "retrain it with two4two train"
             ) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint: truncated, or not written by torch.save ({_one_line(exc)})") from None
-    except Exception as exc:  # a truncated zip, an empty or foreign file
         raise CheckpointError(f"{path}: not a readable checkpoint: truncated, or not written by torch.save ({_one_line(exc)})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a two4two checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")

@@ -14,21 +14,18 @@ from typing import Iterator, Sequence
 from two4two.errors import ParameterError
 from two4two.parameters import SceneParameters
 from two4two.render.contract import (
-    LOOKS,
     RenderError,
     RenderResult,
     RenderSettings,
-    available_cpus,
-    default_threads,
-    default_workers,
     validate_all,
     worker_payload,
 )
 from two4two.render.local_pool import RenderPool
+from two4two.render.ray_pool import RayRenderPool, check_reachable, import_ray  # Ray itself is imported when used
 
 __all__ = [
-    "BACKENDS", "LOOKS", "RenderError", "RenderPool", "RenderResult", "RenderSettings", "available_cpus", "check_backend",
-    "default_threads", "default_workers", "open_pool", "render", "validate_all", "worker_payload",
+    "BACKENDS", "RenderError", "RenderPool", "RenderResult", "RenderSettings", "check_backend", "open_pool", "render",
+    "validate_all", "worker_payload",
 ]
 
 BACKENDS = ("local", "ray")
@@ -43,8 +40,6 @@ def open_pool(backend: str = "local", workers: int | None = None, settings: Rend
     if backend != "ray":
         check_backend(backend, address)  # unknown backend, or an address for the local pool
         return RenderPool(workers, settings, **options)
-    from two4two.render.ray_pool import RayRenderPool
-
     return RayRenderPool(workers, settings, address=address, **options)
 
 
@@ -55,8 +50,6 @@ def check_backend(backend: str, address: str | None = None) -> None:
     if address is not None and backend != "ray":
         raise ParameterError(f"address: only used with backend 'ray', got backend {backend!r}")
     if backend == "ray":  # fail before any output is written: Ray missing, cluster not there
-        from two4two.render.ray_pool import check_reachable, import_ray
-
         import_ray()
         if address is not None:
             check_reachable(address)

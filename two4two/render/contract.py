@@ -107,6 +107,16 @@ def validate_all(params: Sequence[SceneParameters]) -> None:
 class Pool:
     """What both pools are: a context manager whose `imap(params, indices)` streams RenderResults."""
 
+    def __init__(self, settings: RenderSettings | None, timeout: float, startup_timeout: float, max_retries: int,
+                 prefetch: int):
+        self.settings = settings or RenderSettings()
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout
+        self.max_retries = max_retries
+        self.prefetch = prefetch
+        self.restarts = 0
+        self.worker_rss_mb: dict = {}  # by worker: its memory after its last sample
+
     def __enter__(self):
         return self
 
@@ -146,8 +156,18 @@ class Attempts:
         """Put samples back at the front of the queue, in their order."""
         self.queue.extendleft(reversed(list(indices)))
 
-    def done(self) -> None:
-        self.remaining -= 1
+    def finished(self, msg: tuple, node: str | None = None) -> RenderResult | None:
+        """A worker's message about one sample: ("done", index, image, mask, rss) is its result;
+        ("error", index, why) is a Python error in the worker, which lives on: the failure is
+        counted and the sample goes back to the front of the queue."""
+        if msg[0] == "done":
+            _, index, image, mask, _ = msg
+            self.remaining -= 1
+            return RenderResult(index, image, mask, self.params[index], node)
+        _, index, why = msg
+        self.failed(index, why)
+        self.queue.appendleft(index)
+        return None
 
     def started(self) -> None:
         self.startup_failures = 0

@@ -9,6 +9,7 @@ retried; after `max_retries` failures of one sample the run stops with an error 
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing as mp
 import time
 from multiprocessing.connection import wait
@@ -58,14 +59,10 @@ class RenderPool(Pool):
         self.n_workers = workers or default_workers()
         if self.n_workers < 1:
             raise ParameterError(f"workers: expected at least 1, got {workers}")
-        self.settings = settings or RenderSettings()
+        super().__init__(settings, timeout, startup_timeout, max_retries, prefetch)
         # Cycles threads per worker (default: cores / workers; 0: all cores). Not part of
         # the settings: it changes speed, not pixels.
         self.threads = default_threads(self.n_workers) if threads is None else threads
-        self.timeout = timeout
-        self.startup_timeout = startup_timeout
-        self.max_retries = max_retries
-        self.prefetch = prefetch
         if worker_target is None:
             from blender_scripts.worker import serve as worker_target  # bpy is imported in the child only
         # The worker's main function; replaceable to inject faults in tests.
@@ -73,18 +70,14 @@ class RenderPool(Pool):
         self._ctx = mp.get_context("spawn")
         # Workers start with the first imap, after its parameters were validated.
         self._workers: list[_Worker] = []
-        self.restarts = 0
-        self.worker_rss_mb: dict[int, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
         for w in self._workers:
-            try:
+            with contextlib.suppress(OSError):
                 if w.process.is_alive():
                     w.conn.send(("stop",))
-            except OSError:
-                pass
         deadline = time.monotonic() + 10
         for w in self._workers:
             w.process.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -133,41 +126,33 @@ class RenderPool(Pool):
                     if msg[0] == "ready":
                         w.ready = True
                         attempts.started()
-                    elif msg[0] == "done":
-                        _, index, image, mask, rss = msg
-                        w.in_flight.remove(index)
+                    elif msg[0] in ("done", "error"):
+                        w.in_flight.remove(msg[1])
                         w.busy_since = now
-                        self.worker_rss_mb[w.pid] = rss
-                        payloads.pop(index, None)
-                        attempts.done()
-                        yield RenderResult(index, image, mask, params[index])
-                    elif msg[0] == "error":
-                        # A Python error in the worker: it lives on and keeps its queue.
-                        _, index, why = msg
-                        w.in_flight.remove(index)
-                        w.busy_since = now
-                        attempts.failed(index, why)
-                        queue.appendleft(index)
+                        result = attempts.finished(msg)  # after an error the worker lives on and keeps its queue
+                        if result is not None:
+                            self.worker_rss_mb[w.pid] = msg[4]
+                            payloads.pop(result.index, None)
+                            yield result
             except (EOFError, OSError):
                 dead.add(i)
 
         dead: set[int] = set()
         while attempts.remaining:
             now = time.monotonic()
-            for i, w in enumerate(self._workers):
-                if w.ready:
-                    while queue and len(w.in_flight) < self.prefetch:
-                        index = queue.popleft()
-                        if index not in payloads:
-                            payloads[index] = worker_payload(params[index])
-                        if not w.in_flight:
-                            w.busy_since = now
-                        try:
-                            w.conn.send(("render", index, payloads[index]))
-                        except OSError:
-                            queue.appendleft(index)
-                            break
-                        w.in_flight.append(index)
+            for w in self._workers:
+                while w.ready and queue and len(w.in_flight) < self.prefetch:
+                    index = queue.popleft()
+                    if index not in payloads:
+                        payloads[index] = worker_payload(params[index])
+                    if not w.in_flight:
+                        w.busy_since = now
+                    try:
+                        w.conn.send(("render", index, payloads[index]))
+                    except OSError:
+                        queue.appendleft(index)
+                        break
+                    w.in_flight.append(index)
 
             conns = {w.conn: i for i, w in enumerate(self._workers)}
             sentinels = {w.process.sentinel: i for i, w in enumerate(self._workers)}

@@ -13,8 +13,10 @@ Ray is optional (`pip install 'two4two[cluster]'`); this module imports it lazil
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -34,8 +36,6 @@ def import_ray():
 
 def check_reachable(address: str) -> None:
     """Fail in seconds, not minutes (Ray retries for long), when nothing listens at HOST:PORT."""
-    import socket
-
     host, _, port = address.rpartition(":")
     if address == "auto" or "://" in address or not port.isdigit():
         return
@@ -105,30 +105,21 @@ class RayRenderPool(Pool):
         if batch_size < 1:
             raise ParameterError(f"batch_size: expected at least 1, got {batch_size}")
         self.ray = import_ray()
+        super().__init__(settings, timeout, startup_timeout, max_retries, prefetch)
         self.requested_workers = workers
-        self.settings = settings or RenderSettings()
         self.threads = threads or 1  # one CPU per actor: the local pool's measured best layout
-        self.timeout = timeout
-        self.startup_timeout = startup_timeout
-        self.max_retries = max_retries
-        self.prefetch = prefetch
         self.address = address
         self.batch_size = batch_size
         self._actors: list[_Actor] = []
         self._owns_ray = False
         self._actor_class = None
         self.n_workers = 0
-        self.restarts = 0
-        self.worker_rss_mb: dict[str, float] = {}
 
     # ---- lifecycle -------------------------------------------------------------
 
     def close(self) -> None:
         for a in self._actors:
-            try:
-                self.ray.kill(a.handle, no_restart=True)
-            except Exception:  # already gone with its node
-                pass
+            self._kill(a)
         self._actors = []
         if self._owns_ray:
             self.ray.shutdown()
@@ -169,11 +160,12 @@ class RayRenderPool(Pool):
         handle = self._actor_class.remote({**self.settings.to_dict(), "threads": self.threads})
         return _Actor(handle, handle.ready.remote(), time.monotonic())
 
+    def _kill(self, a: _Actor) -> None:
+        with contextlib.suppress(Exception):  # already gone with its node
+            self.ray.kill(a.handle, no_restart=True)
+
     def _replace(self, i: int) -> None:
-        try:
-            self.ray.kill(self._actors[i].handle, no_restart=True)
-        except Exception:
-            pass
+        self._kill(self._actors[i])
         self._actors[i] = self._start_actor()
         self.restarts += 1
 
@@ -261,15 +253,10 @@ class RayRenderPool(Pool):
                 a.in_flight = collections.deque(entry for entry in a.in_flight if entry[0] is not ref)
                 a.busy_since = now
                 for msg in results:
-                    if msg[0] == "done":
-                        _, index, image, mask, rss = msg
-                        self.worker_rss_mb[f"{a.pid}@{a.node[:8]}"] = rss
-                        attempts.done()
-                        yield RenderResult(index, image, mask, params[index], node=a.node)
-                    else:  # a Python error in the actor: it lives on, the sample is retried
-                        _, index, why = msg
-                        attempts.failed(index, why)
-                        queue.appendleft(index)
+                    result = attempts.finished(msg, a.node)  # after an error the actor lives on
+                    if result is not None:
+                        self.worker_rss_mb[f"{a.pid}@{a.node[:8]}"] = msg[4]
+                        yield result
 
             for i, a in enumerate(self._actors):
                 if a.ready and a.in_flight and now - a.busy_since > self.timeout * len(a.in_flight[0][1]):

@@ -21,13 +21,11 @@ sampler, i.e. the value that attribute takes in a fresh, independent sample.
     sampler.py        Sampler (the named scenarios are the `samplers` package's)
 """
 
-from two4two.parameters import FIELD_NAMES
 from two4two.sampling.batch import SceneBatch, attribute_columns
 from two4two.sampling.primitives import draw, redraw_where, truncnorm, uniform
 from two4two.sampling.sampler import Sampler
 
 __all__ = [
-    "FIELD_NAMES",
     "Sampler",
     "SceneBatch",
     "attribute_columns",

@@ -8,7 +8,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from two4two.errors import ParameterError
-from two4two.parameters import BOOLEAN_ATTRIBUTES, CLASS_NAMES, CONTINUOUS_RANGES, SAMPLED_ATTRIBUTES, SceneParameters, check_value
+from two4two.parameters import (BOOLEAN_ATTRIBUTES, CLASS_NAMES, CONTINUOUS_RANGES, SAMPLED_ATTRIBUTES, SEQUENCE_FIELDS,
+                                SceneParameters, check_value)
 
 # Scene fields set once per batch rather than drawn per sample.
 SETTINGS = ("resolution", "colormap", "colormap_upper_scale", "hidden_blocks")
@@ -17,6 +18,11 @@ SETTINGS = ("resolution", "colormap", "colormap_upper_scale", "hidden_blocks")
 def attribute_columns(params: Sequence[SceneParameters]) -> dict[str, np.ndarray]:
     """The id and every sampled attribute of many parameter sets, as columns."""
     return {k: np.array([getattr(p, k) for p in params]) for k in ("id", *SAMPLED_ATTRIBUTES)}
+
+
+def _settings(obj) -> dict:
+    """The SETTINGS of a parameter set, a batch or a sampler, sequences as tuples."""
+    return {k: tuple(getattr(obj, k)) if k in SEQUENCE_FIELDS else getattr(obj, k) for k in SETTINGS}
 
 
 def _random_ids(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -56,13 +62,7 @@ class SceneBatch:
         index = np.asarray(index, dtype=np.int64)
         cols = {k: self.columns[k][index].tolist() for k in ("id", *SAMPLED_ATTRIBUTES)}
         originals = self.original_id[index].tolist() if self.original_id is not None else [None] * len(index)
-        shared = {
-            "resolution": tuple(self.resolution),
-            "colormap": self.colormap,
-            "colormap_upper_scale": self.colormap_upper_scale,
-            "changed_attributes": tuple(self.changed_attributes),
-            "hidden_blocks": tuple(self.hidden_blocks),
-        }
+        shared = {**_settings(self), "changed_attributes": tuple(self.changed_attributes)}
         out = []
         names = list(cols)
         for row, original in zip(zip(*cols.values()), originals):
@@ -121,19 +121,12 @@ class SceneBatch:
             for name in SETTINGS:
                 if getattr(p, name) != getattr(first, name):
                     raise ValueError(f"{name} differs within the batch ({getattr(p, name)!r} vs {getattr(first, name)!r})")
-        columns = attribute_columns(params)
-        originals = [p.original_id for p in params]
         changed = {tuple(p.changed_attributes) for p in params}
         if len(changed) != 1:
             raise ValueError("changed_attributes differ within the batch")
-        return cls(
-            columns,
-            tuple(first.resolution),
-            first.colormap,
-            first.colormap_upper_scale,
-            None if all(o is None for o in originals) else np.array(originals, dtype=object),
-            changed.pop(),
-            tuple(first.hidden_blocks),
-        )
+        originals = [p.original_id for p in params]
+        original_id = None if all(o is None for o in originals) else np.array(originals, dtype=object)
+        return cls(attribute_columns(params), original_id=original_id, changed_attributes=changed.pop(),
+                   **_settings(first))
 
 

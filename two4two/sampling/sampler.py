@@ -11,7 +11,7 @@ from scipy import stats
 
 from two4two.errors import ConfigError, ParameterError
 from two4two.parameters import SAMPLED_ATTRIBUTES, SceneParameters, check_value
-from two4two.sampling.batch import SceneBatch, _random_ids
+from two4two.sampling.batch import SceneBatch, _random_ids, _settings
 from two4two.sampling.distributions import parse_distribution
 from two4two.sampling.primitives import RngLike, as_rng, draw, truncnorm, uniform
 
@@ -61,8 +61,7 @@ class Sampler:
         for name in SAMPLED_ATTRIBUTES:
             custom = getattr(self, f"draw_{name}", None)
             cols[name] = custom(rng, n, cols) if custom else self.draw_default(name, rng, n, cols)
-        return SceneBatch(cols, tuple(self.resolution), self.colormap, self.colormap_upper_scale,
-                          hidden_blocks=tuple(self.hidden_blocks)).validate()
+        return SceneBatch(cols, **_settings(self)).validate()
 
     def draw_default(self, name: str, rng: np.random.Generator, n: int, cols: dict[str, np.ndarray]) -> np.ndarray:
         """Draw attribute `name` from its field, independent of anything but the class."""
@@ -106,29 +105,16 @@ class Sampler:
         else:
             check_value(attribute, value)
             new_values = np.full(n, value)
-        columns = dict(batch.columns)
-        columns[attribute] = new_values
-        columns["id"] = _random_ids(rng, n)
-        out = SceneBatch(
-            columns,
-            batch.resolution,
-            batch.colormap,
-            batch.colormap_upper_scale,
-            original_id=np.asarray(batch.columns["id"], dtype=object),
-            changed_attributes=(attribute,),
-            hidden_blocks=batch.hidden_blocks,
-        ).validate()
+        columns = {**batch.columns, attribute: new_values, "id": _random_ids(rng, n)}
+        out = dataclasses.replace(batch, columns=columns, original_id=np.asarray(batch.columns["id"], dtype=object),
+                                  changed_attributes=(attribute,)).validate()
         return out[0] if single else out
 
     # ---- construction from configs --------------------------------------------
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls))
-
     def with_overrides(self, overrides: dict[str, Any], where: str = "sampler_args") -> "Sampler":
         """A copy with fields replaced; `where` prefixes error messages (a config key path)."""
-        allowed = self.field_names()
+        allowed = tuple(f.name for f in dataclasses.fields(self))
         changes = {}
         for key, raw in overrides.items():
             path = f"{where}.{key}"

@@ -20,7 +20,6 @@ logged.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -32,7 +31,7 @@ from flask import Flask, abort, make_response, redirect, render_template, reques
 from werkzeug.exceptions import HTTPException
 
 from two4two.locks import exclusive
-from two4two.study.bundle import ATTRIBUTES, Bundle, BundleQuestion
+from two4two.study.bundle import ATTRIBUTES, Bundle, BundleQuestion, canonical_json
 from two4two.study.paradigms import Trial
 from two4two.study.storage import Participant, Storage
 
@@ -93,6 +92,7 @@ def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outco
     condition = bundle.condition(participant.condition)
     steps = steps_of(bundle, participant)
     following = steps[steps.index(step) + 1]
+    status = "completed" if following == "complete" else "active"
     if step in ("introduction", "tutorial", "explanation"):
         _form_fields(form, set())
         return Outcome({}, following)
@@ -126,7 +126,6 @@ def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outco
             raise BadSubmission(f"answer: {shown} is not allowed; choose one of {', '.join(question.choices)}")
         justification = fields.get("justification", "").replace("\r\n", "\n").strip()
         _check_justification(question, justification)
-        status, following = ("completed", "complete") if following == "complete" else ("active", following)
         payload = {"attribute": attribute, "answer": answer, "justification": justification}
         return Outcome(payload, following, status, answer=(attribute, answer, justification))
     if step.startswith(TRIAL_PREFIX):
@@ -140,7 +139,6 @@ def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outco
         if answer not in shown.choices:
             sent = "no answer" if answer is None else repr(answer[:80])
             raise BadSubmission(f"answer: {sent} is not allowed; choose one of {', '.join(shown.choices)}")
-        status, following = ("completed", "complete") if following == "complete" else ("active", following)
         payload = {"trial": trial.id, "step": shown.id, "answer": answer}
         return Outcome(payload, following, status, trial_answer=(trial.id, shown.id, position, answer))
     raise BadSubmission("this page has nothing to submit")
@@ -153,10 +151,6 @@ def _check_justification(question: BundleQuestion, text: str) -> None:
         raise BadSubmission(f"justification has {len(text)} characters; at most {rule.max_length} are allowed")
     if len(text) < low:
         raise BadSubmission(f"justification has {len(text)} characters; at least {low} are required")
-
-
-def canonical(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def create_app(
@@ -279,7 +273,8 @@ def create_app(
             if seq < participant.seq:
                 stored = storage.page(conn, participant, seq)
                 try:
-                    same = stored is not None and canonical(evaluate(bundle, participant, stored.step, request.form).payload) == stored.payload
+                    sent = evaluate(bundle, participant, stored.step, request.form).payload if stored else None
+                    same = stored is not None and canonical_json(sent) == stored.payload
                 except BadSubmission:
                     same = False
                 if same:  # the same page sent twice: nothing to do, show where they are
@@ -295,7 +290,7 @@ def create_app(
                 form = {k: v[:20_000] for k, v in request.form.items()}
                 return render_step(participant, error=str(exc), form=form, status=400)
             storage.submit(
-                conn, participant, canonical(outcome.payload), clock(), outcome.next_step, outcome.status,
+                conn, participant, canonical_json(outcome.payload), clock(), outcome.next_step, outcome.status,
                 outcome.comprehension_failures, outcome.answer, outcome.trial_answer,
             )
         return redirect("/study", 303)

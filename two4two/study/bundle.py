@@ -256,8 +256,9 @@ TRIAL_TOP_REQUIRED = ("format", "version", "paradigm", "title", "consent", "intr
 TRIAL_TOP_OPTIONAL = ("created", "model", "dataset", "timing", "facts")
 
 
-def canonical_json(raw: Any) -> bytes:
-    return json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+def canonical_json(raw: Any) -> str:
+    """JSON with sorted keys and no spaces: a manifest's fingerprint, a stored page's payload."""
+    return json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIFEST) -> Bundle:
@@ -281,18 +282,17 @@ def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIF
         if key in raw and not isinstance(raw[key], dict):
             raise top.error(key, raw[key], "an object (informational)")
 
-    consent = _Fields(raw["consent"], "consent", source, ("text",))
-    completion = _Fields(raw["completion"], "completion", source, ("text",))
+    consent, completion = top.page("consent", root, images=False), top.page("completion", root, images=False)
     conditions = _conditions(top, root, source, trial_paradigm)
     common = dict(
         root=root,
         title=top.text("title"),
         created=created,
-        consent=TextPage(consent.text("text")),
+        consent=consent,
         introduction=top.page("introduction", root),
         conditions=conditions,
-        completion=TextPage(completion.text("text")),
-        fingerprint=hashlib.sha256(canonical_json(raw)).hexdigest(),
+        completion=completion,
+        fingerprint=hashlib.sha256(canonical_json(raw).encode()).hexdigest(),
         paradigm=paradigm,
     )
     if trial_paradigm:

@@ -111,6 +111,15 @@ class Order:
         return sum(self.draw.values())
 
 
+def response_row(participant_id: str, condition: str, position: int, trial: Trial, index: int, answer: str,
+                 seconds: float, too_fast_seconds: float) -> dict[str, Any]:
+    """One row of a trial responses export: the RESPONSE_COLUMNS, then the trial's and the step's facts."""
+    step = trial.steps[index]
+    values = (participant_id, condition, position, trial.id, step.id, index, trial.group, trial.item, answer,
+              step.correct, int(answer == step.correct), round(seconds, 3), int(seconds < too_fast_seconds))
+    return {**dict(zip(RESPONSE_COLUMNS, values)), **trial.info, **step.info}
+
+
 class DrawError(Exception):
     """No plan satisfies the order rule for this condition's trials."""
 

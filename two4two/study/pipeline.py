@@ -141,18 +141,12 @@ class TrialParadigm(Study):
 
     def responses_csv(self, storage):
         """One row per trial step: the fixed columns first, then the trials' and steps' facts (sorted)."""
-        import csv
-        import io
-
         from two4two.study.paradigms import RESPONSE_COLUMNS
+        from two4two.study.responses import csv_text
 
         rows = storage.trial_responses()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=[*RESPONSE_COLUMNS, *sorted({k for r in rows for k in r} - set(RESPONSE_COLUMNS))],
-                                lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
+        head = [*RESPONSE_COLUMNS, *sorted({k for r in rows for k in r} - set(RESPONSE_COLUMNS))]
+        return csv_text(head, ([r.get(k, "") for k in head] for r in rows))
 
     def simulate(self, bundle, per_condition, seed, effect=None, too_fast_share=0.0):
         from two4two.study.trial_analysis import simulate_trial_responses
@@ -256,11 +250,9 @@ def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tupl
     """The completed participants' answers as the responses CSV `analyze` reads (the paradigm's
     format) and every participant (also excluded and unfinished ones) in OUTPUT_participants.csv;
     both written atomically."""
-    import csv
-    import io
-
     from two4two.io import atomic_write_files
     from two4two.errors import StorageError
+    from two4two.study.responses import csv_text
     from two4two.study.storage import REPORT_COLUMNS, Storage
 
     db, output = Path(db), Path(output)
@@ -270,11 +262,8 @@ def export_responses(db: str | Path, bundle: Bundle, output: str | Path) -> tupl
     report_path = output.with_name(f"{output.stem}_participants.csv")
     try:
         report = storage.participants_report()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(report)
-        atomic_write_files({output: study_of(bundle).responses_csv(storage).encode(), report_path: buf.getvalue().encode()})
+        report_csv = csv_text(REPORT_COLUMNS, ([r[k] for k in REPORT_COLUMNS] for r in report))
+        atomic_write_files({output: study_of(bundle).responses_csv(storage).encode(), report_path: report_csv.encode()})
     finally:
         storage.close()
     return output, report_path, report

@@ -28,6 +28,7 @@ import numpy as np
 
 from two4two.errors import Two4TwoError
 from two4two.intervals import percentile_interval
+from two4two.study.responses import write_outputs
 
 DEFAULT_SCORES = ("pointing_game_animal", "wsl", "single_deletion", "attribute_agreement", "road_probability_gap",
                   "reveal_cross_entropy")
@@ -122,14 +123,9 @@ class SideBySide:
         return figure_png(fig)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        from two4two.io import atomic_write_files
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json", "figure": out_dir / "report.png"}
-        atomic_write_files({paths["markdown"]: self.markdown().encode(), paths["json"]: self.to_json().encode(),
-                            paths["figure"]: self.figure_png()})
-        return paths
+        return write_outputs(out_dir, {"markdown": ("report.md", self.markdown().encode()),
+                                       "json": ("report.json", self.to_json().encode()),
+                                       "figure": ("report.png", self.figure_png())})
 
 
 def _num(x, signed: bool = False) -> str:
@@ -158,12 +154,11 @@ def side_by_side(scores: Mapping[str, Mapping[str, float]], human: Sequence[Huma
         for s in score_names:
             have = [i for i, m in enumerate(shared) if m in scores[s]]
             auto = np.array([scores[s][shared[i]] for i in have])
-            if len(have) < 3:
-                correlations.append({"score": s, "measure": h.name, "n": len(have), "rho": None, "low": None, "high": None})
-                continue
-            rho = float(stats.spearmanr(auto, means[have]).statistic)
-            low, high = percentile_interval([stats.spearmanr(auto, b[have]).statistic for b in boot])
-            low, high = (None, None) if math.isnan(low) else (low, high)
+            rho = low = high = None
+            if len(have) >= 3:
+                rho = float(stats.spearmanr(auto, means[have]).statistic)
+                low, high = percentile_interval([stats.spearmanr(auto, b[have]).statistic for b in boot])
+                low, high = (None, None) if math.isnan(low) else (low, high)
             correlations.append({"score": s, "measure": h.name, "n": len(have), "rho": rho, "low": low, "high": high})
     automatic = {s: {m: float(scores[s][m]) for m in methods if m in scores[s]} for s in score_names}
     humans = {h.name: {m: float(h.table[m].mean()) for m in methods if m in h.table.columns} for h in human}

@@ -1,36 +1,26 @@
-"""The responses file: its schema, reading it strictly, writing it, and the study's design checks."""
+"""The responses file: its schema, reading it strictly, writing it, and the study's design checks;
+also the two writers every study module shares (CSV text, an analysis' files written at once)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from two4two.errors import ResponsesError
-from two4two.io import atomic_write_files
 from two4two.study.questions import QUESTION_NAMES
 
 ATTRIBUTES = QUESTION_NAMES  # what each response answers, in the study's order
 ANSWERS = ("relevant", "irrelevant")
-COLUMNS = (
-    "participant_id",
-    "condition",
-    "attribute",
-    "answer",
-    "expected",
-    "seconds",
-    "comprehension_failures",
-    "justification",
-)
-NUMERIC_COLUMNS = ("seconds", "comprehension_failures")
-ALTERNATIVES = ("two-sided", "greater", "less")
 
 
 @dataclass(frozen=True)
 class Response:
+    """One row of the responses file: its columns are the fields before `line`, in this order."""
+
     participant_id: str
     condition: str
     attribute: str
@@ -44,6 +34,10 @@ class Response:
     @property
     def correct(self) -> bool:
         return self.answer == self.expected
+
+
+COLUMNS = tuple(f.name for f in dataclass_fields(Response) if f.name != "line")
+NUMERIC_COLUMNS = ("seconds", "comprehension_failures")
 
 
 # ---------------------------------------------------------------- reading responses
@@ -72,14 +66,10 @@ def parse_responses(text: str, source: str = "<responses>") -> list[Response]:
         missing = [c for c in COLUMNS if c not in header]
         unknown = [h for h in header if h not in COLUMNS]
         doubled = sorted({h for h in header if header.count(h) > 1})
-        if missing or unknown or doubled:
-            problems = []
-            if missing:
-                problems.append(f"missing column(s) {', '.join(missing)}")
-            if unknown:
-                problems.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
-            if doubled:
-                problems.append(f"column(s) {', '.join(doubled)} appear twice")
+        problems = [f"missing column(s) {', '.join(missing)}"] if missing else []
+        problems += [f"unknown column(s) {', '.join(map(repr, unknown))}"] if unknown else []
+        problems += [f"column(s) {', '.join(doubled)} appear twice"] if doubled else []
+        if problems:
             raise ResponsesError(f"{source}, line 1: {'; '.join(problems)}; the header must be {','.join(COLUMNS)}")
         index = {name: header.index(name) for name in COLUMNS}
         start = reader.line_num + 1
@@ -114,21 +104,15 @@ def _parse_row(rec: dict[str, str], source: str, line: int) -> Response:
         values[column] = rec[column].strip()
         if values[column] not in ANSWERS:
             raise bad(column, rec[column], f"one of {', '.join(ANSWERS)}")
-    try:
-        seconds = float(rec["seconds"])
-    except ValueError:
-        raise bad("seconds", rec["seconds"], "a number of seconds ≥ 0") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise bad("seconds", rec["seconds"], "a number of seconds ≥ 0")
-    try:
-        failures = int(rec["comprehension_failures"].strip())
-    except ValueError:
-        raise bad("comprehension_failures", rec["comprehension_failures"], "an integer ≥ 0") from None
-    if failures < 0:
-        raise bad("comprehension_failures", rec["comprehension_failures"], "an integer ≥ 0")
-    return Response(
-        seconds=seconds, comprehension_failures=failures, justification=rec["justification"], line=line, **values
-    )
+    numbers = (("seconds", float, "a number of seconds ≥ 0"), ("comprehension_failures", int, "an integer ≥ 0"))
+    for column, convert, allowed in numbers:
+        try:
+            values[column] = convert(rec[column].strip())
+        except ValueError:
+            raise bad(column, rec[column], allowed) from None
+        if not 0 <= values[column] < math.inf:  # also refuses NaN
+            raise bad(column, rec[column], allowed)
+    return Response(justification=rec["justification"], line=line, **values)
 
 
 def check_design(rows: Sequence[Response], source: str = "<responses>") -> None:
@@ -169,17 +153,24 @@ def _by_participant(rows: Iterable[Response]) -> dict[str, list[Response]]:
     return out
 
 
-def responses_csv(responses: Iterable[Response]) -> str:
-    """The responses as the CSV text read_responses reads (the study app writes the same)."""
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A header and rows as CSV text with Unix line ends (every CSV the study writes)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for r in responses:
-        writer.writerow([getattr(r, c) for c in COLUMNS])
+    writer.writerow(header)
+    writer.writerows(rows)
     return buf.getvalue()
 
 
-def write_responses(path: str | Path, responses: Iterable[Response]) -> Path:
-    path = Path(path)
-    atomic_write_files({path: responses_csv(responses).encode()})
-    return path
+def write_outputs(out_dir: str | Path, files: Mapping[str, tuple[str, bytes]]) -> dict[str, Path]:
+    """An analysis' files (key → file name and content) into out_dir, all or nothing; returns key → path."""
+    from two4two.io import atomic_write_files
+
+    paths = {key: Path(out_dir) / name for key, (name, _) in files.items()}
+    atomic_write_files({paths[key]: data for key, (_, data) in files.items()})
+    return paths
+
+
+def responses_csv(responses: Iterable[Response]) -> str:
+    """The responses as the CSV text read_responses reads (the study app writes the same)."""
+    return csv_text(COLUMNS, ([getattr(r, c) for c in COLUMNS] for r in responses))

@@ -6,8 +6,6 @@ as relevant or irrelevant; the share they rate correctly is their accuracy. Its 
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -20,7 +18,7 @@ import numpy as np
 from two4two.errors import ResponsesError, Two4TwoError
 from two4two.study.exclusions import DEFAULT_RULES, ExclusionRule, Exclusions, apply_exclusions
 from two4two.study.questions import BY_NAME
-from two4two.study.responses import ATTRIBUTES, Response, _by_participant, check_design
+from two4two.study.responses import ATTRIBUTES, Response, _by_participant, check_design, csv_text, write_outputs
 
 
 @dataclass
@@ -116,7 +114,7 @@ class StudyAnalysis:
     tests: list[TestResult]
 
     def accuracies(self, condition: str) -> np.ndarray:
-        return np.array([p.accuracy for p in self.participants if p.included and p.condition == condition])
+        return _accuracies(self.participants, {condition})
 
     # ---- reports
 
@@ -167,28 +165,18 @@ class StudyAnalysis:
         )
 
     def table_csv(self) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
         head = ["condition", "n_collected", "n_filtered", "overall_percent", "overall_p_corrected"]
-        for a in ATTRIBUTES:
-            head += [f"{a}_percent", f"{a}_n", f"{a}_p_holm"]
-        writer.writerow(head)
-        for row in self.rows:
-            cells = [row.condition, row.n_collected, row.n_filtered, _csv_num(row.overall), _csv_num(row.overall_p)]
-            for a in ATTRIBUTES:
-                cells += [_csv_num(row.attribute_percent[a]), row.attribute_n[a], _csv_num(row.attribute_p.get(a))]
-            writer.writerow(cells)
-        return buf.getvalue()
+        head += [f"{a}_{column}" for a in ATTRIBUTES for column in ("percent", "n", "p_holm")]
+        rows = [[row.condition, row.n_collected, row.n_filtered, _csv_num(row.overall), _csv_num(row.overall_p)]
+                + [cell for a in ATTRIBUTES for cell in
+                   (_csv_num(row.attribute_percent[a]), row.attribute_n[a], _csv_num(row.attribute_p.get(a)))]
+                for row in self.rows]
+        return csv_text(head, rows)
 
     def participants_csv(self) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["participant_id", "condition", "answers", "correct", "accuracy", "included", "excluded_by"])
-        for p in self.participants:
-            writer.writerow(
-                [p.participant_id, p.condition, p.answers, p.correct, _csv_num(p.accuracy), p.included, ";".join(p.excluded_by)]
-            )
-        return buf.getvalue()
+        head = ["participant_id", "condition", "answers", "correct", "accuracy", "included", "excluded_by"]
+        return csv_text(head, ([p.participant_id, p.condition, p.answers, p.correct, _csv_num(p.accuracy), p.included,
+                                ";".join(p.excluded_by)] for p in self.participants))
 
     def to_json(self) -> str:
         ex = self.exclusions
@@ -215,15 +203,10 @@ class StudyAnalysis:
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Table (Markdown, CSV), per-participant accuracy, tests JSON and the figure into out_dir, all or nothing."""
-        from two4two.io import atomic_write_files
-
-        contents = {"markdown": ("table.md", self.markdown().encode()), "table": ("table.csv", self.table_csv().encode()),
-                    "participants": ("participants.csv", self.participants_csv().encode()),
-                    "tests": ("tests.json", self.to_json().encode()), "figure": ("correct_answers.png", self.figure_png())}
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        paths = {key: Path(out_dir) / name for key, (name, _) in contents.items()}
-        atomic_write_files({paths[key]: data for key, (_, data) in contents.items()})
-        return paths
+        return write_outputs(out_dir, {
+            "markdown": ("table.md", self.markdown().encode()), "table": ("table.csv", self.table_csv().encode()),
+            "participants": ("participants.csv", self.participants_csv().encode()),
+            "tests": ("tests.json", self.to_json().encode()), "figure": ("correct_answers.png", self.figure_png())})
 
     def figure_png(self) -> bytes:
         """Like the paper's Figure 4: share of participants per number of correct answers, per condition."""
@@ -309,9 +292,7 @@ def analyze(
             raise ResponsesError(f"expected direction {alternative!r} for {condition!r} is not allowed; expected greater or less")
 
     participants = _participant_accuracies(responses, exclusions)
-    accuracies = {
-        c: np.array([p.accuracy for p in participants if p.included and p.condition == c]) for c in conditions
-    }
+    accuracies = {c: _accuracies(participants, {c}) for c in conditions}
     correct: dict[tuple[str, str], dict[str, bool]] = {}  # (condition, attribute) -> participant -> correct
     for r in exclusions.kept:
         correct.setdefault((r.condition, r.attribute), {})[r.participant_id] = r.correct
@@ -335,6 +316,11 @@ def _participant_accuracies(responses: Sequence[Response], exclusions: Exclusion
         reasons = list(exclusions.participant_reasons.get(pid, []))
         out.append(ParticipantAccuracy(pid, own[0].condition, len(answers), sum(r.correct for r in answers), not reasons, reasons))
     return out
+
+
+def _accuracies(participants: Sequence[ParticipantAccuracy], conditions: set[str]) -> np.ndarray:
+    """The accuracies of the included participants of these conditions."""
+    return np.array([p.accuracy for p in participants if p.included and p.condition in conditions])
 
 
 def _shapiro(condition: str, acc: np.ndarray) -> TestResult:
@@ -361,7 +347,6 @@ def _between_conditions(
     """Kruskal–Wallis, then Mann–Whitney U per pair (Bonferroni), then Fisher per attribute and pair;
     Holm over all of them (the paper's footnote 1)."""
     from scipy import stats
-    from statsmodels.stats.multitest import multipletests
 
     groups = [g for g in accuracies.values() if len(g)]
     kw = TestResult("kruskal", "accuracy across " + ", ".join(accuracies), int(sum(map(len, groups))))
@@ -390,7 +375,7 @@ def _between_conditions(
             t.effect_size_r = effect_size_r(two_sided, t.n, t.statistic - len(x) * len(y) / 2)
             t.details = {"n": len(x), "n_versus": len(y), "mean_accuracy": float(x.mean()), "mean_accuracy_versus": float(y.mean())}
         pairwise.append(t)
-    _correct(pairwise, "bonferroni", multipletests, store="p_corrected")
+    _correct(pairwise, "bonferroni", store="p_corrected")
 
     per_attribute = []
     for condition, other in pairs:
@@ -413,7 +398,7 @@ def _between_conditions(
             per_attribute.append(t)
 
     family = [kw] + pairwise + per_attribute
-    _correct(family, "holm", multipletests, store="p_holm")
+    _correct(family, "holm", store="p_holm")
     label = f"holm over {sum(t.p is not None for t in family)} tests (Kruskal–Wallis, Mann–Whitney U, per attribute)"
     for t in [kw] + per_attribute:
         if t.p is not None:
@@ -424,7 +409,6 @@ def _between_conditions(
 def _mcnemar_within(condition: str, correct: Mapping[tuple[str, str], Mapping[str, bool]], reference: str) -> list[TestResult]:
     """Exact two-sided McNemar of the reference attribute against each other one, on the same participants."""
     from statsmodels.stats.contingency_tables import mcnemar
-    from statsmodels.stats.multitest import multipletests
 
     ref = correct.get((condition, reference), {})
     family = []
@@ -446,7 +430,7 @@ def _mcnemar_within(condition: str, correct: Mapping[tuple[str, str], Mapping[st
             t.effect_size_r = effect_size_r(t.p, t.n, table[1][0] - table[0][1])
             t.details = {"table": table, "statistic_is": "smaller discordant count (rows: reference correct, wrong; columns: attribute correct, wrong)"}
         family.append(t)
-    _correct(family, "holm", multipletests, store="p_corrected")
+    _correct(family, "holm", store="p_corrected")
     return family
 
 
@@ -465,7 +449,7 @@ def _table_rows(
     groupings = [(c, {c}) for c in conditions] + ([(ALL_CONDITIONS, set(conditions))] if len(conditions) > 1 else [])
     rows = []
     for label, members in groupings:
-        acc = np.array([p.accuracy for p in participants if p.included and p.condition in members])
+        acc = _accuracies(participants, members)
         percent, n = {}, {}
         for a in ATTRIBUTES:
             answers = [ok for c in members for ok in correct.get((c, a), {}).values()]
@@ -483,8 +467,10 @@ def _table_rows(
     return rows
 
 
-def _correct(family: list[TestResult], method: str, multipletests, store: str) -> None:
+def _correct(family: list[TestResult], method: str, store: str) -> None:
     """Fill corrected p-values (statsmodels multipletests) for the tests of a family that ran."""
+    from statsmodels.stats.multitest import multipletests
+
     ran = [t for t in family if t.p is not None]
     if not ran:
         return

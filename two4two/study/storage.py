@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 from two4two.errors import StorageError
 from two4two.study.responses import Response
 from two4two.study.bundle import ATTRIBUTES, Bundle
-from two4two.study.paradigms import DrawError, draw_plan
+from two4two.study.paradigms import DrawError, draw_plan, response_row
 
 SCHEMA_VERSION = "1"
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -260,7 +260,7 @@ class Storage:
         if row is None:
             return None
         plan = tuple(r[0] for r in conn.execute("SELECT trial FROM plan_trials WHERE participant = ? ORDER BY position", (row["id"],)))
-        return _participant(row, plan)
+        return Participant(**{k: row[k] for k in Participant.__dataclass_fields__ if k != "plan"}, plan=plan)
 
     def page(self, conn: sqlite3.Connection, participant: Participant, seq: int) -> StoredPage | None:
         row = conn.execute(
@@ -326,30 +326,17 @@ class Storage:
         order = {a: i for i, a in enumerate(ATTRIBUTES)}
         with self.read() as conn:
             rows = conn.execute(
-                "SELECT p.public_id, p.condition, p.comprehension_failures, a.attribute, a.answer, a.justification, a.seconds"
-                " FROM participants p JOIN answers a ON a.participant = p.id WHERE p.status = 'completed'"
-                " ORDER BY p.started_at, p.id"
+                "SELECT p.public_id AS participant_id, p.condition, p.comprehension_failures, a.attribute, a.answer,"
+                " a.justification, a.seconds FROM participants p JOIN answers a ON a.participant = p.id"
+                " WHERE p.status = 'completed' ORDER BY p.started_at, p.id"
             ).fetchall()
-        out = [
-            Response(
-                participant_id=r["public_id"],
-                condition=r["condition"],
-                attribute=r["attribute"],
-                answer=r["answer"],
-                expected=key[r["attribute"]],
-                seconds=round(r["seconds"], 3),
-                comprehension_failures=r["comprehension_failures"],
-                justification=r["justification"],
-            )
-            for r in rows
-        ]
+        out = [Response(**{**dict(r), "seconds": round(r["seconds"], 3)}, expected=key[r["attribute"]]) for r in rows]
         rank = {pid: i for i, pid in enumerate(dict.fromkeys(r.participant_id for r in out))}
         return sorted(out, key=lambda r: (rank[r.participant_id], order[r.attribute]))
 
     def trial_responses(self) -> list[dict[str, Any]]:
         """Every trial answer of every participant who completed the study, one row per step, with
         the trial's and step's facts (method, level, bin, ...) as columns; in the order answered."""
-        trials = {t.id: t for t in self.bundle.trials}
         with self.read() as conn:
             rows = conn.execute(
                 "SELECT p.public_id, p.condition, a.trial, a.step, a.position, a.answer, a.seconds"
@@ -358,16 +345,10 @@ class Storage:
             ).fetchall()
         out = []
         for r in rows:
-            trial = trials[r["trial"]]
+            trial = self.bundle.trial(r["trial"])
             index = next(i for i, s in enumerate(trial.steps) if s.id == r["step"])
-            step = trial.steps[index]
-            out.append({
-                "participant_id": r["public_id"], "condition": r["condition"], "position": r["position"],
-                "trial": trial.id, "step": step.id, "step_index": index, "group": trial.group, "item": trial.item,
-                "answer": r["answer"], "correct_answer": step.correct, "correct": int(r["answer"] == step.correct),
-                "seconds": round(r["seconds"], 3), "too_fast": int(r["seconds"] < self.bundle.too_fast_seconds),
-                **{k: v for k, v in trial.info.items()}, **{k: v for k, v in step.info.items()},
-            })
+            out.append(response_row(r["public_id"], r["condition"], r["position"], trial, index, r["answer"],
+                                    r["seconds"], self.bundle.too_fast_seconds))
         rank = {pid: i for i, pid in enumerate(dict.fromkeys(row["participant_id"] for row in out))}
         return sorted(out, key=lambda row: (rank[row["participant_id"]], row["position"], row["step_index"]))
 
@@ -375,39 +356,17 @@ class Storage:
         """Every participant, finished or not: status, condition, pages, time, completion code."""
         with self.read() as conn:
             rows = conn.execute(
-                "SELECT p.*, COUNT(g.seq) AS pages, COALESCE(SUM(g.seconds), 0) AS seconds"
-                " FROM participants p LEFT JOIN pages g ON g.participant = p.id GROUP BY p.id ORDER BY p.started_at, p.id"
+                f"SELECT {', '.join(f'{sql} AS {name}' for name, sql in REPORT_SQL.items())} FROM participants p"
+                " LEFT JOIN pages g ON g.participant = p.id GROUP BY p.id ORDER BY p.started_at, p.id"
             ).fetchall()
-        return [
-            {
-                "participant_id": r["public_id"],
-                "condition": r["condition"],
-                "status": r["status"],
-                "current_page": r["step"],
-                "pages_submitted": r["pages"],
-                "comprehension_failures": r["comprehension_failures"],
-                "seconds_total": round(r["seconds"], 3),
-                "started_at": r["started_at"],
-                "finished_at": r["finished_at"] if r["finished_at"] is not None else "",
-                "completion_code": r["completion_code"] or "",
-            }
-            for r in rows
-        ]
+        return [{**dict(r), "seconds_total": round(r["seconds_total"], 3)} for r in rows]
 
 
-REPORT_COLUMNS: Sequence[str] = (
-    "participant_id",
-    "condition",
-    "status",
-    "current_page",
-    "pages_submitted",
-    "comprehension_failures",
-    "seconds_total",
-    "started_at",
-    "finished_at",
-    "completion_code",
-)
-
-
-def _participant(row: sqlite3.Row, plan: tuple[str, ...] = ()) -> Participant:
-    return Participant(**{k: row[k] for k in Participant.__dataclass_fields__ if k != "plan"}, plan=plan)
+# The participants report: each column and the SQL that computes it (p: the participant, g: their pages).
+REPORT_SQL = {
+    "participant_id": "p.public_id", "condition": "p.condition", "status": "p.status", "current_page": "p.step",
+    "pages_submitted": "COUNT(g.seq)", "comprehension_failures": "p.comprehension_failures",
+    "seconds_total": "COALESCE(SUM(g.seconds), 0)", "started_at": "p.started_at",
+    "finished_at": "COALESCE(p.finished_at, '')", "completion_code": "COALESCE(p.completion_code, '')",
+}
+REPORT_COLUMNS: Sequence[str] = tuple(REPORT_SQL)

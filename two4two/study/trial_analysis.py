@@ -29,7 +29,9 @@ from two4two.study.paradigms import (
     PROGRESSIVE_REVEAL,
     YES,
     draw_plan,
+    response_row,
 )
+from two4two.study.responses import write_outputs
 
 ALPHA = 0.05
 
@@ -77,10 +79,9 @@ def read_trial_responses(path: str | Path):
     missing = sorted(needed - set(frame.columns))
     if missing:
         raise TrialAnalysisError(f"{path}: not a trial responses file; missing column(s) {', '.join(missing)}")
-    for column in ("correct", "too_fast", "position", "step_index", "level"):
+    for column in ("correct", "too_fast", "position", "step_index", "level", "seconds"):
         if column in frame:
             frame[column] = pd.to_numeric(frame[column])
-    frame["seconds"] = pd.to_numeric(frame["seconds"])
     return frame
 
 
@@ -164,16 +165,12 @@ class TrialAnalysis:
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """analysis.md, table.csv, analysis.json (tests, summary), per_participant.csv (each participant's
         accuracy per method or condition, which `study report` resamples) and the figure, written at once."""
-        from two4two.io import atomic_write_files
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"markdown": out_dir / "analysis.md", "table": out_dir / "table.csv", "json": out_dir / "analysis.json",
-                 "participants": out_dir / "per_participant.csv", "figure": out_dir / "figure.png"}
-        atomic_write_files({paths["markdown"]: self.markdown().encode(), paths["table"]: self.table.to_csv(index=False).encode(),
-                            paths["json"]: self.to_json().encode(), paths["participants"]: self.per_participant.to_csv().encode(),
-                            paths["figure"]: self.figure_png()})
-        return paths
+        return write_outputs(out_dir, {
+            "markdown": ("analysis.md", self.markdown().encode()),
+            "table": ("table.csv", self.table.to_csv(index=False).encode()),
+            "json": ("analysis.json", self.to_json().encode()),
+            "participants": ("per_participant.csv", self.per_participant.to_csv().encode()),
+            "figure": ("figure.png", self.figure_png())})
 
 
 def _grouped_bars(ax, table, key: str, values: list[str]) -> np.ndarray:
@@ -208,14 +205,12 @@ def _markdown_table(frame) -> str:
     return "\n".join([head, rule, *rows])
 
 
-def wilson(successes: int, n: int) -> tuple[float, float]:
-    """95 % Wilson interval of a proportion (statsmodels)."""
+def _accuracy(answers) -> dict[str, Any]:
+    """The table's cells of a group of answers: their number, accuracy and its 95 % Wilson interval (statsmodels)."""
     from statsmodels.stats.proportion import proportion_confint
 
-    if n == 0:
-        return math.nan, math.nan
-    low, high = proportion_confint(successes, n, alpha=0.05, method="wilson")
-    return float(low), float(high)
+    low, high = proportion_confint(int(answers["correct"].sum()), len(answers), alpha=0.05, method="wilson")
+    return {"n": len(answers), "accuracy": answers["correct"].mean(), "ci_low": float(low), "ci_high": float(high)}
 
 
 def read_scores(path: str | Path) -> dict[str, dict[str, float]]:
@@ -265,8 +260,7 @@ def _reveal(data, bundle: Bundle, automatic: Mapping[str, float]):
 
     rows = []
     for (method, level), g in data.groupby(["method", "level"], sort=True):
-        low, high = wilson(int(g["correct"].sum()), len(g))
-        rows.append({"method": method, "level": int(level), "n": len(g), "accuracy": g["correct"].mean(), "ci_low": low, "ci_high": high,
+        rows.append({"method": method, "level": int(level), **_accuracy(g),
                      "dont_know": float((g["answer"] == DONT_KNOW).mean()), "median_seconds": float(g["seconds"].median())})
     table = pd.DataFrame(rows)
     per = data.groupby(["participant_id", "method", "level"])["correct"].mean().unstack("method")
@@ -302,8 +296,7 @@ def _accept(data, bundle: Bundle, automatic: Mapping[str, float]):
     shares = bundle.facts.get("bin_shares", {})
     rows = []
     for (condition, bin_), g in data.groupby(["condition", "bin"], sort=False):
-        low, high = wilson(int(g["correct"].sum()), len(g))
-        rows.append({"condition": condition, "bin": bin_, "n": len(g), "accuracy": g["correct"].mean(), "ci_low": low, "ci_high": high,
+        rows.append({"condition": condition, "bin": bin_, **_accuracy(g),
                      "accepted": float((g["answer"] == YES).mean())})
     table = pd.DataFrame(rows).sort_values(["condition", "bin"]).reset_index(drop=True)
     per = data.groupby(["participant_id", "condition"])["correct"].mean().reset_index()
@@ -336,13 +329,10 @@ def _guess(data, bundle: Bundle, automatic: Mapping[str, float]):
     import pandas as pd
     from scipy import stats
 
-    rows = []
-    for (condition, group), g in data.groupby(["condition", "group"], sort=False):
-        low, high = wilson(int(g["correct"].sum()), len(g))
-        rows.append({"condition": condition, "group": group, "n": len(g), "accuracy": g["correct"].mean(), "ci_low": low, "ci_high": high})
-    for condition, g in data.groupby("condition", sort=False):
-        low, high = wilson(int(g["correct"].sum()), len(g))
-        rows.append({"condition": condition, "group": "all", "n": len(g), "accuracy": g["correct"].mean(), "ci_low": low, "ci_high": high})
+    rows = [{"condition": condition, "group": group, **_accuracy(g)}
+            for (condition, group), g in data.groupby(["condition", "group"], sort=False)]
+    rows += [{"condition": condition, "group": "all", **_accuracy(g)}
+             for condition, g in data.groupby("condition", sort=False)]
     table = pd.DataFrame(rows).sort_values(["condition", "group"]).reset_index(drop=True)
     conditions = [c.name for c in bundle.conditions]
     reference = conditions[0]  # the condition without a map comes first in exported bundles
@@ -392,7 +382,6 @@ def simulate_trial_responses(bundle: Bundle, per_condition: int, effects: Mappin
         raise TrialAnalysisError(f"effect {unknown[0]!r}: no such condition or METHOD@LEVEL in the bundle")
     rng = np.random.default_rng(seed)
     draw_rng = random.Random(seed)
-    trials = {t.id: t for t in bundle.trials}
     shown: dict[str, int] = {}
     rows = []
     for condition in bundle.condition_names:
@@ -402,7 +391,7 @@ def simulate_trial_responses(bundle: Bundle, per_condition: int, effects: Mappin
             for t in plan:
                 shown[t] = shown.get(t, 0) + 1
             for position, tid in enumerate(plan):
-                trial = trials[tid]
+                trial = bundle.trial(tid)
                 for index, step in enumerate(trial.steps):
                     p_correct, p_unsure = _base_probability(bundle, trial, step)
                     p_correct += effects.get(condition, 0.0) + effects.get(f"{trial.info.get('method')}@{step.info.get('level')}", 0.0)
@@ -413,9 +402,7 @@ def simulate_trial_responses(bundle: Bundle, per_condition: int, effects: Mappin
                     answer = step.correct if u < p_correct else (DONT_KNOW if u < p_correct + p_unsure else wrong[0])
                     fast = rng.random() < too_fast_share
                     seconds = float(rng.uniform(0.05, 0.25) if fast else 0.4 + rng.lognormal(0.3, 0.5))
-                    rows.append({"participant_id": pid, "condition": condition, "position": position, "trial": tid,
-                                 "step": step.id, "step_index": index, "group": trial.group, "item": trial.item, "answer": answer,
-                                 "correct_answer": step.correct, "correct": int(answer == step.correct), "seconds": round(seconds, 3),
-                                 "too_fast": int(seconds < bundle.too_fast_seconds), **dict(trial.info), **dict(step.info)})
+                    rows.append(response_row(pid, condition, position, trial, index, answer, seconds,
+                                             bundle.too_fast_seconds))
     return pd.DataFrame(rows)
 

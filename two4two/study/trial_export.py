@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +108,7 @@ class TrialStudyConfig:
         return tuple(c for c in self.conditions if c not in (NO_EXPLANATION[self.paradigm], KNN))
 
 
-TRIAL_KEYS = {"name", "paradigm", "model", "data", "split", "methods", "conditions", "images", "draw", "confidence_edges",
-              "too_fast_seconds", "neighbours_pool", "neighbours_data", "maps", "seed"}
+TRIAL_KEYS = {f.name for f in dataclass_fields(TrialStudyConfig)} - {"source"}  # a config's keys
 
 
 def parse_trial_config(raw: dict, source: str = "<config>") -> TrialStudyConfig:
@@ -117,39 +116,36 @@ def parse_trial_config(raw: dict, source: str = "<config>") -> TrialStudyConfig:
     from two4two.explain.attribution import METHODS
 
     fields = Fields(raw, source, allowed=sorted(TRIAL_KEYS), required=("paradigm", "name", "model", "data"))
-
-    def fail(key, value, allowed):
-        return fields.error(key, value, allowed)
-
     paradigm = fields.choice("paradigm", PARADIGMS)
     for key in ("name", "model", "data"):
         fields.text(key)
     methods, conditions = raw.get("methods", []), raw.get("conditions", [])
     if paradigm == PROGRESSIVE_REVEAL:
         if "conditions" in raw:
-            raise fail("conditions", conditions, "nothing: progressive reveal compares `methods` within participants")
+            raise fields.error("conditions", conditions,
+                               "nothing: progressive reveal compares `methods` within participants")
         if not isinstance(methods, list) or not methods or len(set(methods)) < len(methods) or any(m not in METHODS for m in methods):
-            raise fail("methods", methods, f"a list of distinct attribution methods from {', '.join(METHODS)}")
+            raise fields.error("methods", methods, f"a list of distinct attribution methods from {', '.join(METHODS)}")
     else:
         if "methods" in raw:
-            raise fail("methods", methods, "nothing: list the map methods under `conditions`")
+            raise fields.error("methods", methods, "nothing: list the map methods under `conditions`")
         allowed = (NO_EXPLANATION[paradigm], *METHODS) + ((KNN,) if paradigm == ACCEPT_REJECT else ())
         if not isinstance(conditions, list) or len(conditions) < 2 or len(set(conditions)) < len(conditions) \
                 or any(c not in allowed for c in conditions):
-            raise fail("conditions", conditions, f"at least two distinct of {', '.join(allowed)}")
+            raise fields.error("conditions", conditions, f"at least two distinct of {', '.join(allowed)}")
     values = {key: fields.integer(key, getattr(TrialStudyConfig, key), low=low)
               for key, low in {"images": 1, "seed": 0, "neighbours_pool": 10}.items()}
     edges = raw.get("confidence_edges", [0.7, 0.9])
     if not isinstance(edges, list) or len(edges) != 2 or any(isinstance(e, bool) or not isinstance(e, (int, float)) for e in edges) \
             or not 0.5 < edges[0] < edges[1] < 1:
-        raise fail("confidence_edges", edges, "two numbers 0.5 < low < high < 1")
+        raise fields.error("confidence_edges", edges, "two numbers 0.5 < low < high < 1")
     too_fast = fields.number("too_fast_seconds", 0.3, low=0, expected="seconds ≥ 0 and < 60")
     fields.check(too_fast < 60, "too_fast_seconds", "seconds ≥ 0 and < 60")
     for key in ("neighbours_data", "maps"):
         fields.check(raw.get(key) is None or (isinstance(raw[key], str) and bool(raw[key])), key, "a directory")
     draw = raw.get("draw", {})
     if not isinstance(draw, dict) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in draw.values()):
-        raise fail("draw", draw, "a mapping group → trials per participant (integers ≥ 1)")
+        raise fields.error("draw", draw, "a mapping group → trials per participant (integers ≥ 1)")
     return TrialStudyConfig(
         name=raw["name"], paradigm=paradigm, model=raw["model"], data=raw["data"], split=str(raw.get("split", "test")),
         methods=tuple(methods), conditions=tuple(conditions), draw=dict(draw), confidence_edges=(float(edges[0]), float(edges[1])),
