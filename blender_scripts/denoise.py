@@ -92,13 +92,6 @@ def _interiors(region: np.ndarray) -> np.ndarray:
     return ndimage.binary_erosion(region, structure=np.ones((3, 3), bool), border_value=1)
 
 
-def _offsets(radius: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    dy, dx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    keep = dy * dy + dx * dx <= radius * radius
-    dy, dx = dy[keep], dx[keep]
-    return dy, dx, np.exp(-(dy * dy + dx * dx) / (2.0 * sigma * sigma)).astype(np.float32)
-
-
 def _guided_mean(out, values, sources, targets, guide, radius, sigma) -> None:
     """out[p] = Σ_q w(p, q)·values[q] / Σ_q w(p, q) over source pixels q within `radius` of each
     target p, w = exp(−|q − p|²/2σ²)·exp(−|guide[q] − guide[p]|²/2) (the guide is pre-scaled).
@@ -114,7 +107,10 @@ def _guided_mean(out, values, sources, targets, guide, radius, sigma) -> None:
     padded_sources = np.pad(sources, r).ravel()
     padded = np.pad(np.concatenate([guide, values], axis=-1), ((r, r), (r, r), (0, 0)))
     padded = padded.reshape(-1, padded.shape[-1])
-    dy, dx, spatial = _offsets(radius, sigma)
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    keep = dy * dy + dx * dx <= r * r  # the offsets within the radius, and their spatial weights
+    dy, dx = dy[keep], dx[keep]
+    spatial = np.exp(-(dy * dy + dx * dx) / (2.0 * sigma * sigma)).astype(np.float32)
     centre = (ty + r) * width + (tx + r)
     neighbours = centre[:, None] + (dy * width + dx)[None, :]
     base = spatial[None, :] * padded_sources[neighbours]

@@ -12,18 +12,17 @@ import struct
 import numpy as np
 
 
+_DTYPES = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}  # OpenEXR's UINT, HALF, FLOAT
+
+
 def _read_exr_header(data, pos):
     attrs = {}
     while data[pos] != 0:
-        end = data.index(b"\0", pos)
-        name = data[pos:end].decode()
-        pos = end + 1
-        end = data.index(b"\0", pos)
-        pos = end + 1
-        size = struct.unpack_from("<i", data, pos)[0]
-        pos += 4
-        attrs[name] = data[pos:pos + size]
-        pos += size
+        name_end = data.index(b"\0", pos)
+        value_at = data.index(b"\0", name_end + 1) + 5  # past the type name's NUL and the value's int32 size
+        size = struct.unpack_from("<i", data, value_at - 4)[0]
+        attrs[data[pos:name_end].decode()] = data[value_at:value_at + size]
+        pos = value_at + size
     return attrs, pos + 1
 
 
@@ -31,7 +30,7 @@ def _exr_channels(val):
     out, p = [], 0
     while val[p] != 0:
         e = val.index(b"\0", p)
-        out.append((val[p:e].decode(), struct.unpack_from("<i", val, e + 1)[0]))
+        out.append((val[p:e].decode(), _DTYPES[struct.unpack_from("<i", val, e + 1)[0]]))
         p = e + 1 + 16
     return out
 
@@ -58,22 +57,16 @@ def read_exr_uncompressed(path, with_header=False):
             break
     if multipart:
         pos += 1  # empty header terminates the header list
-    sizes = {0: 4, 1: 2, 2: 4}
-    dtypes = {0: "<u4", 1: "<f2", 2: "<f4"}
     out = {}
-    tables = []
-    for attrs in headers:
-        x0, y0, x1, y1 = struct.unpack("<4i", attrs["dataWindow"])
-        h = y1 - y0 + 1
-        tables.append(np.frombuffer(data, dtype="<u8", count=h, offset=pos))
-        pos += 8 * h
-    for attrs, offsets in zip(headers, tables):
+    for attrs in headers:  # each part's offset table follows the previous one's
         if attrs["compression"][0] != 0:
             raise ValueError("EXR compression not supported (write with exr_codec='NONE')")
         x0, y0, x1, y1 = struct.unpack("<4i", attrs["dataWindow"])
         w, h = x1 - x0 + 1, y1 - y0 + 1
+        offsets = np.frombuffer(data, dtype="<u8", count=h, offset=pos)
+        pos += 8 * h
         chans = _exr_channels(attrs["channels"])
-        row_bytes = sum(sizes[t] for _, t in chans) * w
+        row_bytes = sum(t.itemsize for _, t in chans) * w
         head = 12 if multipart else 8  # [part,] y, size
         rows = np.stack([np.frombuffer(data, np.uint8, row_bytes, int(o) + head) for o in offsets])
         ys = np.array([struct.unpack_from("<i", data, int(o) + head - 8)[0] for o in offsets]) - y0
@@ -81,9 +74,7 @@ def read_exr_uncompressed(path, with_header=False):
         img[ys] = rows
         col = 0
         for cname, t in chans:  # channel-sorted planar layout within each scanline
-            nb = sizes[t] * w
-            out[cname] = np.ascontiguousarray(img[:, col:col + nb]).view(dtypes[t]).astype(np.float32)
+            nb = t.itemsize * w
+            out[cname] = np.ascontiguousarray(img[:, col:col + nb]).view(t).astype(np.float32)
             col += nb
-    if with_header:
-        return out, headers[0]
-    return out
+    return (out, headers[0]) if with_header else out

@@ -23,9 +23,6 @@ def check_payload(payload: dict) -> None:
 
 def worker_payload(params: SceneParameters) -> dict:
     """What a worker needs: the parameters plus their colours resolved to sRGB."""
-    payload = params.to_dict()
-    payload["hidden_blocks"] = list(params.hidden_blocks)  # to_dict leaves an empty list out
-    payload["obj_color_rgb"] = params.obj_color_rgb()
-    payload["bg_color_rgb"] = params.bg_color_rgb()
-    payload["stand_in_rgb"] = params.stand_in_rgb()
-    return payload
+    return {**params.to_dict(), "hidden_blocks": list(params.hidden_blocks),  # to_dict leaves an empty list out
+            "obj_color_rgb": params.obj_color_rgb(), "bg_color_rgb": params.bg_color_rgb(),
+            "stand_in_rgb": params.stand_in_rgb()}

@@ -41,6 +41,7 @@ The mask is Cycles' Object Index pass: the object hit by the first sample of a p
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import sys
@@ -53,7 +54,7 @@ from blender_scripts.exr import read_exr_uncompressed
 from two4two.animal import BLOCK_NAMES, CUBE_FACES, animal_geometry
 from blender_scripts.payload import LOOKS, check_payload
 
-LABELS = {0: "Background", **{i + 1: name for i, name in enumerate(BLOCK_NAMES)}}  # object names
+OBJECT_LABELS = {"Background": 0, **{name: i + 1 for i, name in enumerate(BLOCK_NAMES)}}  # object name -> mask label
 ORIGINAL_LIGHT_WATTS = 20_000.0
 LIGHT_WATTS_5_0 = ORIGINAL_LIGHT_WATTS * math.pi / 4
 ISOLATION_RAY_LENGTH = 8.0  # blocks are < 7 units apart, the plane is ≥ 10 units from any block
@@ -99,128 +100,85 @@ class AnimalScene:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = bpy.context.scene
         self.scene = sc
-        self._render_settings(sc, samples, threads, seed, (pixel_filter_type, pixel_filter_width), sampling_pattern,
-                              max_bounces, light_tree)
-        self._view = _filmic_lut(tmpdir) if look == "pale" else None
-
-        cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-        cam.data.lens = 50.0
-        sc.collection.objects.link(cam)
-        cam.location = (9.0, 0.0, 0.0)
-        cam.rotation_euler = (math.pi / 2, 0.0, math.pi / 2)  # look along -x, image up = +z
-        sc.camera = cam
-
-        light_data = bpy.data.lights.new("AreaLight", type="AREA")
-        light_data.shape = "ELLIPSE"
-        light_data.size, light_data.size_y = 20.0, 15.0
-        light_data.energy = LIGHT_WATTS_5_0
-        light = bpy.data.objects.new("AreaLight", light_data)
-        sc.collection.objects.link(light)
-        light.location = (10.0, 10.0, 10.0)
-        light.rotation_euler = (math.pi / 4, math.pi / 4, math.pi / 2)
-
-        self.animal_material, self._animal_color, animal_stand_in = _material("Animal", isolate, ray_length=True)
-        self.plane_material, self._plane_color, plane_stand_in = _material("Background", isolate, ray_length=False)
-        self._stand_ins = [s for s in (animal_stand_in, plane_stand_in) if s is not None]
-
-        plane_mesh = bpy.data.meshes.new("PlaneMesh")
-        h = 10.0
-        plane_mesh.from_pydata([(0, -h, -h), (0, h, -h), (0, h, h), (0, -h, h)], [], [(0, 1, 2, 3)])
-        plane_mesh.materials.append(self.plane_material)
-        self.plane = bpy.data.objects.new("Background", plane_mesh)
-        sc.collection.objects.link(self.plane)
-        self.plane.pass_index = 0
-
-        corners = animal_geometry().corners
-        self.blocks, self.meshes, self.bevels = [], [], []
-        for label, name in enumerate(BLOCK_NAMES, start=1):
-            mesh = bpy.data.meshes.new(name)
-            mesh.from_pydata([tuple(c) for c in corners[label - 1]], [], list(CUBE_FACES))
-            mesh.materials.append(self.animal_material)
-            ob = bpy.data.objects.new(name, mesh)
-            sc.collection.objects.link(ob)
-            ob.pass_index = label
-            bevel = ob.modifiers.new("Bevel", "BEVEL")  # Blender's defaults: 1 segment, angle limit
-            subsurf = ob.modifiers.new("Subdivision", "SUBSURF")
-            subsurf.levels = subsurf.render_levels = int(subdivision_levels)
-            self.blocks.append(ob)
-            self.meshes.append(mesh)
-            self.bevels.append(bevel)
-
-    @staticmethod
-    def _render_settings(sc, samples, threads, seed, pixel_filter, sampling_pattern, max_bounces, light_tree):
         r = sc.render
-        r.engine = "CYCLES"
-        r.resolution_percentage = 100
-        r.film_transparent = False
-        r.use_persistent_data = True
-        r.use_compositing = False
-        r.use_sequencer = False
-        r.dither_intensity = 0.0
+        _set(r, engine="CYCLES", resolution_percentage=100, film_transparent=False, use_persistent_data=True,
+             use_compositing=False, use_sequencer=False, dither_intensity=0.0, use_file_extension=False)
         if threads and threads > 0:
             r.threads_mode, r.threads = "FIXED", int(threads)
         else:
             r.threads_mode = "AUTO"
         cy = sc.cycles
-        cy.device = "CPU"
-        cy.samples = int(samples)
-        cy.use_adaptive_sampling = False
-        cy.seed = int(seed)
-        cy.use_animated_seed = False
-        cy.use_denoising = False
-        cy.use_light_tree = bool(light_tree)
-        cy.pixel_filter_type = pixel_filter[0]
-        cy.filter_width = float(pixel_filter[1])
-        cy.use_auto_tile = False
+        _set(cy, device="CPU", samples=int(samples), use_adaptive_sampling=False, seed=int(seed),
+             use_animated_seed=False, use_denoising=False, use_light_tree=bool(light_tree),
+             pixel_filter_type=pixel_filter_type, filter_width=float(pixel_filter_width), use_auto_tile=False)
         if sampling_pattern:
             cy.sampling_pattern = sampling_pattern
         if max_bounces is not None:
-            for attr in ("max_bounces", "diffuse_bounces"):
-                setattr(cy, attr, int(max_bounces))
+            cy.max_bounces = cy.diffuse_bounces = int(max_bounces)
         # The view transform is applied by numpy (see _filmic_lut), to linear EXR data.
         sc.display_settings.display_device = "sRGB"
-        sc.view_settings.view_transform = "Standard"
-        sc.view_settings.look = "None"
-        vl = sc.view_layers[0]
-        vl.use_pass_combined = True
-        vl.use_pass_object_index = True
-        vl.use_pass_z = False
-        vl.use_pass_normal = True  # the denoiser's guide: shading on diffuse blocks follows the normal
-        vl.use_pass_cryptomatte_object = True  # per-pixel coverage of the two main objects
-        vl.pass_cryptomatte_depth = 2
-        s = r.image_settings
-        s.media_type = "MULTI_LAYER_IMAGE"  # 5.0: set before file_format
-        s.file_format = "OPEN_EXR_MULTILAYER"
-        s.color_depth = "32"
-        s.exr_codec = "NONE"
-        r.use_file_extension = False
+        _set(sc.view_settings, view_transform="Standard", look="None")
+        _set(sc.view_layers[0], use_pass_combined=True, use_pass_object_index=True, use_pass_z=False,
+             use_pass_normal=True,  # the denoiser's guide: shading on diffuse blocks follows the normal
+             use_pass_cryptomatte_object=True,  # per-pixel coverage of the two main objects
+             pass_cryptomatte_depth=2)
+        _set(r.image_settings, media_type="MULTI_LAYER_IMAGE",  # 5.0: set before file_format
+             file_format="OPEN_EXR_MULTILAYER", color_depth="32", exr_codec="NONE")
+        self._view = _filmic_lut(tmpdir) if look == "pale" else None
+
+        sc.camera = _add(sc, "Camera", bpy.data.cameras.new("Camera"), location=(9.0, 0.0, 0.0),
+                         rotation_euler=(math.pi / 2, 0.0, math.pi / 2))  # look along -x, image up = +z
+        sc.camera.data.lens = 50.0
+
+        light = bpy.data.lights.new("AreaLight", type="AREA")
+        _set(light, shape="ELLIPSE", size=20.0, size_y=15.0, energy=LIGHT_WATTS_5_0)
+        _add(sc, "AreaLight", light, location=(10.0, 10.0, 10.0),
+             rotation_euler=(math.pi / 4, math.pi / 4, math.pi / 2))
+
+        self.animal_material, animal_colour, animal_stand_in = _material("Animal", isolate, ray_length=True)
+        self.plane_material, plane_colour, plane_stand_in = _material("Background", isolate, ray_length=False)
+        stand_ins = [s for s in (animal_stand_in, plane_stand_in) if s is not None]
+        self._colour_sockets = {"obj_color_rgb": [animal_colour], "bg_color_rgb": [plane_colour],
+                                "stand_in_rgb": stand_ins}
+
+        plane_mesh = bpy.data.meshes.new("PlaneMesh")
+        h = 10.0
+        plane_mesh.from_pydata([(0, -h, -h), (0, h, -h), (0, h, h), (0, -h, h)], [], [(0, 1, 2, 3)])
+        plane_mesh.materials.append(self.plane_material)
+        self.plane = _add(sc, "Background", plane_mesh, pass_index=0)
+
+        self.blocks = []
+        for label, (name, corners) in enumerate(zip(BLOCK_NAMES, animal_geometry().corners), start=1):
+            mesh = bpy.data.meshes.new(name)
+            mesh.from_pydata([tuple(c) for c in corners], [], list(CUBE_FACES))
+            mesh.materials.append(self.animal_material)
+            ob = _add(sc, name, mesh, pass_index=label)
+            ob.modifiers.new("Bevel", "BEVEL")  # Blender's defaults: 1 segment, angle limit
+            subsurf = ob.modifiers.new("Subdivision", "SUBSURF")
+            subsurf.levels = subsurf.render_levels = int(subdivision_levels)
+            self.blocks.append(ob)
 
     # ------------------------------------------------------------------ per sample
     def update(self, params: dict) -> None:
         """Apply a worker payload (`two4two.render.worker_payload`): corners, bevel width, plane position, colours."""
         check_payload(params)
         geo = animal_geometry(**{k: params[k] for k in _GEOMETRY_KEYS})
-        for mesh, corners in zip(self.meshes, geo.corners):
-            mesh.vertices.foreach_set("co", corners.astype(np.float32).ravel())
-            mesh.update()
-        for bevel in self.bevels:
+        hidden = set(params["hidden_blocks"])
+        for ob, corners in zip(self.blocks, geo.corners):
+            ob.data.vertices.foreach_set("co", corners.astype(np.float32).ravel())
+            ob.data.update()
+            bevel = ob.modifiers["Bevel"]
             if abs(bevel.width - geo.bevel_width) > 1e-9:
                 bevel.width = geo.bevel_width
-        self.plane.location = (geo.plane_x, 0.0, 0.0)
-        hidden = set(params["hidden_blocks"])
-        for ob in self.blocks:  # a hidden block is neither seen nor casts light or shadow; its label leaves the mask
+            # a hidden block is neither seen nor casts light or shadow; its label leaves the mask
             if ob.hide_render != (ob.name in hidden):
                 ob.hide_render = ob.name in hidden
-        obj, bg, stand_in = params["obj_color_rgb"][:3], params["bg_color_rgb"][:3], params["stand_in_rgb"][:3]
-        if self.look == "saturated":
-            obj, bg, stand_in = srgb_to_linear(obj), srgb_to_linear(bg), srgb_to_linear(stand_in)
-        self._animal_color.default_value = (*map(float, obj), 1.0)
-        self._plane_color.default_value = (*map(float, bg), 1.0)
-        for socket in self._stand_ins:
-            socket.default_value = (*map(float, stand_in), 1.0)
-        res = params["resolution"]
-        if (int(res[0]), int(res[1])) != self.resolution:
-            self.resolution = (int(res[0]), int(res[1]))
+        self.plane.location = (geo.plane_x, 0.0, 0.0)
+        for key, sockets in self._colour_sockets.items():
+            rgb = srgb_to_linear(params[key][:3]) if self.look == "saturated" else params[key][:3]
+            for socket in sockets:
+                socket.default_value = (*map(float, rgb), 1.0)
+        self.resolution = (int(params["resolution"][0]), int(params["resolution"][1]))
         r = self.scene.render
         if (r.resolution_x, r.resolution_y) != self.resolution:
             r.resolution_x, r.resolution_y = self.resolution
@@ -231,7 +189,7 @@ class AnimalScene:
         Also keeps the render's Cryptomatte coverage (`last_coverage`) and normals (`last_normal`).
         """
         self.scene.render.filepath = self._exr_path
-        with _silence_stdout(self.quiet):
+        with _silence_stdout() if self.quiet else contextlib.nullcontext():
             bpy.ops.render.render(write_still=True)
         channels, header = read_exr_uncompressed(self._exr_path, with_header=True)
         self.last_stats = {k.split(".")[-1]: header[k].decode() for k in header if k.startswith("cycles.")}
@@ -259,10 +217,8 @@ class AnimalScene:
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.remove(self._exr_path)
-        except OSError:
-            pass
 
 
 _GEOMETRY_KEYS = ("arm_position", "spherical", "bending", "obj_rotation_roll", "obj_rotation_pitch",
@@ -281,17 +237,29 @@ def _coverage(channels: dict, header: dict):
 
     key = next(k for k in header if k.startswith("cryptomatte/") and k.endswith("/manifest"))
     manifest = json.loads(header[key].decode())
-    names = {name: label for label, name in LABELS.items()}
-    by_bits = {_hash_bits(int(h, 16)): names[n] for n, h in manifest.items() if n in names}
+    by_bits = {_hash_bits(int(h, 16)): OBJECT_LABELS[n] for n, h in manifest.items() if n in OBJECT_LABELS}
     layer = "ViewLayer.CryptoObject00."
-    ids = np.stack([channels[layer + "r"], channels[layer + "b"]], axis=-1).astype(np.float32)
+    bits = np.stack([channels[layer + "r"], channels[layer + "b"]], axis=-1).astype(np.float32).view(np.uint32)
     weights = np.stack([channels[layer + "g"], channels[layer + "a"]], axis=-1).astype(np.float32)
-    bits = ids.view(np.uint32)
-    labels = np.full(ids.shape, -1, np.int16)
+    labels = np.full(bits.shape, -1, np.int16)
     for value, label in by_bits.items():
         labels[bits == value] = label
     weights[labels < 0] = 0.0
     return labels, weights
+
+
+def _set(target, **values) -> None:
+    """Set a Blender struct's properties, in the order given."""
+    for name, value in values.items():
+        setattr(target, name, value)
+
+
+def _add(sc, name: str, data, **values):
+    """A new object `name` of `data`, linked into the scene, with its properties set."""
+    ob = bpy.data.objects.new(name, data)
+    sc.collection.objects.link(ob)
+    _set(ob, **values)
+    return ob
 
 
 def _material(name: str, isolate: bool, ray_length: bool):
@@ -313,23 +281,19 @@ def _material(name: str, isolate: bool, ray_length: bool):
     factor, stand_in, own = mix.inputs[0], mix.inputs[6], mix.inputs[7]  # Factor, A, B (colour)
     own_colour = path.outputs["Is Camera Ray"]
     if ray_length:  # the first bounce from a nearby block sees the real colour too
-        near = nodes.new("ShaderNodeMath")
-        near.operation = "LESS_THAN"
-        links.new(path.outputs["Ray Length"], near.inputs[0])
-        near.inputs[1].default_value = ISOLATION_RAY_LENGTH
-        first = nodes.new("ShaderNodeMath")
-        first.operation = "LESS_THAN"
-        links.new(path.outputs["Ray Depth"], first.inputs[0])
-        first.inputs[1].default_value = 1.5
-        both = nodes.new("ShaderNodeMath")
-        both.operation = "MULTIPLY"
-        links.new(near.outputs[0], both.inputs[0])
-        links.new(first.outputs[0], both.inputs[1])
-        either = nodes.new("ShaderNodeMath")
-        either.operation = "MAXIMUM"
-        links.new(path.outputs["Is Camera Ray"], either.inputs[0])
-        links.new(both.outputs[0], either.inputs[1])
-        own_colour = either.outputs[0]
+        def math_node(operation, a, b):
+            node = nodes.new("ShaderNodeMath")
+            node.operation = operation
+            links.new(a, node.inputs[0])
+            if isinstance(b, float):
+                node.inputs[1].default_value = b
+            else:
+                links.new(b, node.inputs[1])
+            return node.outputs[0]
+
+        near = math_node("LESS_THAN", path.outputs["Ray Length"], ISOLATION_RAY_LENGTH)
+        first = math_node("LESS_THAN", path.outputs["Ray Depth"], 1.5)
+        own_colour = math_node("MAXIMUM", own_colour, math_node("MULTIPLY", near, first))
     links.new(own_colour, factor)
     links.new(mix.outputs[2], diffuse.inputs["Color"])  # the RGBA result
     return mat, own, stand_in
@@ -344,8 +308,7 @@ def _filmic_lut(tmpdir: str, size: int = 65):
     """
     lo, hi = -12.473931188, 12.526068812  # Filmic Log's log2 allocation
     grid = np.linspace(0.0, 1.0, size)
-    r, g, b = np.meshgrid(grid, grid, grid, indexing="ij")
-    linear = np.exp2(lo + np.stack([r, g, b], axis=-1).reshape(-1, 3) * (hi - lo))
+    linear = np.exp2(lo + np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3) * (hi - lo))
     width, height = size * size, size
     image = bpy.data.images.new("filmic_grid", width, height, alpha=False, float_buffer=True)
     image.colorspace_settings.name = "Linear Rec.709"
@@ -353,15 +316,9 @@ def _filmic_lut(tmpdir: str, size: int = 65):
     image.pixels.foreach_set(rgba.ravel())
     lut_scene = bpy.data.scenes.new("filmic_lut")
     lut_scene.display_settings.display_device = "sRGB"
-    lut_scene.view_settings.view_transform = "Filmic"
-    lut_scene.view_settings.look = "None"
-    lut_scene.view_settings.exposure = 0.0
-    lut_scene.view_settings.gamma = 1.0
+    _set(lut_scene.view_settings, view_transform="Filmic", look="None", exposure=0.0, gamma=1.0)
     lut_scene.render.dither_intensity = 0.0
-    settings = lut_scene.render.image_settings
-    settings.file_format = "PNG"
-    settings.color_mode = "RGB"
-    settings.color_depth = "16"
+    _set(lut_scene.render.image_settings, file_format="PNG", color_mode="RGB", color_depth="16")
     path = os.path.join(tmpdir, f"two4two_filmic_{os.getpid()}.png")
     image.save_render(path, scene=lut_scene)
     back = bpy.data.images.load(path)
@@ -369,12 +326,11 @@ def _filmic_lut(tmpdir: str, size: int = 65):
     values = np.empty(width * height * 4, dtype=np.float32)
     back.pixels.foreach_get(values)
     os.remove(path)
-    table = values.reshape(-1, 4)[:, :3].reshape(size, size, size, 3)
     bpy.data.images.remove(image)
     bpy.data.images.remove(back)
     bpy.data.scenes.remove(lut_scene)
 
-    flat = table.reshape(-1, 3).astype(np.float32)
+    flat = values.reshape(-1, 4)[:, :3]  # the size³ grid's RGB, blue varying fastest
     corners = [(dr, dg, db) for dr in (0, 1) for dg in (0, 1) for db in (0, 1)]
     offsets = np.array([(dr * size + dg) * size + db for dr, dg, db in corners])
 
@@ -394,21 +350,16 @@ def _filmic_lut(tmpdir: str, size: int = 65):
     return view
 
 
-class _silence_stdout:
+@contextlib.contextmanager
+def _silence_stdout():
     """Redirect the C-level stdout (Blender's "Saved: ..." lines) to /dev/null."""
-
-    def __init__(self, active=True):
-        self.active = active
-
-    def __enter__(self):
-        if self.active:
-            sys.stdout.flush()
-            self._saved = os.dup(1)
-            self._null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(self._null, 1)
-
-    def __exit__(self, *exc):
-        if self.active:
-            os.dup2(self._saved, 1)
-            os.close(self._saved)
-            os.close(self._null)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
