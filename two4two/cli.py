@@ -474,50 +474,35 @@ def _cmd_study_responses(args: argparse.Namespace) -> None:
 # new one (README: "Renamed commands and options").
 
 
-def _integer(low: int, meaning_of_zero: str = ""):
-    """argparse type: an integer ≥ low (`meaning_of_zero`: what 0 means where 0 is allowed)."""
-    def value(text: str) -> int:
+def _checked(name: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str, quote: bool = True):
+    """argparse type: convert(text), refused in one line unless ok(value): "expected EXPECTED, got TEXT"
+    (`quote=False`: a converted value is shown bare, as integers are)."""
+    def value(text: str):
         try:
-            number = int(text)
+            number = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer ≥ {low}, got {text!r}") from None
-        if number < low:
-            raise argparse.ArgumentTypeError(f"expected an integer ≥ {low}{meaning_of_zero}, got {number}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(number):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {repr(text) if quote else number}")
         return number
-    value.__name__ = "integer"
+    value.__name__ = name  # argparse names the type when the text does not convert
     return value
 
 
-def _port(text: str) -> int:
-    number = int(text) if text.strip().isdigit() else None
-    if number is None or not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 1–65535, got {text!r}")
-    return number
+def _integer(low: int, meaning_of_zero: str = ""):
+    """argparse type: an integer ≥ low (`meaning_of_zero`: what 0 means where 0 is allowed)."""
+    return _checked("integer", int, lambda number: number >= low, f"an integer ≥ {low}{meaning_of_zero}", quote=False)
 
 
 def _share(low_open: bool):
     """argparse type: a share in [0, 1] (or (0, 1] where 0 would mean nothing)."""
-    def value(text: str) -> float:
-        try:
-            number = float(text)
-        except ValueError:
-            number = float("nan")
-        if not (0 < number <= 1 if low_open else 0 <= number <= 1):
-            raise argparse.ArgumentTypeError(f"expected a share in {'(0, 1]' if low_open else '[0, 1]'}, got {text!r}")
-        return number
-    value.__name__ = "share"
-    return value
+    return _checked("share", float, (lambda share: 0 < share <= 1) if low_open else (lambda share: 0 <= share <= 1),
+                    f"a share in {'(0, 1]' if low_open else '[0, 1]'}")
 
 
-def _percent(text: str) -> float:
-    """argparse type: a percentage strictly between 0 and 100 (of pixels removed or shown)."""
-    try:
-        number = float(text)
-    except ValueError:
-        number = float("nan")
-    if not 0 < number < 100:
-        raise argparse.ArgumentTypeError(f"expected a percentage strictly between 0 and 100, got {text!r}")
-    return number
+_port = _checked("port", int, lambda number: 1 <= number <= 65535, "a port in 1–65535")
+# a percentage of pixels removed or shown
+_percent = _checked("percentage", float, lambda number: 0 < number < 100, "a percentage strictly between 0 and 100")
 
 
 def _keyed(what: str, value_type: Callable[[str], Any], example: str):
