@@ -1,6 +1,8 @@
 """Every INN configuration tried for issue 31, trained, audited and put in one table.
 
     python benchmarks/inn_experiments.py [--only NAME ...] [--list]
+    python benchmarks/inn_experiments.py --curve NAME
+
 
 An experiment is a base config with overrides (EXPERIMENTS below): the supervised weight β,
 the size of φ, the depth. For each one asked for it trains (an interrupted training resumes,
@@ -14,6 +16,10 @@ as `two4two train --resume`), then measures on the study2022_64px test split:
 Each finished experiment's figures go to docs/inn_experiments/NAME.json, with the wall time of
 every step, and docs/inn_experiments.md is rewritten from all of them: the trainings live in
 models/ and do not outlast a session, the records do, so the table grows across sessions.
+
+`--curve NAME` asks whether the counterfactuals grow with training: it trains NAME while keeping
+the checkpoint of every epoch (models/inn_experiments/NAME/epochs/), then measures test accuracy
+and Table 6 on each, into docs/inn_experiments/NAME.curve.json and a section of the document.
 """
 
 from __future__ import annotations
@@ -185,6 +191,87 @@ def phi_spread(inn, images: np.ndarray) -> dict[str, float]:
             "phi_step_along_w": span / float(w.norm())}
 
 
+def train_keeping_epochs(name: str) -> Path:
+    """Train NAME in a child `two4two train --resume` and copy its kept checkpoint (the best
+    validation so far) after every epoch to epochs/epoch-K.pt: the model a training stopped after
+    K epochs would ship. The child writes model.pt before history.json, so a longer history means
+    model.pt is already the one for that epoch."""
+    import shutil
+    import subprocess
+    import time
+
+    from two4two.models.training import load_train_config
+
+    config_path = experiment_config(name)
+    out = ROOT / load_train_config(config_path).output_dir
+    (out / "epochs").mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).with_name("two4two")), "train", str(config_path), "--resume"]
+    child = subprocess.Popen(command, cwd=ROOT)
+
+    def keep() -> None:
+        history = out / "history.json"
+        done = len(json.loads(history.read_text())) if history.exists() else 0
+        for epoch in range(1, done + 1):
+            if not (out / "epochs" / f"epoch-{epoch}.pt").exists() and (out / "model.pt").exists():
+                shutil.copyfile(out / "model.pt", out / "epochs" / f"epoch-{epoch}.pt")
+
+    while child.poll() is None:
+        keep()
+        time.sleep(10)
+    keep()
+    if child.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({child.returncode})")
+    return out / "model.pt"
+
+
+def curve(name: str, observer, train: bool = True) -> dict:
+    """Test accuracy and Table 6 of the checkpoint kept after each epoch of NAME (`train=False`:
+    of the epochs kept so far, e.g. of a training stopped at the end of a session)."""
+    from two4two.explain.audit import CounterfactualAudit
+    from two4two.models.training import load_classifier, read_checkpoint
+    from two4two.split import Split
+
+    if train:
+        train_keeping_epochs(name)
+    test = Split(STUDY, "test")
+    rows = []
+    for path in sorted((ROOT / "models" / "inn_experiments" / name / "epochs").glob("epoch-*.pt"),
+                       key=lambda p: int(p.stem.split("-")[1])):
+        inn = load_classifier(path)
+        audit = CounterfactualAudit(inn, observer, images=100, steps=11).evaluate(test)
+        change, inside = audit.change(), audit.inside()
+        rows.append({"after_epoch": int(path.stem.split("-")[1]),
+                     "kept_epoch": read_checkpoint(path, keys=("epoch",))["epoch"],
+                     "test_accuracy": accuracy(inn, STUDY), "table6": {a: change[a][0] for a in change},
+                     "inside": min(v for v in inside.values() if not np.isnan(v))})
+        print(json.dumps(rows[-1]))
+    history = json.loads((ROOT / "models" / "inn_experiments" / name / "history.json").read_text())
+    record = {"name": name, "overrides": EXPERIMENTS[name][1], "epochs": rows, "planned_epochs": EXPERIMENTS[name][1]
+              .get("training", {}).get("epochs", 10), "images_per_second": [round(h["images_per_second"], 1) for h in history]}
+    atomic_write_json(RECORDS / f"{name}.curve.json", record)
+    return record
+
+
+def _curve_lines() -> list[str]:
+    lines = []
+    for path in sorted(RECORDS.glob("*.curve.json")):
+        record = json.loads(path.read_text())
+        lines += [f"## Does training move the legs? {record['name']}, measured after every epoch", "",
+                  "The checkpoint a training stopped after K epochs would keep (the best validation so far), "
+                  "measured as above (Table 6 on 100 test images). Written by "
+                  f"`python benchmarks/inn_experiments.py --curve {record['name']}`; "
+                  f"{len(record['epochs'])} of the {record.get('planned_epochs', 10)} planned epochs measured "
+                  "(the one-cycle schedule spans all of them).", "",
+                  "| after epoch | kept epoch | accuracy | " + " | ".join(ATTRIBUTES[a].label for a in TABLE6)
+                  + " | inside |",
+                  "|---" * (4 + len(TABLE6)) + "|"]
+        for row in record["epochs"]:
+            lines.append(f"| {row['after_epoch']} | {row['kept_epoch']} | {row['test_accuracy']:.3f} | "
+                         + " | ".join(_cell(row["table6"].get(a)) for a in TABLE6) + f" | {share_text(row['inside'])} |")
+        lines.append("")
+    return lines
+
+
 def _spread(record: dict) -> str:
     keys = ("phi_std_along_w", "phi_std_mean", "phi_step_along_w")
     return " / ".join(f"{record[k]:.3g}" for k in keys) if keys[0] in record else "not measured"
@@ -225,6 +312,7 @@ def write_doc() -> None:
     lines += [f"| *paper (128 px, GPU, 2.5 M images)* | 0.0001 | 768×1×1 | 7 × 32 | 48 … 512 | – | – | – | 0.967 | – | – | – | {paper} | – | – | – |", ""]
     lines += ["## Stability pilots of the 1 × 1 φ (configs/inn-cpu-global.yaml's architecture)", ""]
     lines += [f"- {p}" for p in PILOTS] + [""]
+    lines += _curve_lines()
     missing = [n for n in EXPERIMENTS if n not in {r["name"] for r in records}]
     if missing:
         lines += [f"Not run yet: {', '.join(missing)}.", ""]
@@ -236,6 +324,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), help="these experiments (default: every one)")
     parser.add_argument("--list", action="store_true", help="list the experiments and whether each has a record")
+    parser.add_argument("--curve", choices=list(EXPERIMENTS),
+                        help="train this experiment keeping every epoch's checkpoint; accuracy and Table 6 after each")
+    parser.add_argument("--no-train", action="store_true", help="with --curve: measure the epochs kept so far, train nothing")
     parser.add_argument("--no-observer", action="store_true",
                         help="skip Table 6 (no observer trained yet): the record says so, and a later run without it fills it in")
     args = parser.parse_args()
@@ -254,6 +345,10 @@ def main() -> None:
                 render(ROOT / "configs/unbiased_observer_64px.yaml")
             train(SHIPPED_OBSERVER)
         observer = load_observer(ROOT / "models/observer_cpu_64px")
+    if args.curve:
+        curve(args.curve, observer, train=not args.no_train)
+        write_doc()
+        return
     for name in args.only or list(EXPERIMENTS):
         record = run(name, observer)
         print(json.dumps({k: record[k] for k in ("name", "test_accuracy", "test_bits_per_dim", "table6")}, indent=1))

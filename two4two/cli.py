@@ -383,6 +383,14 @@ def _cmd_describe(args: argparse.Namespace) -> None:
     print(f"joint distributions: {plot}")
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> None:
+    from two4two.benchmark import load_benchmark_config, run_benchmark
+
+    paths = run_benchmark(load_benchmark_config(args.config), args.output, **_pool_args(args))
+    print(paths["markdown"].read_text())
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
 def _cmd_study_analyze(args: argparse.Namespace) -> None:
     from two4two.study.bundle import load_bundle
     from two4two.study.pipeline import analyze
@@ -735,6 +743,10 @@ def _commands() -> tuple[_Command, ...]:
             MAPS.but(required=False, help="directory written by `two4two explain attributions` (default: compute maps on demand)"),
             _opt("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
             _opt("--port", type=_port, default=8050, help="port (default 8050)"))),
+        _Command(("benchmark",), "sweep a bias from absent to dominant, train each architecture on each strength, and score "
+                 "whether each attribution method follows the measured reliance", _cmd_benchmark, (
+                     _opt("config", help="benchmark config (YAML; configs/benchmark.yaml, configs/benchmark_tiny.yaml)"),
+                     OUTPUT.but(help="run directory (a stopped run of the same config continues there)"), *POOL)),
         # the study
         _Command(("study", "bundle"), "study bundle of any paradigm: stimuli or trials, manifest.json (see configs/study_*.yaml)",
                  _cmd_study_bundle, (

@@ -250,8 +250,19 @@ class InputXGradient(AttributionMethod):
     name, label, captum = "input_x_gradient", "input × gradient", "InputXGradient"
 
 
+def is_transformer(wrapped) -> bool:
+    """A model with attention layers (the benchmark's ViT): GELU, no ReLU, products of two inputs."""
+    return any(isinstance(m, _torch().nn.MultiheadAttention) for m in wrapped.modules())
+
+
 class GuidedBackprop(AttributionMethod):
     name, label, captum = "guided_backprop", "guided backprop", "GuidedBackprop"
+
+    def _build(self, wrapped):
+        if is_transformer(wrapped):
+            raise AttributionError("guided_backprop: guides the gradient through ReLUs, and a vision transformer has none "
+                                   "(GELU): its map would be the plain gradient")
+        return super()._build(wrapped)
 
 
 class IntegratedGradients(AttributionMethod):
@@ -350,6 +361,9 @@ class DeepLift(AttributionMethod):
         if not wrapped.invertible and hasattr(getattr(wrapped.net, "net", None), "layer4"):
             raise AttributionError("deeplift: captum's DeepLift needs every ReLU module to be called once, and "
                                    "torchvision's ResNet-18 calls each block's ReLU twice; use integrated_gradients")
+        if is_transformer(wrapped):
+            raise AttributionError("deeplift: captum's DeepLift has no rule for attention (a product of two inputs) "
+                                   "or GELU; use integrated_gradients")
         return super()._build(wrapped)
 
     def _batch(self, x, t):

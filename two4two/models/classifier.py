@@ -1,8 +1,9 @@
 """Binary Peeky/Stretchy classifiers: one logit per image (> 0 means Stretchy).
 
 `small_cnn` trains on a 2-core CPU in minutes at 64 px; `resnet18` and `mobilenet_v2`
-(torchvision, trained from scratch) are there for GPUs; `inn` is the invertible
-classifier of `two4two.models.inn` (counterfactuals).
+(torchvision, trained from scratch) are there for GPUs; `vit` is a small vision transformer
+(torchvision's, 8-px patches: 64 tokens at 64 px) for the bias benchmark's third family; `inn`
+is the invertible classifier of `two4two.models.inn` (counterfactuals).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v2", "inn")
+ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v2", "vit", "inn")
+# A transformer small enough to train from scratch on a 2-core CPU (0.8 M parameters at 64 px).
+VIT_DEFAULTS = {"image_size": 64, "patch_size": 8, "num_layers": 4, "num_heads": 4, "hidden_dim": 128, "mlp_dim": 256}
 
 
 class SmallCNN(nn.Module):
@@ -57,6 +60,10 @@ def build_classifier(arch: str = "small_cnn", **kwargs) -> nn.Module:
         import torchvision
 
         return _SqueezeLogit(getattr(torchvision.models, arch)(weights=None, num_classes=1, **kwargs))
+    if arch == "vit":
+        from torchvision.models import VisionTransformer
+
+        return _SqueezeLogit(VisionTransformer(num_classes=1, **{**VIT_DEFAULTS, **kwargs}))
     if arch == "inn":
         from two4two.models.inn import InvertibleClassifier
 

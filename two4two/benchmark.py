@@ -1,0 +1,393 @@
+"""`two4two benchmark CONFIG -o DIR`: does an explanation follow how much a model relies on a bias?
+
+The config plants one bias at several strengths (0: absent, 1: the attribute alone separates the
+classes), trains each architecture on each strength, measures every model's true reliance on the
+bias with the importance module (flip % when the attribute is redrawn), and asks every attribution
+method what share of its map lies on the pixels the bias lives in. A method that follows the model
+has a share that rises with the reliance (Spearman ρ across the sweep) and tells models that rely
+on the bias from models that do not (ROC AUC). Every model is measured and explained on one common
+test split drawn without the bias, so a method that only looks at the image gives every model the
+same map and cannot seem to follow the model by following the data.
+
+Everything is kept in DIR as it is finished, so a stopped run continues where it stopped:
+  data/strength-K/  data/test/    the training data of each strength; the common test split
+  models/ARCH-K/                  each trained model (its training resumes after an interruption)
+  measures/ARCH-K/                accuracy, reliance, the maps (attributions.npz) and every method's share
+  leaderboard.md, leaderboard.html, ARCH.png, results.json
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from two4two.errors import ConfigError, Two4TwoError
+from two4two.intervals import Interval, percentile_interval, spearman
+from two4two.schema import Fields
+
+BIAS_REGIONS = ("background", "animal", "arms", "body")  # where a bias attribute's pixels are (explain.attribution_scores)
+LEGS = "arm_position"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What the sweep plants, trains and asks (read from YAML by `load_benchmark_config`)."""
+
+    name: str
+    raw: dict
+    attribute: str  # the attribute made predictive of the class
+    region: str  # the pixels it lives in
+    low: float  # its range when unbiased; at strength s peaky draws from [low, high − s·half], stretchy from [low + s·half, high]
+    high: float
+    strengths: tuple[float, ...]
+    reliance_threshold: float  # flip % above which a model counts as relying on the bias
+    data: dict  # sampler, seed, resolution, sizes, label noise, render settings
+    architectures: dict[str, dict]  # name → {model: …, training: …} as in a model config
+    methods: tuple[str, ...]
+    images: int  # test images explained per model
+    resamples: int
+
+    def model_names(self) -> list[tuple[str, int]]:
+        return [(arch, k) for arch in self.architectures for k in range(len(self.strengths))]
+
+
+def parse_benchmark_config(raw: Any, source: str = "<config>") -> BenchmarkConfig:
+    from two4two.explain.attribution import check_methods, METHODS
+    from two4two.parameters import MEASURED_ATTRIBUTES
+
+    top = Fields(raw, source, allowed=("kind", "name", "bias", "data", "architectures", "methods", "images", "resamples"),
+                 required=("bias", "data", "architectures"))
+    top.choice("kind", ("benchmark",), "benchmark")
+    bias = top.mapping("bias", allowed=("attribute", "region", "range", "strengths", "reliance_threshold"),
+                       required=("attribute", "range", "strengths"))
+    attribute = bias.choice("attribute", [a for a in MEASURED_ATTRIBUTES if a != LEGS])
+    span = bias.items("range")
+    bias.check(len(span) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in span)
+               and span[0] < span[1], "range", "[low, high] with low < high")
+    strengths = bias.items("strengths", nonempty=True)
+    bias.check(len(strengths) >= 2 and all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 1
+                                           for s in strengths) and strengths == sorted(set(strengths)),
+               "strengths", "at least two increasing shares in [0, 1]")
+    data = top.mapping("data", allowed=("sampler", "seed", "resolution", "train", "validation", "test", "labeling_error",
+                                        "render"), required=("train", "validation", "test"))
+    for key in ("train", "validation", "test"):
+        data.integer(key, low=1)
+    data.integer("seed", 0, low=0)
+    data.integer("resolution", 64, low=8, high=1024)
+    data.number("labeling_error", 0.0, low=0.0, high=0.5)
+    architectures = top.mapping("architectures", what="a mapping of architecture name → {model, training}")
+    top.check(bool(architectures.raw), "architectures", "at least one architecture")
+    for name in architectures.raw:
+        architectures.mapping(name, allowed=("model", "training"), required=("model",))
+    methods = top.get("methods", list(METHODS))
+    top.check(isinstance(methods, list) and bool(methods), "methods", f"a list of methods from {', '.join(METHODS)}")
+    try:
+        methods = check_methods(methods)
+    except Two4TwoError as exc:
+        raise ConfigError(f"{source}: methods: {exc}") from None
+    return BenchmarkConfig(
+        name=top.text("name", Path(source).stem), raw=raw, attribute=attribute,
+        region=bias.choice("region", BIAS_REGIONS, "background"), low=float(span[0]), high=float(span[1]),
+        strengths=tuple(float(s) for s in strengths), reliance_threshold=bias.number("reliance_threshold", 5.0, low=0, high=100),
+        data=data.raw, architectures=dict(architectures.raw), methods=tuple(methods),
+        images=top.integer("images", 100, low=2), resamples=top.integer("resamples", 1000, low=10))
+
+
+def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
+    from two4two.config import read_yaml
+
+    return parse_benchmark_config(read_yaml(path), str(path))
+
+
+# ---- the configs of each stage --------------------------------------------------------------
+
+
+def dataset_config(config: BenchmarkConfig, out: Path, strength: int | None):
+    """The training data of strength index `strength`, or (None) the common test split without the bias.
+    Every strength draws with the same seed, so the strengths differ in the bias and nothing else."""
+    from two4two.config import parse_config
+
+    data, size = config.data, config.data.get("resolution", 64)
+    common = {"sampler": data.get("sampler", "unbiased"), "resolution": [size, size], "render": data.get("render", {})}
+    if strength is None:
+        return parse_config({**common, "name": f"{config.name}_test", "seed": data.get("seed", 0) + 1,
+                             "output_dir": str(out / "data" / "test"),
+                             "splits": {"test": {"n": data["test"], "interventions": [config.attribute, LEGS]}}})
+    half, s = (config.high - config.low) / 2, config.strengths[strength]
+    planted = {"peaky": {"uniform": [config.low, config.high - s * half]},
+               "stretchy": {"uniform": [config.low + s * half, config.high]}}
+    noise = data.get("labeling_error", 0.0)
+    return parse_config({**common, "name": f"{config.name}_strength{strength}", "seed": data.get("seed", 0),
+                         "output_dir": str(out / "data" / f"strength-{strength}"), "sampler_args": {config.attribute: planted},
+                         "splits": {"train": {"n": data["train"], "sampler_args": {"labeling_error": {"bernoulli": noise}}},
+                                    "validation": {"n": data["validation"]}}})
+
+
+def model_config(config: BenchmarkConfig, out: Path, arch: str, strength: int):
+    from two4two.models.training import parse_model_config
+
+    spec = config.architectures[arch]
+    return parse_model_config({"kind": "classifier", "name": f"{arch}-{strength}", "data": str(out / "data" / f"strength-{strength}"),
+                               "model": spec["model"], "training": spec.get("training", {}),
+                               "output_dir": str(out / "models" / f"{arch}-{strength}")}, f"architectures.{arch}")
+
+
+# ---- measuring one model --------------------------------------------------------------------
+
+
+def flips_per_image(model, test, attribute: str) -> np.ndarray:
+    """1 where redrawing `attribute` flips the model's decision on that test original, else 0."""
+    logits = test.logits(model)
+    intervened = test.intervention(attribute)
+    index = {p.id: i for i, p in enumerate(test.params)}
+    flips = np.full(len(test), np.nan)
+    order = np.array([index[p.original_id] for p in intervened.params])
+    flips[order] = ((intervened.logits(model) > 0) != (logits[order] > 0)).astype(float)
+    return flips
+
+
+def measure_model(config: BenchmarkConfig, model, name: str, test, training_params, out: Path) -> dict:
+    """Accuracy, reliance (flip % and R² of the bias, R² of the legs), each method's maps and share."""
+    import time
+
+    from two4two.explain.attribution import AttributionError, AttributionMaps, attribution_method
+    from two4two.explain.attribution_scores import region_masks, relevance_mass_accuracy
+    from two4two.importance import Importance
+
+    importance = Importance(model, [config.attribute, LEGS], n_resamples=config.resamples, model_name=name,
+                            training_params=training_params).evaluate(test)
+    rows = {r.attribute: r for r in importance.rows}
+    n = min(config.images, len(test))
+    images, masks = test.images[:n], test.masks[:n]
+    logits = test.logits(model)
+    targets = (logits[:n] > 0).astype(np.int64)
+    regions = region_masks(masks, config.region)
+    maps, seconds, shares, reasons = {}, {}, {}, {}
+    for k, method in enumerate(config.methods):
+        start = time.perf_counter()
+        try:
+            # the random control draws anew for every model (seed: the model's place in the sweep)
+            seed = zlib.crc32(name.encode()) if method == "random" else 0
+            maps[method] = attribution_method(method, model, seed=seed).attribute(images, targets, masks)
+        except AttributionError as exc:
+            reasons[method] = str(exc)
+            continue
+        seconds[method] = time.perf_counter() - start
+        shares[method] = relevance_mass_accuracy(maps[method], regions).tolist()
+    AttributionMaps(maps, [p.id for p in test.params[:n]], targets, logits[:n], seconds, images, masks,
+                    {"model": name, "region": config.region}).save(out)
+    return {
+        "name": name,
+        "test_accuracy": float(((logits > 0) == test.true_labels).mean()),
+        "flip_percent": asdict(rows[config.attribute].flip_percent),
+        "r_squared": asdict(rows[config.attribute].r_squared),
+        "legs_r_squared": asdict(rows[LEGS].r_squared),
+        "flips": flips_per_image(model, test, config.attribute)[:n].tolist(),
+        "shares": shares,
+        "not_applicable": reasons,
+        "seconds": seconds,
+    }
+
+
+# ---- across the sweep -----------------------------------------------------------------------
+
+
+def detection_auc(shares: np.ndarray, relies: np.ndarray) -> float:
+    """ROC AUC of the share separating the models that rely on the bias from those that do not
+    (ties count a half); NaN when every model is on one side of the threshold."""
+    from scipy import stats
+
+    if relies.all() or not relies.any():
+        return float("nan")
+    return float(stats.mannwhitneyu(shares[relies], shares[~relies]).statistic / (relies.sum() * (~relies).sum()))
+
+
+def sweep_scores(config: BenchmarkConfig, arch: str, measures: dict[str, dict], seed: int = 0) -> dict:
+    """Per method, for one architecture: ρ(share, reliance) across the strengths and the detection
+    AUC, each with a 95 % interval from resampling the explained test images (the same images for
+    every model, so map noise and the reliance's own noise both enter), and each model's mean share."""
+    records = [measures[f"{arch}-{k}"] for k in range(len(config.strengths))]
+    flips = np.array([r["flips"] for r in records])  # models × images
+    relies = np.array([r["flip_percent"]["value"] > config.reliance_threshold for r in records])
+    reliance = spearman(np.array(config.strengths), np.array([r["flip_percent"]["value"] for r in records]))
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, flips.shape[1], flips.shape[1]) for _ in range(config.resamples)]
+    methods = {}
+    for method in config.methods:
+        missing = [r["not_applicable"][method] for r in records if method in r["not_applicable"]]
+        if missing:
+            methods[method] = {"not_applicable": missing[0]}
+            continue
+        shares = np.array([r["shares"][method] for r in records])  # models × images
+
+        def both(i):
+            share = np.nanmean(shares[:, i], axis=1)
+            return spearman(share, np.nanmean(flips[:, i], axis=1)), detection_auc(share, relies)
+
+        (rho, auc), boot = both(slice(None)), np.array([both(i) for i in draws])
+        methods[method] = {"share": np.nanmean(shares, axis=1).tolist(),
+                           "rho": asdict(Interval(rho, *percentile_interval(boot[:, 0]))),
+                           "auc": asdict(Interval(auc, *percentile_interval(boot[:, 1])))}
+    return {"reliance_vs_strength_rho": reliance, "relies": relies.tolist(), "methods": methods}
+
+
+def _cell(interval: dict) -> str:
+    return Interval(**interval).fmt(2)
+
+
+def leaderboard_markdown(config: BenchmarkConfig, measures: dict[str, dict], scores: dict[str, dict]) -> str:
+    from two4two.explain.attribution import LABELS
+    from two4two.parameters import ATTRIBUTES
+
+    label = ATTRIBUTES[config.attribute].label
+    lines = [f"# Bias benchmark: {config.name}", "",
+             f"The bias: {label} made predictive of the class at strengths {', '.join(f'{s:g}' for s in config.strengths)} "
+             f"(0: absent; 1: {label} alone separates the classes). Every model is measured and explained on one test "
+             "split drawn without the bias. *Reliance*: % of decisions flipped when the attribute is redrawn "
+             f"(a model relies on the bias above {config.reliance_threshold:g} %). *Share*: the part of a method's |map| "
+             f"on the {config.region} pixels. *ρ*: Spearman of share and reliance across the strengths; *AUC*: how well the "
+             "share tells relying models from the others. Intervals: 95 %, resampling the explained test images.", "",
+             "## Models", "",
+             f"| architecture | strength | test accuracy | reliance: flip % | R² of {label} | R² of the legs |", "|---" * 6 + "|"]
+    for arch, k in config.model_names():
+        r = measures[f"{arch}-{k}"]
+        lines.append(f"| {arch} | {config.strengths[k]:g} | {r['test_accuracy']:.3f} | {_cell(r['flip_percent'])} "
+                     f"| {_cell(r['r_squared'])} | {_cell(r['legs_r_squared'])} |")
+    lines += ["", "Spearman ρ of reliance and strength: "
+              + ", ".join(f"{arch} {scores[arch]['reliance_vs_strength_rho']:.2f}" for arch in config.architectures)
+              + " (the sweep does its job where it is near 1).", "", "## Leaderboard", "",
+              "| method | " + " | ".join(f"{arch}: ρ | {arch}: AUC" for arch in config.architectures) + " |",
+              "|---" * (1 + 2 * len(config.architectures)) + "|"]
+    for method in config.methods:
+        cells = []
+        for arch in config.architectures:
+            m = scores[arch]["methods"][method]
+            cells += [f"not applicable: {m['not_applicable'].split(':', 1)[-1].strip()}", "—"] if "not_applicable" in m \
+                else [_cell(m["rho"]), _cell(m["auc"])]
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(config: BenchmarkConfig, arch: str, measures: dict[str, dict], scores: dict, path: Path) -> Path:
+    """Each method's share against the measured reliance across the strengths, for one architecture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from two4two.explain.attribution import CONTROLS, LABELS
+    from two4two.io import atomic_write_bytes
+    from two4two.plotting import figure_png
+
+    reliance = [measures[f"{arch}-{k}"]["flip_percent"]["value"] for k in range(len(config.strengths))]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method, m in scores[arch]["methods"].items():
+        if "share" in m:
+            ax.plot(reliance, m["share"], marker="o", linestyle="--" if method in CONTROLS else "-",
+                    label=f"{LABELS.get(method, method)} (ρ {m['rho']['value']:.2f})")
+    ax.axvline(config.reliance_threshold, color="grey", linewidth=0.8)
+    ax.set_xlabel(f"measured reliance on {config.attribute}: flip %")
+    ax.set_ylabel(f"share of |map| on the {config.region}")
+    ax.set_title(f"{arch}: does the map follow the model? (strengths {', '.join(f'{s:g}' for s in config.strengths)})", fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return atomic_write_bytes(path, figure_png(fig))
+
+
+def leaderboard_html(markdown: str, pngs: list[Path]) -> str:
+    """The leaderboard as one self-contained page (tables from the Markdown, the plots inline)."""
+    import base64
+    import html
+
+    body, table = [], []
+
+    def flush():
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-")]
+            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:]) + "</table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    body += [f'<img alt="{html.escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+             for p in pngs]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>two4two bias benchmark</title><style>{style}</style></head>" \
+           f"<body>{''.join(body)}</body></html>\n"
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+
+def _claim(out: Path, config: BenchmarkConfig) -> None:
+    """DIR keeps one config's run: a stopped run of the same config continues, another is refused."""
+    from two4two.io import atomic_write_json
+
+    kept = out / "benchmark.json"
+    if kept.exists() and json.loads(kept.read_text()) != config.raw:
+        raise Two4TwoError(f"{out}: holds a benchmark run of another config ({kept}); choose another output directory")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(kept, config.raw)
+
+
+def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = True, **pool_options) -> dict[str, Path]:
+    """Every stage in order, skipping what DIR already holds; returns the files written."""
+    import time
+
+    from tqdm import tqdm
+
+    from two4two.dataset import ensure, read_split
+    from two4two.io import atomic_write_json, atomic_write_text
+    from two4two.models.training import load_classifier, train_model
+    from two4two.split import Split
+
+    out = Path(out)
+    _claim(out, config)
+    start = time.perf_counter()
+    test = Split(ensure(dataset_config(config, out, None), progress=progress, **pool_options), "test")
+    for k in range(len(config.strengths)):
+        ensure(dataset_config(config, out, k), progress=progress, **pool_options)
+    seconds = {"data": time.perf_counter() - start}
+    measures = {}
+    for arch, k in tqdm(config.model_names(), desc="models", unit="model", disable=not progress):
+        name, done = f"{arch}-{k}", out / "measures" / f"{arch}-{k}" / "measures.json"
+        if not done.exists():
+            model_conf = model_config(config, out, arch, k)
+            history = model_conf.output_dir / "history.json"
+            finished = history.exists() and len(json.loads(history.read_text())) == model_conf.training.epochs
+            start = time.perf_counter()
+            checkpoint = model_conf.output_dir / "model.pt" if finished else train_model(model_conf, progress, resume=True)
+            trained = time.perf_counter()
+            record = measure_model(config, load_classifier(checkpoint), name, test,
+                                   read_split(model_conf.data, model_conf.training.train_split), done.parent)
+            atomic_write_json(done, {**record, "arch": arch, "strength": config.strengths[k], "train_seconds": trained - start,
+                                     "measure_seconds": time.perf_counter() - trained})
+        measures[name] = json.loads(done.read_text())
+    start = time.perf_counter()
+    scores = {arch: sweep_scores(config, arch, measures) for arch in config.architectures}
+    markdown = leaderboard_markdown(config, measures, scores)
+    pngs = [plot_sweep(config, arch, measures, scores, out / f"{arch}.png") for arch in config.architectures]
+    models = {name: {k: v for k, v in r.items() if k not in ("flips", "shares")} for name, r in measures.items()}
+    seconds["scores and leaderboard"] = time.perf_counter() - start  # (a resumed run times only its own data stage)
+    results = {"config": config.raw, "models": models, "scores": scores, "seconds": seconds}
+    return {"results": atomic_write_json(out / "results.json", results),
+            "markdown": atomic_write_text(out / "leaderboard.md", markdown),
+            "html": atomic_write_text(out / "leaderboard.html", leaderboard_html(markdown, pngs)),
+            **{arch: png for arch, png in zip(config.architectures, pngs)}}
