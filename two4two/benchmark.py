@@ -284,14 +284,19 @@ def plot_sweep(config: BenchmarkConfig, arch: str, measures: dict[str, dict], sc
     from two4two.io import atomic_write_bytes
     from two4two.plotting import figure_png
 
+    from two4two.parameters import ATTRIBUTES
+
     reliance = [measures[f"{arch}-{k}"]["flip_percent"]["value"] for k in range(len(config.strengths))]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for method, m in scores[arch]["methods"].items():
+    for i, (method, m) in enumerate(scores[arch]["methods"].items()):
         if "share" in m:
-            ax.plot(reliance, m["share"], marker="o", linestyle="--" if method in CONTROLS else "-",
-                    label=f"{LABELS.get(method, method)} (ρ {m['rho']['value']:.2f})")
+            control = method in CONTROLS
+            ax.plot(reliance, m["share"], color=plt.cm.tab20(i % 20), marker="s" if control else "o",
+                    linestyle="--" if control else "-", label=f"{LABELS.get(method, method)} (ρ {_cell(m['rho'])})")
+        else:
+            ax.plot([], [], " ", label=f"{LABELS.get(method, method)}: not applicable")
     ax.axvline(config.reliance_threshold, color="grey", linewidth=0.8)
-    ax.set_xlabel(f"measured reliance on {config.attribute}: flip %")
+    ax.set_xlabel(f"measured reliance on the {ATTRIBUTES[config.attribute].label}: flip %")
     ax.set_ylabel(f"share of |map| on the {config.region}")
     ax.set_title(f"{arch}: does the map follow the model? (strengths {', '.join(f'{s:g}' for s in config.strengths)})", fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
