@@ -124,11 +124,10 @@ def _report(root: Path, manifest: dict) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from two4two.layout import has_split
     from two4two.models.training import load_train_config, train_model
 
     config = load_train_config(args.config)
-    from two4two.layout import has_split
-
     if config.dataset_config is not None and not has_split(config.data, config.training.train_split):
         from two4two.dataset import ensure
 
@@ -265,10 +264,9 @@ def _cmd_explain_attributions(args: argparse.Namespace) -> None:
     from two4two.models.training import load_classifier
     from two4two.split import Split
 
-    split = Split(args.data, args.split, progress=True)
     explainer = Attributions(load_classifier(args.model), args.methods, images=args.images, target=args.target, progress=True,
                              batch_size=args.batch_size, baseline=args.reference_input)
-    maps = explainer.explain(split, seed=args.seed)
+    maps = explainer.explain(Split(args.data, args.split, progress=True), seed=args.seed)
     paths = maps.save(args.output, rows=args.rows)
     for method, seconds in maps.seconds.items():
         print(f"{method:22s} {seconds:7.1f} s  ({len(maps.ids) / max(seconds, 1e-9):8.1f} images/s)")
@@ -341,8 +339,7 @@ def _cmd_evaluate_observer(args: argparse.Namespace) -> None:
     record = ObserverCheck(load_observer(args.observer)).evaluate(split)
     text = f"observer on {args.data}/{args.split} ({len(split)} images): label accuracy {record['label_accuracy']:.3f}\n" + attribute_mse_table(record)
     print(text)
-    out = Path(args.output) if args.output else checkpoint_dir(args.observer) / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.output) if args.output else checkpoint_dir(args.observer) / "evaluation"  # the writers create it
     written = [atomic_write_text(out / f"observer_{args.split}.md", text + "\n"), atomic_write_json(out / f"observer_{args.split}.json", record)]
     print("written: " + ", ".join(str(p) for p in written))
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from two4two.dataset import DatasetError, read_split
-from two4two.intervals import Interval, bootstrap_interval
+from two4two.intervals import Interval, bootstrap_interval, markdown_table
 from two4two.io import atomic_write_csv, atomic_write_text
 from two4two.layout import has_split, intervened_attributes
 from two4two.parameters import ATTRIBUTES, MEASURED_ATTRIBUTES, SceneParameters
@@ -96,18 +96,13 @@ class ImportanceResult:
         }
 
     def write_markdown(self, path: str | Path) -> Path:
-        lines = [
-            f"Ground-truth importance of {self.model_name} (test accuracy {self.accuracy:.4f}; 95% bootstrap intervals)",
-            "",
-            "| factor | flip % | median \\|Δlogit\\| | mean \\|Δlogit\\| | R² | slope | data MI given legs |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in self.rows:
-            lines.append(
-                f"| {ATTRIBUTES[r.attribute].label} | {r.flip_percent.fmt(2)} | {r.median_abs_delta_logit.fmt()} | "
-                f"{r.mean_abs_delta_logit.fmt()} | {r.r_squared.fmt()} | {r.slope.fmt()} | {r.data_mi_given_legs:.4f} |"
-            )
-        return atomic_write_text(path, "\n".join(lines) + "\n")
+        head = ["factor", "flip %", "median \\|Δlogit\\|", "mean \\|Δlogit\\|", "R²", "slope", "data MI given legs"]
+        rows = ([ATTRIBUTES[r.attribute].label, r.flip_percent.fmt(2), r.median_abs_delta_logit.fmt(),
+                 r.mean_abs_delta_logit.fmt(), r.r_squared.fmt(), r.slope.fmt(), f"{r.data_mi_given_legs:.4f}"]
+                for r in self.rows)
+        title = (f"Ground-truth importance of {self.model_name} (test accuracy {self.accuracy:.4f}; "
+                 "95% bootstrap intervals)")
+        return atomic_write_text(path, f"{title}\n\n{markdown_table(head, rows)}\n")
 
     def plot(self, path: str | Path) -> Path:
         """One scatter of Δlogit against Δattribute per attribute, with the OLS line."""

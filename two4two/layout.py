@@ -157,9 +157,8 @@ def repair_hint(root: str | Path) -> str:
     return f"list the damage with `two4two verify {root}` and re-render it with `two4two render CONFIG -o {root} --resume --repair`"
 
 
-def read_png(path: Path, sha256: str | None = None, root: str | Path | None = None) -> Image.Image:
-    """A PNG of a dataset, decoded; a missing, corrupt or checksum-mismatched file is a DatasetError naming it."""
-    root = root if root is not None else path.parent.parent.parent
+def read_png(path: Path, sha256: str | None, root: str | Path) -> Image.Image:
+    """A PNG of dataset `root`, decoded; a missing, corrupt or checksum-mismatched file is a DatasetError naming it."""
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -31,7 +31,7 @@ from flask import Flask, abort, make_response, redirect, render_template, reques
 from werkzeug.exceptions import HTTPException
 
 from two4two.locks import exclusive
-from two4two.study.bundle import ATTRIBUTES, Bundle, BundleQuestion, canonical_json
+from two4two.study.bundle import ATTRIBUTES, Bundle, canonical_json
 from two4two.study.paradigms import Trial
 from two4two.study.storage import Participant, Storage
 
@@ -125,7 +125,12 @@ def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outco
             shown = "no answer" if answer is None else repr(answer[:80])
             raise BadSubmission(f"answer: {shown} is not allowed; choose one of {', '.join(question.choices)}")
         justification = fields.get("justification", "").replace("\r\n", "\n").strip()
-        _check_justification(question, justification)
+        rule, length = question.justification, len(justification)
+        low = max(rule.min_length, 1) if rule.required else 0
+        if length > rule.max_length:
+            raise BadSubmission(f"justification has {length} characters; at most {rule.max_length} are allowed")
+        if length < low:
+            raise BadSubmission(f"justification has {length} characters; at least {low} are required")
         payload = {"attribute": attribute, "answer": answer, "justification": justification}
         return Outcome(payload, following, status, answer=(attribute, answer, justification))
     if step.startswith(TRIAL_PREFIX):
@@ -142,15 +147,6 @@ def evaluate(bundle: Bundle, participant: Participant, step: str, form) -> Outco
         payload = {"trial": trial.id, "step": shown.id, "answer": answer}
         return Outcome(payload, following, status, trial_answer=(trial.id, shown.id, position, answer))
     raise BadSubmission("this page has nothing to submit")
-
-
-def _check_justification(question: BundleQuestion, text: str) -> None:
-    rule = question.justification
-    low = max(rule.min_length, 1) if rule.required else 0
-    if len(text) > rule.max_length:
-        raise BadSubmission(f"justification has {len(text)} characters; at most {rule.max_length} are allowed")
-    if len(text) < low:
-        raise BadSubmission(f"justification has {len(text)} characters; at least {low} are required")
 
 
 def create_app(
@@ -177,11 +173,16 @@ def create_app(
         index = steps.index(participant.step) if participant.step in steps else len(steps) - 1
         return index + 1, len(steps) - 1
 
+    def page_response(template: str, status: int = 200, **context):
+        response = make_response(render_template(template, bundle=bundle, **context), status)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     def render_step(participant: Participant, error: str | None = None, form=None, status: int = 200):
         condition = bundle.condition(participant.condition)
         step = participant.step
         context = dict(
-            bundle=bundle, condition=condition, participant=participant, error=error, form=form or {},
+            condition=condition, participant=participant, error=error, form=form or {},
             page=None if step in FINISHED else page_number(participant), seq=participant.seq,
         )
         if step.startswith(QUESTION_PREFIX):
@@ -194,14 +195,10 @@ def create_app(
                            step_index=index + 1)
         else:
             template = f"{step}.html"
-        response = make_response(render_template(template, **context), status)
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return page_response(template, status, **context)
 
     def error_page(status: int, title: str, message: str, resume: bool = False):
-        response = make_response(render_template("error.html", bundle=bundle, title=title, message=message, resume=resume), status)
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return page_response("error.html", status, title=title, message=message, resume=resume)
 
     @app.after_request
     def security_headers(response):
@@ -227,9 +224,7 @@ def create_app(
         with storage.read() as conn:
             if storage.find(conn, token()):
                 return redirect("/study", 303)
-        response = make_response(render_template("consent.html", bundle=bundle))
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return page_response("consent.html")
 
     @app.post("/consent")
     def give_consent():

@@ -23,7 +23,6 @@ import random
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
@@ -152,15 +151,11 @@ class Bundle:
     def is_trial_paradigm(self) -> bool:
         return self.paradigm != ATTRIBUTE_RELEVANCE
 
-    @cached_property
-    def _trial_index(self) -> dict[str, Trial]:
-        return {t.id: t for t in self.trials}
-
     def trial(self, trial_id: str) -> Trial:
-        try:
-            return self._trial_index[trial_id]
-        except KeyError:
-            raise BundleError(f"{MANIFEST}: no trial {trial_id!r}") from None
+        for t in self.trials:
+            if t.id == trial_id:
+                return t
+        raise BundleError(f"{MANIFEST}: no trial {trial_id!r}")
 
     def condition(self, name: str) -> Condition:
         for c in self.conditions:
@@ -304,7 +299,9 @@ def parse_manifest(raw: Any, root: str | Path | None = None, source: str = MANIF
             raise timing.error("timing.too_fast_seconds", too_fast, "a number of seconds ≥ 0 and < 3600")
         return Bundle(**common, questions=(), answer_key={}, trials=tuple(trials), order=order,
                       too_fast_seconds=float(too_fast), facts=dict(raw.get("facts", {})))
-    return Bundle(**common, questions=_questions(top, source), answer_key=_answer_key(raw, source))
+    questions = _questions(top, source)
+    key = _Fields(raw["answer_key"], "answer_key", source, ATTRIBUTES)
+    return Bundle(**common, questions=questions, answer_key={a: key.choice(a, ANSWERS) for a in ATTRIBUTES})
 
 
 def _conditions(top: _Fields, root: Path | None, source: str, trial_paradigm: bool) -> tuple[Condition, ...]:
@@ -359,11 +356,6 @@ def _questions(top: _Fields, source: str) -> tuple[BundleQuestion, ...]:
         justification = Justification(j.boolean("required"), low, j.integer("max_length", max(low, 1), MAX_JUSTIFICATION))
         questions.append(BundleQuestion(attribute, q.text("label"), q.text("text"), choices, justification))
     return tuple(questions)
-
-
-def _answer_key(raw: dict, source: str) -> dict[str, str]:
-    key = _Fields(raw["answer_key"], "answer_key", source, ATTRIBUTES)
-    return {a: key.choice(a, ANSWERS) for a in ATTRIBUTES}
 
 
 def _facts(f: _Fields, key: str) -> dict[str, Any]:
@@ -423,8 +415,7 @@ def _order(top: _Fields, source: str, trials: list[Trial], conditions: list[str]
     for group, count in draw.items():
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise o.error(f"order.draw.{group}", count, "an integer ≥ 1")
-    order = Order(dict(draw), o.boolean("distinct_items") if "distinct_items" in o.raw else False,
-                  o.boolean("shuffle") if "shuffle" in o.raw else True)
+    order = Order(dict(draw), o.boolean("distinct_items", False), o.boolean("shuffle", True))
     for condition in conditions:  # the draw must be possible for a first participant of each condition
         try:
             draw_plan(trials, order, condition, {}, random.Random(0))

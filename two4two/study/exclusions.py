@@ -46,10 +46,8 @@ class ExclusionRule:
         return OPERATORS[self.op](getattr(row, self.column), self.value)
 
     def excludes_participant(self, rows: Sequence[Response]) -> bool:
-        if self.aggregate == "any":
-            return any(self.holds_for(r) for r in rows)
-        if self.aggregate == "all":
-            return all(self.holds_for(r) for r in rows)
+        if self.aggregate in ("any", "all"):
+            return (any if self.aggregate == "any" else all)(self.holds_for(r) for r in rows)
         value = AGGREGATES[self.aggregate](np.array([getattr(r, self.column) for r in rows], dtype=float))
         return OPERATORS[self.op](float(value), self.value)
 
@@ -86,28 +84,24 @@ def parse_rules(raw: Any, source: str = "<rules>") -> list[ExclusionRule]:
         fields = Fields(item, source, f"rules[{i}]", allowed=RULE_KEYS, required=("name", "column", "op", "value"),
                         what=f"a mapping with keys {', '.join(RULE_KEYS)}")
         rule = ExclusionRule(**{"scope": "participant", "aggregate": "any", **item})
-        _check_rule(rule, fields)
+        fields.text("name")
+        fields.choice("column", COLUMNS)
+        fields.choice("op", OPERATORS)
+        fields.choice("scope", SCOPES, rule.scope)
+        fields.choice("aggregate", AGGREGATES, rule.aggregate)
+        fields.check(rule.scope == "participant" or rule.aggregate == "any", "aggregate",
+                     "any, or scope participant (an answer rule tests one row)")
+        if rule.column in NUMERIC_COLUMNS:
+            fields.number("value", expected=f"a number for column {rule.column}")
+        else:
+            fields.check(isinstance(rule.value, str), "value", f"text for column {rule.column}")
+            fields.check(rule.op in ("==", "!="), "op", f"== or != on text column {rule.column}")
+            fields.check(rule.aggregate in ("any", "all"), "aggregate", f"any or all on text column {rule.column}")
         if rule.name in names:
             raise fields.fail("name", "a name no earlier rule uses")
         names.add(rule.name)
         rules.append(rule)
     return rules
-
-
-def _check_rule(rule: ExclusionRule, fields: Fields) -> None:
-    fields.text("name")
-    fields.choice("column", COLUMNS)
-    fields.choice("op", OPERATORS)
-    fields.choice("scope", SCOPES, rule.scope)
-    fields.choice("aggregate", AGGREGATES, rule.aggregate)
-    fields.check(rule.scope == "participant" or rule.aggregate == "any", "aggregate",
-                 "any, or scope participant (an answer rule tests one row)")
-    if rule.column in NUMERIC_COLUMNS:
-        fields.number("value", expected=f"a number for column {rule.column}")
-    else:
-        fields.check(isinstance(rule.value, str), "value", f"text for column {rule.column}")
-        fields.check(rule.op in ("==", "!="), "op", f"== or != on text column {rule.column}")
-        fields.check(rule.aggregate in ("any", "all"), "aggregate", f"any or all on text column {rule.column}")
 
 
 def load_rules(path: str | Path) -> list[ExclusionRule]:

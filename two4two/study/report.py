@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from two4two.errors import Two4TwoError
-from two4two.intervals import percentile_interval
+from two4two.intervals import markdown_table, percentile_interval
 from two4two.study.responses import write_outputs
 
 DEFAULT_SCORES = ("pointing_game_animal", "wsl", "single_deletion", "attribute_agreement", "road_probability_gap",
@@ -85,13 +85,11 @@ class SideBySide:
 
         scores, measures = list(self.automatic), list(self.human)
         head = ["method", *[s + (" ↓" if s in LOWER_IS_BETTER else "") for s in scores], *measures]
-        out = ["## Per method: automatic scores and human measures", "",
-               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for m in self.methods:
-            cells = [LABELS.get(m, m)] + [_num(self.automatic[s].get(m)) for s in scores] + [_num(self.human[h].get(m)) for h in measures]
-            out.append("| " + " | ".join(cells) + " |")
-        out += ["", "## Spearman ρ across methods (95 % interval: participants resampled)", "",
-                "| automatic score | human measure | methods | ρ | 95 % interval |", "|---|---|---|---|---|"]
+        rows = ([LABELS.get(m, m), *(_num(self.automatic[s].get(m)) for s in scores),
+                 *(_num(self.human[h].get(m)) for h in measures)] for m in self.methods)
+        out = ["## Per method: automatic scores and human measures", "", markdown_table(head, rows), "",
+               "## Spearman ρ across methods (95 % interval: participants resampled)", "",
+               "| automatic score | human measure | methods | ρ | 95 % interval |", "|---|---|---|---|---|"]
         for c in self.correlations:
             interval = "—" if c["low"] is None else f"[{c['low']:+.2f}, {c['high']:+.2f}]"
             out.append(f"| {c['score']} | {c['measure']} | {c['n']} | {_num(c['rho'], signed=True)} | {interval} |")

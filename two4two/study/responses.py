@@ -93,17 +93,11 @@ def _parse_row(rec: dict[str, str], source: str, line: int) -> Response:
         return ResponsesError(f"{source}, line {line}: {column} {value!r} is not allowed; expected {allowed}")
 
     values: dict[str, Any] = {}
-    for column in ("participant_id", "condition"):
+    texts = {"participant_id": None, "condition": None, "attribute": ATTRIBUTES, "answer": ANSWERS, "expected": ANSWERS}
+    for column, choices in texts.items():  # None: any non-empty name
         values[column] = rec[column].strip()
-        if not values[column]:
-            raise bad(column, rec[column], "a non-empty name")
-    values["attribute"] = rec["attribute"].strip()
-    if values["attribute"] not in ATTRIBUTES:
-        raise bad("attribute", rec["attribute"], f"one of {', '.join(ATTRIBUTES)}")
-    for column in ("answer", "expected"):
-        values[column] = rec[column].strip()
-        if values[column] not in ANSWERS:
-            raise bad(column, rec[column], f"one of {', '.join(ANSWERS)}")
+        if (not values[column]) if choices is None else (values[column] not in choices):
+            raise bad(column, rec[column], "a non-empty name" if choices is None else f"one of {', '.join(choices)}")
     numbers = (("seconds", float, "a number of seconds ≥ 0"), ("comprehension_failures", int, "an integer ≥ 0"))
     for column, convert, allowed in numbers:
         try:

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from two4two.errors import ResponsesError, Two4TwoError
+from two4two.intervals import markdown_table
 from two4two.study.exclusions import DEFAULT_RULES, ExclusionRule, Exclusions, apply_exclusions
 from two4two.study.questions import BY_NAME
 from two4two.study.responses import ATTRIBUTES, Response, _by_participant, check_design, csv_text, write_outputs
@@ -121,12 +122,9 @@ class StudyAnalysis:
     def format_table(self) -> str:
         """Markdown table like the paper's Table 2 (% correct, answers counted in parentheses)."""
         head = ["Condition", "N collected", "N filtered", "Overall"] + [BY_NAME[a].short for a in ATTRIBUTES]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in self.rows:
-            cells = [row.condition, str(row.n_collected), str(row.n_filtered), _stars(row.overall_p) + _pct(row.overall)]
-            for a in ATTRIBUTES:
-                cells.append(f"{_stars(row.attribute_p.get(a))}{_pct(row.attribute_percent[a])} ({row.attribute_n[a]})")
-            lines.append("| " + " | ".join(cells) + " |")
+        rows = ([row.condition, str(row.n_collected), str(row.n_filtered), _stars(row.overall_p) + _pct(row.overall),
+                 *(f"{_stars(row.attribute_p.get(a))}{_pct(row.attribute_percent[a])} ({row.attribute_n[a]})"
+                   for a in ATTRIBUTES)] for row in self.rows)
         note = "Percent correct (answers counted). Overall: mean per-participant accuracy. "
         if self.baseline:
             note += (
@@ -135,17 +133,16 @@ class StudyAnalysis:
             )
         else:
             note += "No baseline condition, so no stars; the tests below compare every pair of conditions."
-        lines += ["", note]
-        return "\n".join(lines)
+        return markdown_table(head, rows) + "\n\n" + note
 
     def format_tests(self) -> str:
         head = ["test", "comparison", "N", "statistic", "p", "corrected p", "correction", "r"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        rows = []
         for t in self.tests:
             if t.skipped:
-                cells = [t.test, t.comparison, str(t.n), f"skipped: {t.skipped}", "", "", "", ""]
+                rows.append([t.test, t.comparison, str(t.n), f"skipped: {t.skipped}", "", "", "", ""])
             else:
-                cells = [
+                rows.append([
                     t.test,
                     t.comparison + ("" if t.alternative == "two-sided" else f" ({t.alternative})"),
                     str(t.n),
@@ -154,9 +151,8 @@ class StudyAnalysis:
                     _p(t.p_corrected),
                     t.correction,
                     _num(t.effect_size_r),
-                ]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+                ])
+        return markdown_table(head, rows)
 
     def markdown(self) -> str:
         return (

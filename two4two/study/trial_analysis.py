@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from two4two.errors import Two4TwoError
+from two4two.intervals import markdown_table
 from two4two.study.bundle import Bundle
 from two4two.study.paradigms import (
     ACCEPT_REJECT,
@@ -100,8 +101,9 @@ class TrialAnalysis:
     per_participant: Any = None  # DataFrame (participant × measure), for resampling
 
     def markdown(self) -> str:
+        rows = ([_fmt(v) if isinstance(v, float) else str(v) for v in r] for r in self.table.itertuples(index=False))
         out = [f"## {self.paradigm}: {self.participants} participants, {self.answers} answers "
-               f"({self.excluded_too_fast} too fast, excluded)", "", _markdown_table(self.table), ""]
+               f"({self.excluded_too_fast} too fast, excluded)", "", markdown_table(self.table.columns, rows), ""]
         if self.summary:
             out += ["| measure | value |", "|---|---|"]
             for k, v in self.summary.items():
@@ -198,13 +200,6 @@ def _fmt(x) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
-def _markdown_table(frame) -> str:
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])
-
-
 def _accuracy(answers) -> dict[str, Any]:
     """The table's cells of a group of answers: their number, accuracy and its 95 % Wilson interval (statsmodels)."""
     from statsmodels.stats.proportion import proportion_confint
@@ -258,11 +253,10 @@ def _reveal(data, bundle: Bundle, automatic: Mapping[str, float]):
     import pandas as pd
     from scipy import stats
 
-    rows = []
-    for (method, level), g in data.groupby(["method", "level"], sort=True):
-        rows.append({"method": method, "level": int(level), **_accuracy(g),
-                     "dont_know": float((g["answer"] == DONT_KNOW).mean()), "median_seconds": float(g["seconds"].median())})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([{"method": method, "level": int(level), **_accuracy(g),
+                           "dont_know": float((g["answer"] == DONT_KNOW).mean()),
+                           "median_seconds": float(g["seconds"].median())}
+                          for (method, level), g in data.groupby(["method", "level"], sort=True)])
     per = data.groupby(["participant_id", "method", "level"])["correct"].mean().unstack("method")
     tests = []
     methods = sorted(data["method"].unique())
@@ -294,10 +288,8 @@ def _accept(data, bundle: Bundle, automatic: Mapping[str, float]):
     from scipy import stats
 
     shares = bundle.facts.get("bin_shares", {})
-    rows = []
-    for (condition, bin_), g in data.groupby(["condition", "bin"], sort=False):
-        rows.append({"condition": condition, "bin": bin_, **_accuracy(g),
-                     "accepted": float((g["answer"] == YES).mean())})
+    rows = [{"condition": condition, "bin": bin_, **_accuracy(g), "accepted": float((g["answer"] == YES).mean())}
+            for (condition, bin_), g in data.groupby(["condition", "bin"], sort=False)]
     table = pd.DataFrame(rows).sort_values(["condition", "bin"]).reset_index(drop=True)
     per = data.groupby(["participant_id", "condition"])["correct"].mean().reset_index()
     conditions = list(dict.fromkeys(c.name for c in bundle.conditions))
