@@ -268,6 +268,11 @@ def _curve_lines() -> list[str]:
         for row in record["epochs"]:
             lines.append(f"| {row['after_epoch']} | {row['kept_epoch']} | {row['test_accuracy']:.3f} | "
                          + " | ".join(_cell(row["table6"].get(a)) for a in TABLE6) + f" | {share_text(row['inside'])} |")
+        whole = RECORDS / f"{record['name']}.json"  # the same config trained to the end, in the table above
+        if whole.exists() and (full := json.loads(whole.read_text()))["table6"]:
+            lines.append(f"| {full['epochs']} (the whole run above) | – | {full['test_accuracy']:.3f} | "
+                         + " | ".join(_cell(full["table6"].get(a)) for a in TABLE6)
+                         + f" | {share_text(min(full['inside'].values()))} |")
         lines.append("")
     return lines
 
