@@ -3,7 +3,7 @@
 Markers (also listed in pyproject's [tool.pytest.ini_options]; --strict-markers rejects others):
 
   slow     renders with Blender, trains a model, starts Ray, drives a browser, or otherwise takes
-           more than about 2 s. `pytest -m "not slow"` is the quick subset (well under a minute).
+           more than about 2 s. `pytest -m "not slow"` is the quick subset (about two minutes on 2 cores).
   render, models, cluster, study, dev
            the extra a test needs (pyproject's optional dependencies); `render` also covers a test
            whose render pool's workers import bpy. Without it the test is skipped, naming the extra.
