@@ -168,10 +168,10 @@ def measure_model(config: BenchmarkConfig, model, name: str, test, training_para
     targets = (logits[:n] > 0).astype(np.int64)
     regions = region_masks(masks, config.region)
     maps, seconds, shares, reasons = {}, {}, {}, {}
-    for k, method in enumerate(config.methods):
+    for method in config.methods:
         start = time.perf_counter()
         try:
-            # the random control draws anew for every model (seed: the model's place in the sweep)
+            # the random control draws anew for every model (seeded by the model's name: reproducible)
             seed = zlib.crc32(name.encode()) if method == "random" else 0
             maps[method] = attribution_method(method, model, seed=seed).attribute(images, targets, masks)
         except AttributionError as exc:
