@@ -140,9 +140,9 @@ def model_config(config: BenchmarkConfig, out: Path, arch: str, strength: int):
 # ---- measuring one model --------------------------------------------------------------------
 
 
-def flips_per_image(model, test, attribute: str) -> np.ndarray:
-    """1 where redrawing `attribute` flips the model's decision on that test original, else 0."""
-    logits = test.logits(model)
+def flips_per_image(model, test, attribute: str, logits: np.ndarray) -> np.ndarray:
+    """1 where redrawing `attribute` flips the model's decision on that test original, else 0
+    (`logits`: the model's on the test originals, already computed by the caller)."""
     intervened = test.intervention(attribute)
     index = {p.id: i for i, p in enumerate(test.params)}
     flips = np.full(len(test), np.nan)
@@ -187,7 +187,7 @@ def measure_model(config: BenchmarkConfig, model, name: str, test, training_para
         "flip_percent": asdict(rows[config.attribute].flip_percent),
         "r_squared": asdict(rows[config.attribute].r_squared),
         "legs_r_squared": asdict(rows[LEGS].r_squared),
-        "flips": flips_per_image(model, test, config.attribute)[:n].tolist(),
+        "flips": flips_per_image(model, test, config.attribute, logits)[:n].tolist(),
         "shares": shares,
         "not_applicable": reasons,
         "seconds": seconds,
