@@ -3,7 +3,9 @@
 Markers (also listed in pyproject's [tool.pytest.ini_options]; --strict-markers rejects others):
 
   slow     renders with Blender, trains a model, starts Ray, drives a browser, or otherwise takes
-           more than about 2 s. `pytest -m "not slow"` is the quick subset (about two minutes on 2 cores).
+           more than about 2 s. `pytest -m "not slow"` is the quick subset: it spreads its files over
+           the cores (pytest-xdist, one worker per core) unless -n is given; the whole suite runs
+           in one process (its renders, trainings and Ray clusters already use every core).
   render, models, cluster, study, dev
            the extra a test needs (pyproject's optional dependencies); `render` also covers a test
            whose render pool's workers import bpy. Without it the test is skipped, naming the extra.
@@ -25,11 +27,28 @@ from typing import Callable
 import pytest
 from extras import EXTRAS, missing, reason
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One worker per core: torch's own thread pool on top would put two threads on each core.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 MARKERS = {
     "slow": "renders with Blender, trains a model, starts Ray, drives a browser, or otherwise takes more than ~2 s "
     "(deselect with -m 'not slow')",
     **{extra: f"needs the {extra} extra (pip install -e '.[{extra}]')" for extra in EXTRAS},
 }
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # Runs before xdist's own hook, which turns numprocesses into workers. Half of the quick
+    # subset's time is importing torch, scipy and the rest; the other half is many short tests:
+    # both halve over two cores. Files stay whole on one worker (their module fixtures are built once).
+    quick = (config.option.markexpr or "").replace("'", '"').strip() == "not slow"
+    if (quick and config.pluginmanager.has_plugin("xdist") and config.option.numprocesses is None
+            and "PYTEST_XDIST_WORKER" not in os.environ and not config.option.collectonly):
+        config.option.numprocesses = os.cpu_count() or 1
+        config.option.dist = "loadfile"
 
 
 def pytest_configure(config: pytest.Config) -> None:

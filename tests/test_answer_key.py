@@ -56,6 +56,7 @@ def test_an_attribute_the_model_uses_is_relevant_and_one_it_ignores_is_not(datas
     assert set(other.answers) == set(QUESTION_NAMES)
 
 
+@pytest.mark.slow
 def test_the_threshold_is_the_references_upper_bound_plus_the_margin(dataset):
     result = Importance(Double(arm_position=8.0), n_resamples=300).evaluate(Split(dataset, "test"))
     key = derive_answer_key(result, AnswerKeyRule(margin=0.1))
@@ -65,6 +66,7 @@ def test_the_threshold_is_the_references_upper_bound_plus_the_margin(dataset):
     assert "legs" in key.format_table() and key.to_dict()["rule"]["reference"] == ["position_x", "position_y"]
 
 
+@pytest.mark.slow
 def test_a_model_that_uses_the_reference_raises_the_bar(dataset):
     # If the model relies on position x as much as on colour, colour no longer stands out.
     key = key_of(Double(arm_position=8.0, obj_color=4.0, position_x=5.0), dataset)

@@ -120,7 +120,9 @@ def test_occlusion_and_gradients_stay_where_the_model_looks():
         assert np.abs(a[:, :quarter, :quarter]).min() > 0, name
 
 
-@pytest.mark.parametrize("arch,kwargs", [("small_cnn", {"width": 4}), ("resnet18", {}), ("mobilenet_v2", {}),
+@pytest.mark.parametrize("arch,kwargs", [("small_cnn", {"width": 4}),
+                                         pytest.param("resnet18", {}, marks=pytest.mark.slow),
+                                         pytest.param("mobilenet_v2", {}, marks=pytest.mark.slow),
                                          ("inn", {"resolution": SIZE, "levels": 3, "steps": 1, "hidden_channels": 8, "classifier_level": 2})])
 def test_every_method_explains_every_model_kind_or_says_why_not(arch, kwargs):
     torch.manual_seed(0)
@@ -175,6 +177,7 @@ def test_bad_inputs_are_refused_with_the_field_and_the_allowed_values():
         attribution_method("saliency", model)
 
 
+@pytest.mark.slow
 def test_a_randomised_model_changes_gradient_maps_but_not_the_edge_control():
     # A model trained briefly to read the red square, so its maps are not noise to begin with.
     rng = np.random.default_rng(0)

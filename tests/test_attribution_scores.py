@@ -207,6 +207,7 @@ def test_maps_of_other_images_are_refused(painted):
         AttributionEvaluation(model, sanity_images=0).evaluate(painted, maps)
 
 
+@pytest.mark.slow
 def test_the_written_table_ranks_methods_and_correlates_scores(painted, tmp_path):
     model = CubicColourReader()
     animal = (painted.masks > 0).astype(np.float32)

@@ -91,6 +91,7 @@ VALID_MODEL = read_yaml(ROOT / "configs" / "small_cnn_study2022_64px.yaml")
 # -- dataset configs ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=st.one_of(values, mutated(VALID_DATASET)))
 def test_dataset_config_is_parsed_or_refused_in_one_line(raw):
@@ -115,6 +116,7 @@ def test_yaml_reader_takes_any_text(tmp_path, text):
         assert str(path) in str(exc)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=examples(40))
 @given(raw=mutated(VALID_DATASET))
 def test_a_refused_config_renders_nothing(tmp_path, raw):
@@ -298,6 +300,7 @@ def _first_choice(client) -> str:
     return re.search(r'name="answer" value="([^"]*)"', client.get("/study").get_data(as_text=True)).group(1)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=examples(60))
 @given(page=st.sampled_from(["introduction", "comprehension", "question"]), form=forms, right_seq=st.booleans())
 def test_study_forms_are_accepted_or_refused_without_change(bundle, page, form, right_seq):

@@ -168,6 +168,7 @@ def test_a_dataset_written_before_checksums_still_reads_and_verifies(painted):
     assert verify(root, progress=False).corrupt == [cut]
 
 
+@pytest.mark.slow
 def test_a_re_render_that_differs_from_the_original_is_refused_not_written(painted):
     config, root = painted
     victim = sorted((root / "train" / "images").iterdir())[0]

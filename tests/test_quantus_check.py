@@ -2,12 +2,12 @@
 and each of the documented differences (KNOWN_DIFFERENCES) reproduced where Quantus goes wrong."""
 
 import numpy as np
-from extras import imported
+import pytest
 
 from two4two.explain.attribution_scores import region_masks
 from two4two.explain.quantus_check import KNOWN_DIFFERENCES, cross_check, our_scores, quantus_scores
 
-imported("dev", "quantus")
+pytestmark = pytest.mark.dev  # Quantus (imported by the tests that call it, not at collection: seconds)
 
 
 def planted(n=30, size=16, seed=0):

@@ -55,6 +55,7 @@ def test_an_option_the_paradigm_does_not_read_is_refused(tmp_path):
         analyze_csv(tmp_path, simulate(None, 2).csv, None, scores="scores.csv")
 
 
+@pytest.mark.slow
 def test_the_commands_do_not_fork_on_the_paradigm(tmp_path, capsys):
     b2022 = make_bundle(tmp_path / "b2022")
     for bundle, paradigm in ((b2022, "attribute_relevance"), (make_trial_bundle(tmp_path / "acc", "accept_reject", items=18), "accept_reject")):

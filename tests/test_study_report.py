@@ -35,6 +35,7 @@ def scores_file(tmp_path, sign=1.0):
     return path
 
 
+@pytest.mark.slow
 def test_a_score_that_orders_methods_as_people_do_correlates_positively_with_an_interval_above_zero(tmp_path, capsys):
     # people do best with grad_cam, then gradient, then guided_backprop: the order of SCORES
     effects = [f"grad_cam@{level}=0.25" for level in REVEAL_LEVELS[:6]] + [f"gradient@{level}=0.12" for level in REVEAL_LEVELS[:6]]
@@ -57,6 +58,7 @@ def test_a_score_that_orders_methods_as_people_do_correlates_positively_with_an_
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and "Grad-CAM" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_without_a_planted_order_the_interval_covers_zero(tmp_path):
     reveal = simulated_analysis(tmp_path, "progressive_reveal", [], "null")
     result = side_by_side({"pointing_game_animal": SCORES}, [read_human(reveal)], ["pointing_game_animal"], resamples=300)

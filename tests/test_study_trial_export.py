@@ -92,6 +92,7 @@ def test_progressive_reveal_shows_exactly_the_maps_top_pixels_at_every_level(pai
             assert mask.sum() == round(SIZE * SIZE * 0.6)  # the last level shows 60 % of the pixels
 
 
+@pytest.mark.slow
 def test_saved_maps_are_used_when_given_and_must_explain_the_same_predictions(painted, model):
     from PIL import Image
 
