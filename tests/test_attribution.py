@@ -11,9 +11,11 @@ torch = imported("models", "torch")
 imported("models", "captum")
 
 from two4two.explain.attribution import (  # noqa: E402
+    DEFAULT_METHODS,
     METHODS,
     AttributionError,
     AttributionMaps,
+    Attributions,
     attribution_method,
     cascade_layers,
     load_maps,
@@ -123,12 +125,18 @@ def test_occlusion_and_gradients_stay_where_the_model_looks():
 @pytest.mark.parametrize("arch,kwargs", [("small_cnn", {"width": 4}),
                                          pytest.param("resnet18", {}, marks=pytest.mark.slow),
                                          pytest.param("mobilenet_v2", {}, marks=pytest.mark.slow),
+                                         pytest.param("vit", {"image_size": SIZE}, marks=pytest.mark.slow),
                                          ("inn", {"resolution": SIZE, "levels": 3, "steps": 1, "hidden_channels": 8, "classifier_level": 2})])
 def test_every_method_explains_every_model_kind_or_says_why_not(arch, kwargs):
     torch.manual_seed(0)
     model = build_classifier(arch, **kwargs).eval()
     imgs = images(3)
-    refused = {"small_cnn": set(), "resnet18": {"lrp", "deeplift"}, "mobilenet_v2": {"lrp"}, "inn": {"lrp"}}[arch]
+    if arch == "vit":  # torchvision zero-initialises the head: every gradient would be zero
+        torch.nn.init.normal_(model.net.heads.head.weight, std=0.1)
+    refused = {"small_cnn": {"attention_rollout"}, "resnet18": {"lrp", "deeplift", "attention_rollout"},
+               "mobilenet_v2": {"lrp", "lrp_epsilon_plus", "attention_rollout"},
+               "vit": {"lrp", "lrp_epsilon_plus", "guided_backprop", "deeplift", "grad_cam"},
+               "inn": {"lrp", "lrp_epsilon_plus", "attention_rollout"}}[arch]
     for name in METHODS:
         if name in refused:
             with pytest.raises(AttributionError, match=name):
@@ -140,8 +148,8 @@ def test_every_method_explains_every_model_kind_or_says_why_not(arch, kwargs):
         assert a.shape == (3, SIZE, SIZE) and a.dtype == np.float32 and np.isfinite(a).all(), name
         if name not in ("random",):
             assert np.abs(a).sum() > 0, name
-        if name == "grad_cam":
-            assert a.min() >= 0  # ReLU of the weighted activations, upsampled to the image
+        if name in ("grad_cam", "attention_rollout"):
+            assert a.min() >= 0  # ReLU of the weighted activations (of the heads' weights), upsampled to the image
     # The model given is not changed by explaining it (captum's hooks act on a copy).
     assert all(not hasattr(m, "rule") for m in model.modules())
 
@@ -154,7 +162,8 @@ def test_explaining_the_other_class_negates_every_map_that_is_linear_in_the_logi
     torch.manual_seed(0)
     model = build_classifier("small_cnn", width=4).eval()
     imgs = images(4)
-    for name in ("gradient", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion", "deeplift", "lrp"):
+    for name in ("gradient", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion", "deeplift", "lrp",
+                 "lrp_epsilon_plus"):
         zero = attribution_method(name, model).attribute(imgs, 0)
         one = attribution_method(name, model).attribute(imgs, 1)
         assert np.abs(one).sum() > 0 and np.allclose(zero, -one, atol=1e-5 * np.abs(one).max()), name
@@ -163,6 +172,48 @@ def test_explaining_the_other_class_negates_every_map_that_is_linear_in_the_logi
         lrp = attribution_method("lrp", model).attribute(imgs, target)
         ixg = attribution_method("input_x_gradient", model).attribute(imgs, target)
         assert min(stats.spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(lrp, ixg)) > 0.9
+
+
+@pytest.mark.parametrize("arch,kwargs", [("small_cnn", {"width": 4}), ("resnet18", {})])
+def test_zennit_lrp_conserves_the_explained_output_through_skip_connections(arch, kwargs):
+    """With every bias zero, LRP's relevance at the input sums to the explained output (z, or −z for
+    class 0): each residual sum splits its relevance between its two inputs (zennit's ResNet
+    canonizer) instead of passing all of it to both, as a plain gradient through an addition would."""
+    torch.manual_seed(0)
+    model = build_classifier(arch, **kwargs).eval()
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
+            torch.nn.init.zeros_(m.bias)
+    imgs, targets = images(3), np.array([0, 1, 1])
+    a = attribution_method("lrp_epsilon_plus", model).attribute(imgs, targets)
+    with torch.no_grad():
+        z = model(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255).numpy()
+    assert np.allclose(a.sum(axis=(1, 2)), np.where(targets == 1, z, -z), rtol=1e-2, atol=1e-7)
+    assert np.abs(a).sum() > 0 and all(not hasattr(m, "rule") for m in model.modules())
+
+
+def test_attention_rollout_reads_the_models_own_attention_per_patch_and_per_class():
+    torch.manual_seed(0)
+    model = build_classifier("vit", image_size=SIZE).eval()
+    torch.nn.init.normal_(model.net.heads.head.weight, std=0.1)  # torchvision starts the head at zero
+    imgs = images(3)
+    method = attribution_method("attention_rollout", model)
+    one, zero = method.attribute(imgs, 1), attribution_method("attention_rollout", model).attribute(imgs, 0)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():  # the attention written out computes what torch's does
+        assert torch.allclose(method._wrapped(x)[:, 1], model(x), atol=1e-5)
+    patches = one.reshape(3, SIZE // 8, 8, SIZE // 8, 8)
+    assert np.allclose(patches, patches[:, :, :1, :, :1])  # one value per 8-px patch
+    assert one.min() >= 0 and one.max() > 0
+    assert not np.allclose(one, zero)  # the heads are weighted by the explained class's gradient
+    with pytest.raises(AttributionError, match="attention_rollout: needs attention layers, and SmallCNN has none"):
+        attribution_method("attention_rollout", build_classifier("small_cnn", width=4))
+
+
+def test_architecture_specific_methods_are_not_in_the_default_list():
+    assert {"lrp_epsilon_plus", "attention_rollout"} <= set(METHODS)
+    assert not {"lrp_epsilon_plus", "attention_rollout"} & set(DEFAULT_METHODS)
+    assert Attributions(Linear()).methods == list(DEFAULT_METHODS)
 
 
 def test_bad_inputs_are_refused_with_the_field_and_the_allowed_values():

@@ -621,7 +621,7 @@ GROUPS = {
 
 
 def _explain_options(name: str) -> tuple:
-    from two4two.explain.attribution import BASELINES, METHODS
+    from two4two.explain.attribution import BASELINES, DEFAULT_METHODS, METHODS
 
     model_help = EXPLAIN_COMMANDS[name].model_help if name in EXPLAIN_COMMANDS else MODEL.spec["help"]
     common = (MODEL.but(help=model_help), DATA, SPLIT.but(help="split to draw images (and the logit distribution) from (default test)"))
@@ -643,7 +643,9 @@ def _explain_options(name: str) -> tuple:
             _opt("--keep", type=_integer(1), default=5, help="concepts kept: those most correlated with the logit (default 5)"),
             _opt("--examples", type=_integer(1), default=5, help="example images per row (default 5)"), drawn, grid_output),
         "attributions": (
-            _opt("--methods", nargs="+", choices=METHODS, default=list(METHODS), metavar="METHOD", help=f"methods (default all): {', '.join(METHODS)}"),
+            _opt("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",
+                 help=f"methods: {', '.join(METHODS)} (default: all but the architecture-specific "
+                      f"{', '.join(m for m in METHODS if m not in DEFAULT_METHODS)})"),
             IMAGES.but(help="explain the first N images of the split (default all)"),
             _opt("--target", choices=("predicted", "true"), default="predicted", help="class explained (default: the model's prediction)"),
             _opt("--batch-size", type=_integer(1), default=32, help="images per batch (default 32)"),

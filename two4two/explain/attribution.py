@@ -161,6 +161,7 @@ class AttributionMethod:
     captum: ClassVar[str] = ""  # the captum.attr class that explains the wrapped model, unless `_build` says otherwise
     needs_model: ClassVar[bool] = True
     uses_baseline: ClassVar[bool] = False  # compares the image with "nothing here" (`baseline`)
+    default: ClassVar[bool] = True  # in the default lists; False for a method only some architectures have
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -354,6 +355,87 @@ class LRP(AttributionMethod):
         return self._explainer.attribute(x, target=_torch().ones_like(t)) * sign
 
 
+class ZennitLRP(AttributionMethod):
+    """LRP through residual blocks: zennit's ResNet canonizer makes each skip connection's sum a
+    module a rule can hold (captum's LRP has none), and batch norms are merged into their convolutions."""
+
+    name, label, default = "lrp_epsilon_plus", "LRP ε+♭ (zennit)", False
+
+    def _build(self, wrapped):
+        from zennit.canonizers import SequentialMergeBatchNorm
+        from zennit.composites import EpsilonPlusFlat
+        from zennit.torchvision import ResNetCanonizer
+
+        inner = None if wrapped.invertible else getattr(wrapped.net, "net", wrapped.net)
+        if hasattr(inner, "layer4"):
+            canonizer = ResNetCanonizer()
+        elif hasattr(inner, "stage4"):
+            canonizer = SequentialMergeBatchNorm()
+        else:
+            kind = "the INN" if wrapped.invertible else type(inner).__name__
+            raise AttributionError(f"lrp_epsilon_plus: zennit's rules are set here for ResNet-18 and the small CNN only, "
+                                   f"not {kind} (no rule for couplings, ReLU6 or attention)")
+        return EpsilonPlusFlat(canonizers=[canonizer])
+
+    def _batch(self, x, t):
+        from zennit.attribution import Gradient
+
+        torch = _torch()
+        # the relevance starts as z (as captum's LRP starts from the output); the rules are linear
+        # in it, so class 0's map (explained through −z) is −(z's map)
+        with Gradient(model=self._wrapped, composite=self._explainer) as attributor:
+            _, relevance = attributor(x, lambda out: out * torch.tensor([0.0, 1.0]))
+        return relevance * torch.where(t == 1, 1.0, -1.0)[:, None, None, None]
+
+
+class AttentionRollout(AttributionMethod):
+    """The transformer's own account: attention rolled out through the layers, each layer's
+    heads weighted by the gradient of the explained class (Chefer, Gur & Wolf 2021, ICCV,
+    "Generic attention-model explainability"), the class token's row read as patch relevance."""
+
+    name, label, default = "attention_rollout", "attention rollout (gradient-weighted)", False
+
+    def _build(self, wrapped):
+        if not is_transformer(wrapped):
+            kind = "the INN" if wrapped.invertible else type(getattr(wrapped.net, "net", wrapped.net)).__name__
+            raise AttributionError(f"attention_rollout: needs attention layers, and {kind} has none")
+        self._weights = []
+        for m in wrapped.modules():  # (the wrapped model is this method's own copy)
+            if isinstance(m, _torch().nn.MultiheadAttention):
+                m.forward = self._attention(m)
+        return None
+
+    def _attention(self, m):
+        """The layer's self-attention written out, so each head's weights are a tensor of the graph
+        whose gradient can be read (torch's returns a copy the output does not depend on)."""
+        torch = _torch()
+
+        def attend(query, key, value, need_weights=False, **unused):
+            n, tokens, width = query.shape
+            q, k, v = torch.nn.functional.linear(query, m.in_proj_weight, m.in_proj_bias).reshape(
+                n, tokens, 3, m.num_heads, width // m.num_heads).permute(2, 0, 3, 1, 4)
+            weights = torch.softmax(q @ k.transpose(-2, -1) / (width // m.num_heads) ** 0.5, dim=-1)
+            if weights.requires_grad:
+                weights.retain_grad()
+            self._weights.append(weights)  # N × heads × tokens × tokens
+            return m.out_proj((weights @ v).transpose(1, 2).reshape(n, tokens, width)), None
+
+        return attend
+
+    def _batch(self, x, t):
+        torch = _torch()
+        self._weights.clear()
+        self._wrapped(x).gather(1, t[:, None]).sum().backward()
+        tokens = self._weights[0].shape[-1]
+        rollout = torch.eye(tokens).expand(len(x), tokens, tokens)
+        for a in self._weights:
+            rollout = rollout + (a.grad * a).clamp(min=0).mean(dim=1) @ rollout
+        patches = rollout[:, 0, 1:]  # the class token's relevance of each patch
+        side = int(round(patches.shape[1] ** 0.5))
+        grid = patches.reshape(len(x), 1, side, side).detach()
+        return torch.nn.functional.interpolate(grid, size=x.shape[2:], mode="nearest")
+
+
 class DeepLift(AttributionMethod):
     name, label, captum, uses_baseline = "deeplift", "DeepLift", "DeepLift", True
 
@@ -395,6 +477,7 @@ class SilhouetteControl(AttributionMethod):
 
 
 METHODS = tuple(REGISTRY)
+DEFAULT_METHODS = tuple(n for n, c in REGISTRY.items() if c.default)  # what `explain attributions` runs unless told
 CONTROLS = tuple(n for n, c in REGISTRY.items() if not c.needs_model)
 LABELS = {n: c.label for n, c in REGISTRY.items()}
 
@@ -517,7 +600,7 @@ def overlay_grid(maps: AttributionMaps, path: Path, rows: int = 6) -> Path:
 class Attributions:
     """`two4two explain attributions`: every chosen method on a split's images (first `images` of them)."""
 
-    def __init__(self, model, methods: Sequence[str] = METHODS, images: int | None = None, target: str = "predicted",
+    def __init__(self, model, methods: Sequence[str] = DEFAULT_METHODS, images: int | None = None, target: str = "predicted",
                  progress: bool = False, **options):
         if target not in ("predicted", "true"):
             raise AttributionError(f"target: expected predicted or true, got {target!r}")
