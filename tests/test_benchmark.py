@@ -33,10 +33,16 @@ def test_shipped_benchmark_configs_load_with_every_stage_config(path, tmp_path):
         assert dataset_config(config, tmp_path, k).splits["train"].n == config.data["train"]
     for arch, k in config.model_names():
         assert model_config(config, tmp_path, arch, k).model["arch"] == config.architectures[arch]["model"]["arch"]
+    # the in-domain removal model: the unbiased data again, the same draws, blocks removed at the rate
+    removal = dataset_config(config, tmp_path, 0, removal=True)
+    assert removal.splits["train"].part_removal.rate == config.removal_rate > 0
+    assert removal.output_dir != dataset_config(config, tmp_path, 0).output_dir
+    assert dataset_config(config, tmp_path, None).splits["deletion"].n == config.images
+    assert model_config(config, tmp_path, config.removal_arch, 0, removal=True).data == removal.output_dir
 
 
 def _raw(**changes) -> dict:
-    raw = load_benchmark_config(TINY).raw
+    raw = {k: v for k, v in load_benchmark_config(TINY).raw.items() if k != "in_domain_removal"}
     return {**raw, **changes}
 
 
@@ -48,6 +54,9 @@ def _raw(**changes) -> dict:
     ({"methods": ["gradient", "magic"]}, "methods: 'magic' is not an attribution method; allowed: gradient"),
     ({"images": 1}, "images: expected an integer ≥ 2, got 1"),
     ({"colour": 1}, "colour: unknown key; allowed: bias, data, architectures, kind"),
+    ({"in_domain_removal": {"architecture": "resnet50", "rate": 0.5}},
+     "in_domain_removal.architecture: expected one of small_cnn, resnet18, vit, got 'resnet50'"),
+    ({"in_domain_removal": {"architecture": "small_cnn", "rate": 1.5}}, "in_domain_removal.rate: expected a number in"),
 ])
 def test_a_bad_config_is_refused_naming_the_key_and_what_is_allowed(change, message):
     with pytest.raises(ConfigError, match=f"^x.yaml: {message}"):
@@ -152,13 +161,44 @@ def test_the_tiny_benchmark_runs_end_to_end_keeps_its_stages_and_its_controls_fo
     assert "skip connections" in measures["resnet18-0"]["not_applicable"]["lrp"]
     assert "lrp" not in measures["small_cnn-0"]["not_applicable"]
     assert "attention" in measures["vit-0"]["not_applicable"]["deeplift"]
+    assert "lrp_epsilon_plus" not in measures["resnet18-0"]["not_applicable"]  # zennit's rules hold skip connections
+    assert "attention_rollout" not in measures["vit-0"]["not_applicable"]
+    assert "has none" in measures["small_cnn-0"]["not_applicable"]["attention_rollout"]
+    # single deletion of the small CNN trained without and with in-domain part removal
+    deletion = {n: json.loads((out / "measures" / "deletion" / f"{n}.json").read_text()) for n in ("small_cnn-0", "small_cnn-0-removal")}
+    assert deletion == results["deletion"]
+    for record in deletion.values():
+        assert set(record["single_deletion"]) == set(config.methods) - set(record["not_applicable"])
+        finite = [r for r in record["single_deletion"].values() if np.isfinite(r["value"])]  # NaN: a constant map or drop
+        assert len(finite) >= len(record["single_deletion"]) // 2, record["single_deletion"]
+        assert all(-1 <= r["low"] <= r["value"] <= r["high"] <= 1 for r in finite)
+    from two4two.dataset import read_split
+
+    hidden = [bool(p.hidden_blocks) for p in read_split(out / "data" / "strength-0-removal", "train")]
+    assert 0.25 < np.mean(hidden) < 0.75 and not any(p.hidden_blocks for p in read_split(out / "data" / "strength-0", "train"))
+    board = (out / "leaderboard.md").read_text()
+    assert "## Single deletion with and without in-domain part removal (small_cnn, no bias)" in board
+    for arch in config.architectures:  # every single-model score of the strongest-bias model
+        assert f"## Single-model scores: {arch} at the strongest bias (1)" in board
+        assert (out / "measures" / f"{arch}-4" / "scores" / "attribution_scores.csv").is_file()
     for arch in config.architectures:
         assert (out / f"{arch}.png").stat().st_size > 1000
         assert "not_applicable" in results["scores"][arch]["methods"]["lrp"] or arch == "small_cnn"
     # a second run continues: nothing is trained or measured again
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "measures").rglob("measures.json")}
+    def stamps():
+        return {p: p.stat().st_mtime_ns for p in [*(out / "measures").rglob("measures.json"), *(out / "measures" / "deletion").glob("*")]}
+
+    kept = stamps()
+    assert len(kept) == len(results["models"]) + 2
     assert main(["benchmark", str(TINY), "-o", str(out), "--workers", "1"]) == 0
-    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "measures").rglob("measures.json")}
+    assert stamps() == kept
+    # kept measures are all a run needs: without the data and models it renders and trains nothing
+    import shutil
+
+    shutil.rmtree(out / "data")
+    shutil.rmtree(out / "models")
+    assert main(["benchmark", str(TINY), "-o", str(out), "--workers", "1"]) == 0
+    assert not (out / "data").exists() and (out / "leaderboard.md").read_text() == board
     # and another config is refused in the same directory
     other = tmp_path / "other.yaml"
     other.write_text(TINY.read_text().replace("seed: 7", "seed: 8"))

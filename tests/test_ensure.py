@@ -138,3 +138,34 @@ def test_part_removal_splits_are_the_originals_without_the_part_rendered_once(pa
         Split(root, "test").removal("left_legs")
     with pytest.raises(Exception, match="_removed_"):
         parse_config({**CONFIG, "splits": {"test_removed_spine": {"n": 2}}})
+
+
+def test_in_domain_part_removal_hides_one_part_per_chosen_image_at_the_configured_rate(tmp_path):
+    """FunnyBirds' in-domain removal as a split option: with probability `rate` one part, drawn
+    uniformly from `parts`, is hidden; the intervention split keeps its original's removal."""
+    from scipy import stats
+
+    from two4two.animal import PARTS
+
+    parts = ["right_legs", "left_legs", "spine"]
+    raw = {**CONFIG, "splits": {"train": {"n": 600, "part_removal": {"rate": 0.4, "parts": parts}, "interventions": ["bg_color"]},
+                                "test": {"n": 50}}}
+    job = plan_config(parse_config(raw))
+    train, intervened = job.splits["train"], job.splits["train_intervened_bg_color"]
+    hidden = [p.hidden_blocks for p in train]
+    assert stats.binomtest(sum(map(bool, hidden)), len(hidden), 0.4).pvalue > 0.01
+    counts = [sum(h == PARTS[part] for h in hidden) for part in parts]
+    assert sum(counts) == sum(map(bool, hidden)) and stats.chisquare(counts).pvalue > 0.01  # one whole group, uniformly
+    assert [p.hidden_blocks for p in intervened] == hidden
+    assert not any(p.hidden_blocks for p in job.splits["test"])  # only the split that asks for it
+    assert [p.hidden_blocks for p in plan_config(parse_config(raw)).splits["train"]] == hidden  # same config, same removals
+    # rendered, the parameters file keeps each image's removal (the painted pool renders what it reads)
+    small = {**raw, "splits": {"train": {"n": 12, "part_removal": {"rate": 1.0, "parts": ["spine_left"]}}}}
+    path = tmp_path / "removal.yaml"
+    path.write_text(json.dumps(small))
+    root = ensure(path, output_dir=tmp_path / "data", **paint_options())
+    assert all(p.hidden_blocks == ("spine_left",) for p in read_split(root, "train"))
+    with pytest.raises(Exception, match=r"splits.train.part_removal.parts\[0\]: expected a block or block group.*got 'tail'"):
+        parse_config({**CONFIG, "splits": {"train": {"n": 2, "part_removal": {"rate": 0.5, "parts": ["tail"]}}}})
+    with pytest.raises(Exception, match=r"part_removal.rate: expected a number in \[0.0, 1.0\], got 2"):
+        parse_config({**CONFIG, "splits": {"train": {"n": 2, "part_removal": {"rate": 2}}}})

@@ -12,8 +12,14 @@ same map and cannot seem to follow the model by following the data.
 Everything is kept in DIR as it is finished, so a stopped run continues where it stopped:
   data/strength-K/  data/test/    the training data of each strength; the common test split
   models/ARCH-K/                  each trained model (its training resumes after an interruption)
-  measures/ARCH-K/                accuracy, reliance, the maps (attributions.npz) and every method's share
+  measures/ARCH-K/                accuracy, reliance, the maps (attributions.npz) and every method's share;
+                                  for the strongest bias also every single-model score (scores/)
+  measures/deletion/              single-deletion ρ of `in_domain_removal.architecture` without bias,
+                                  trained without and with in-domain part removal (models/ARCH-0-removal)
   leaderboard.md, leaderboard.html, ARCH.png, results.json
+
+Only what a missing measure needs is rendered or trained, so a run whose measures were kept
+(e.g. committed from an earlier session) does not render the data again.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from two4two.schema import Fields
 
 BIAS_REGIONS = ("background", "animal", "arms", "body")  # where a bias attribute's pixels are (explain.attribution_scores)
 LEGS = "arm_position"
+DELETION_SPLIT = "deletion"  # the test images single deletion re-renders without each block
 
 
 @dataclass(frozen=True)
@@ -51,16 +58,24 @@ class BenchmarkConfig:
     methods: tuple[str, ...]
     images: int  # test images explained per model
     resamples: int
+    removal_arch: str | None = None  # trained again on the unbiased data with in-domain part removal
+    removal_rate: float = 0.0
 
     def model_names(self) -> list[tuple[str, int]]:
         return [(arch, k) for arch in self.architectures for k in range(len(self.strengths))]
+
+    def deletion_models(self) -> list[tuple[str, bool]]:
+        """(name, trained with in-domain removal) of the models single deletion compares (strength index 0)."""
+        return [(f"{self.removal_arch}-0{'-removal' if removal else ''}", removal) for removal in (False, True)] \
+            if self.removal_arch else []
 
 
 def parse_benchmark_config(raw: Any, source: str = "<config>") -> BenchmarkConfig:
     from two4two.explain.attribution import check_methods, METHODS
     from two4two.parameters import MEASURED_ATTRIBUTES
 
-    top = Fields(raw, source, allowed=("kind", "name", "bias", "data", "architectures", "methods", "images", "resamples"),
+    top = Fields(raw, source, allowed=("kind", "name", "bias", "data", "architectures", "methods", "images", "resamples",
+                                      "in_domain_removal"),
                  required=("bias", "data", "architectures"))
     top.choice("kind", ("benchmark",), "benchmark")
     bias = top.mapping("bias", allowed=("attribute", "region", "range", "strengths", "reliance_threshold"),
@@ -90,12 +105,16 @@ def parse_benchmark_config(raw: Any, source: str = "<config>") -> BenchmarkConfi
         methods = check_methods(methods)
     except Two4TwoError as exc:
         raise ConfigError(f"{source}: methods: {exc}") from None
+    removal = top.mapping("in_domain_removal", allowed=("architecture", "rate"), what="a mapping {architecture, rate}")
+    removal_arch = removal.choice("architecture", list(architectures.raw)) if removal.raw else None
+    removal_rate = removal.number("rate", low=0.0, high=1.0) if removal.raw else 0.0
     return BenchmarkConfig(
         name=top.text("name", Path(source).stem), raw=raw, attribute=attribute,
         region=bias.choice("region", BIAS_REGIONS, "background"), low=float(span[0]), high=float(span[1]),
         strengths=tuple(float(s) for s in strengths), reliance_threshold=bias.number("reliance_threshold", 5.0, low=0, high=100),
         data=data.raw, architectures=dict(architectures.raw), methods=tuple(methods),
-        images=top.integer("images", 100, low=2), resamples=top.integer("resamples", 1000, low=10))
+        images=top.integer("images", 100, low=2), resamples=top.integer("resamples", 1000, low=10),
+        removal_arch=removal_arch, removal_rate=removal_rate)
 
 
 def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
@@ -107,34 +126,39 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
 # ---- the configs of each stage --------------------------------------------------------------
 
 
-def dataset_config(config: BenchmarkConfig, out: Path, strength: int | None):
-    """The training data of strength index `strength`, or (None) the common test split without the bias.
-    Every strength draws with the same seed, so the strengths differ in the bias and nothing else."""
+def dataset_config(config: BenchmarkConfig, out: Path, strength: int | None, removal: bool = False):
+    """The training data of strength index `strength` (with in-domain part removal if `removal`), or
+    (None) the common test data without the bias: the test split, and the images single deletion
+    removes blocks from. Every strength draws with the same seed, so the strengths differ in the bias
+    and nothing else (and the removal data in the removed parts and nothing else)."""
     from two4two.config import parse_config
 
     data, size = config.data, config.data.get("resolution", 64)
     common = {"sampler": data.get("sampler", "unbiased"), "resolution": [size, size], "render": data.get("render", {})}
     if strength is None:
+        deletion = {DELETION_SPLIT: {"n": config.images}} if config.removal_arch else {}
         return parse_config({**common, "name": f"{config.name}_test", "seed": data.get("seed", 0) + 1,
                              "output_dir": str(out / "data" / "test"),
-                             "splits": {"test": {"n": data["test"], "interventions": [config.attribute, LEGS]}}})
+                             "splits": {"test": {"n": data["test"], "interventions": [config.attribute, LEGS]}, **deletion}})
     half, s = (config.high - config.low) / 2, config.strengths[strength]
     planted = {"peaky": {"uniform": [config.low, config.high - s * half]},
                "stretchy": {"uniform": [config.low + s * half, config.high]}}
-    noise = data.get("labeling_error", 0.0)
-    return parse_config({**common, "name": f"{config.name}_strength{strength}", "seed": data.get("seed", 0),
-                         "output_dir": str(out / "data" / f"strength-{strength}"), "sampler_args": {config.attribute: planted},
-                         "splits": {"train": {"n": data["train"], "sampler_args": {"labeling_error": {"bernoulli": noise}}},
-                                    "validation": {"n": data["validation"]}}})
+    noise, suffix = data.get("labeling_error", 0.0), "-removal" if removal else ""
+    train = {"n": data["train"], "sampler_args": {"labeling_error": {"bernoulli": noise}},
+             **({"part_removal": {"rate": config.removal_rate}} if removal else {})}  # each single block, as deletion removes
+    return parse_config({**common, "name": f"{config.name}_strength{strength}{suffix}", "seed": data.get("seed", 0),
+                         "output_dir": str(out / "data" / f"strength-{strength}{suffix}"), "sampler_args": {config.attribute: planted},
+                         "splits": {"train": train, "validation": {"n": data["validation"]}}})
 
 
-def model_config(config: BenchmarkConfig, out: Path, arch: str, strength: int):
+def model_config(config: BenchmarkConfig, out: Path, arch: str, strength: int, removal: bool = False):
     from two4two.models.training import parse_model_config
 
-    spec = config.architectures[arch]
-    return parse_model_config({"kind": "classifier", "name": f"{arch}-{strength}", "data": str(out / "data" / f"strength-{strength}"),
+    spec, name = config.architectures[arch], f"{arch}-{strength}{'-removal' if removal else ''}"
+    return parse_model_config({"kind": "classifier", "name": name,
+                               "data": str(out / "data" / f"strength-{strength}{'-removal' if removal else ''}"),
                                "model": spec["model"], "training": spec.get("training", {}),
-                               "output_dir": str(out / "models" / f"{arch}-{strength}")}, f"architectures.{arch}")
+                               "output_dir": str(out / "models" / name)}, f"architectures.{arch}")
 
 
 # ---- measuring one model --------------------------------------------------------------------
@@ -151,8 +175,9 @@ def flips_per_image(model, test, attribute: str, logits: np.ndarray) -> np.ndarr
     return flips
 
 
-def measure_model(config: BenchmarkConfig, model, name: str, test, training_params, out: Path) -> dict:
-    """Accuracy, reliance (flip % and R² of the bias, R² of the legs), each method's maps and share."""
+def measure_model(config: BenchmarkConfig, model, name: str, test, training_params, out: Path, scores: bool = False) -> dict:
+    """Accuracy, reliance (flip % and R² of the bias, R² of the legs), each method's maps and share;
+    with `scores`, also every single-model attribution score of the maps (written to out/scores)."""
     import time
 
     from two4two.explain.attribution import AttributionError, AttributionMaps, attribution_method
@@ -179,8 +204,14 @@ def measure_model(config: BenchmarkConfig, model, name: str, test, training_para
             continue
         seconds[method] = time.perf_counter() - start
         shares[method] = relevance_mass_accuracy(maps[method], regions).tolist()
-    AttributionMaps(maps, [p.id for p in test.params[:n]], targets, logits[:n], seconds, images, masks,
-                    {"model": name, "region": config.region}).save(out)
+    kept = AttributionMaps(maps, [p.id for p in test.params[:n]], targets, logits[:n], seconds, images, masks,
+                           {"model": name, "region": config.region})
+    kept.save(out)
+    if scores:  # no sanity cascade: it re-explains every image once per layer, hours for ResNet-18 here
+        from two4two.explain.attribution_scores import AttributionEvaluation
+
+        AttributionEvaluation(model, n_resamples=config.resamples, sanity_images=0).evaluate(
+            test, kept, attributes=[config.attribute, LEGS]).write(out / "scores")
     return {
         "name": name,
         "test_accuracy": float(((logits > 0) == test.true_labels).mean()),
@@ -192,6 +223,36 @@ def measure_model(config: BenchmarkConfig, model, name: str, test, training_para
         "not_applicable": reasons,
         "seconds": seconds,
     }
+
+
+def measure_deletion(config: BenchmarkConfig, model, name: str, deletion) -> dict:
+    """Single-deletion ρ of every method (FunnyBirds): per image, the rank correlation of each block's
+    attribution with the drop of the explained logit when the block is removed; mean with interval."""
+    from two4two.explain.attribution import AttributionError, attribution_method
+    from two4two.explain.attribution_scores import SINGLE_BLOCKS, class_logit, part_masses, single_deletion
+    from two4two.intervals import mean_interval
+
+    logits = deletion.logits(model)
+    targets = (logits > 0).astype(np.int64)
+    explained = class_logit(logits, targets)
+    drops = []
+    for block in SINGLE_BLOCKS:
+        removed = deletion.removal(block)
+        assert [p.original_id for p in removed.params] == [p.id for p in deletion.params]
+        drops.append(explained - class_logit(removed.logits(model), targets))
+    drops = np.stack(drops, axis=1)
+    rho, reasons = {}, {}
+    for method in config.methods:
+        seed = zlib.crc32(name.encode()) if method == "random" else 0
+        try:
+            maps = attribution_method(method, model, seed=seed).attribute(deletion.images, targets, deletion.masks)
+        except AttributionError as exc:
+            reasons[method] = str(exc)
+            continue
+        values = single_deletion(part_masses(maps, deletion.masks, SINGLE_BLOCKS), drops)
+        rho[method] = asdict(mean_interval(values, config.resamples, 0))
+    return {"name": name, "accuracy": float(((logits > 0) == deletion.true_labels).mean()),
+            "mean_abs_drop": float(np.abs(drops).mean()), "single_deletion": rho, "not_applicable": reasons}
 
 
 # ---- across the sweep -----------------------------------------------------------------------
@@ -240,7 +301,8 @@ def _cell(interval: dict) -> str:
     return Interval(**interval).fmt(2)
 
 
-def leaderboard_markdown(config: BenchmarkConfig, measures: dict[str, dict], scores: dict[str, dict]) -> str:
+def leaderboard_markdown(config: BenchmarkConfig, measures: dict[str, dict], scores: dict[str, dict],
+                         deletion: dict[str, dict] | None = None, out: Path | None = None) -> str:
     from two4two.explain.attribution import LABELS
     from two4two.parameters import ATTRIBUTES
 
@@ -270,6 +332,29 @@ def leaderboard_markdown(config: BenchmarkConfig, measures: dict[str, dict], sco
             cells += [f"not applicable: {m['not_applicable'].split(':', 1)[-1].strip()}", "—"] if "not_applicable" in m \
                 else [_cell(m["rho"]), _cell(m["auc"])]
         lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    if deletion:
+        (plain, _), (removal, _) = config.deletion_models()
+        lines += ["", f"## Single deletion with and without in-domain part removal ({config.removal_arch}, no bias)", "",
+                  f"Spearman ρ per image between each block's attribution and the drop of the explained logit when that "
+                  f"block is removed (FunnyBirds' single deletion; 8 blocks, {config.images} test images), for the model "
+                  f"trained as usual and the one trained with one block removed from {config.removal_rate:.0%} of its "
+                  "images (so that images without a block are in its domain). Test accuracy: "
+                  f"{deletion[plain]['accuracy']:.3f} and {deletion[removal]['accuracy']:.3f}; mean |drop| "
+                  f"{deletion[plain]['mean_abs_drop']:.3f} and {deletion[removal]['mean_abs_drop']:.3f}.", "",
+                  "| method | without | with in-domain removal |", "|---|---|---|"]
+        for method in config.methods:
+            cells = [_cell(deletion[m]["single_deletion"][method]) if method in deletion[m]["single_deletion"]
+                     else "not applicable" for m in (plain, removal)]
+            lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    if out is not None:
+        from two4two.explain.attribution_scores import AttributionScores
+
+        for arch in config.architectures:
+            kept = out / "measures" / f"{arch}-{len(config.strengths) - 1}" / "scores"
+            if (kept / "attribution_scores.csv").is_file():
+                lines += ["", f"## Single-model scores: {arch} at the strongest bias ({config.strengths[-1]:g})", "",
+                          "value [95 % interval] (rank; 1 = best); ↓: lower is better.", "",
+                          AttributionScores.read(kept).format_table()]
     return "\n".join(lines) + "\n"
 
 
@@ -352,6 +437,13 @@ def _claim(out: Path, config: BenchmarkConfig) -> None:
     atomic_write_json(kept, config.raw)
 
 
+def _trained(model_conf) -> Path | None:
+    """The model's checkpoint when its training ran every epoch, else None."""
+    history = model_conf.output_dir / "history.json"
+    finished = history.exists() and len(json.loads(history.read_text())) == model_conf.training.epochs
+    return model_conf.output_dir / "model.pt" if finished else None
+
+
 def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = True, **pool_options) -> dict[str, Path]:
     """Every stage in order, skipping what DIR already holds; returns the files written."""
     import time
@@ -359,39 +451,49 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = Tru
     from tqdm import tqdm
 
     from two4two.dataset import ensure, read_split
+    from two4two.explain.attribution_scores import SINGLE_BLOCKS
     from two4two.io import atomic_write_json, atomic_write_text
     from two4two.models.training import load_classifier, train_model
     from two4two.split import Split
 
     out = Path(out)
     _claim(out, config)
+    last = len(config.strengths) - 1
+    jobs = [(f"{arch}-{k}", arch, k, False, out / "measures" / f"{arch}-{k}" / "measures.json") for arch, k in config.model_names()]
+    jobs += [(name, config.removal_arch, 0, removal, out / "measures" / "deletion" / f"{name}.json")
+             for name, removal in config.deletion_models()]
+    pending = [job for job in jobs if not job[-1].exists()]
     start = time.perf_counter()
-    test = Split(ensure(dataset_config(config, out, None), progress=progress, **pool_options), "test")
-    for k in range(len(config.strengths)):
-        ensure(dataset_config(config, out, k), progress=progress, **pool_options)
+    if pending:  # render only what a missing measure needs
+        test_root = ensure(dataset_config(config, out, None), progress=progress, **pool_options,
+                           removals={DELETION_SPLIT: SINGLE_BLOCKS} if config.removal_arch else None)
+        for k, removal in dict.fromkeys((k, removal) for _, _, k, removal, _ in pending):
+            ensure(dataset_config(config, out, k, removal), progress=progress, **pool_options)
+        test = Split(test_root, "test")
     seconds = {"data": time.perf_counter() - start}
-    measures = {}
-    for arch, k in tqdm(config.model_names(), desc="models", unit="model", disable=not progress):
-        name, done = f"{arch}-{k}", out / "measures" / f"{arch}-{k}" / "measures.json"
+    measures, deletion = {}, {}
+    for name, arch, k, removal, done in tqdm(jobs, desc="models", unit="model", disable=not progress):
         if not done.exists():
-            model_conf = model_config(config, out, arch, k)
-            history = model_conf.output_dir / "history.json"
-            finished = history.exists() and len(json.loads(history.read_text())) == model_conf.training.epochs
+            model_conf = model_config(config, out, arch, k, removal)
             start = time.perf_counter()
-            checkpoint = model_conf.output_dir / "model.pt" if finished else train_model(model_conf, progress, resume=True)
+            checkpoint = _trained(model_conf) or train_model(model_conf, progress, resume=True)
             trained = time.perf_counter()
-            record = measure_model(config, load_classifier(checkpoint), name, test,
-                                   read_split(model_conf.data, model_conf.training.train_split), done.parent)
-            atomic_write_json(done, {**record, "arch": arch, "strength": config.strengths[k], "train_seconds": trained - start,
-                                     "measure_seconds": time.perf_counter() - trained})
-        measures[name] = json.loads(done.read_text())
+            model = load_classifier(checkpoint)
+            if done.parent.name == "deletion":
+                record = measure_deletion(config, model, name, Split(test_root, DELETION_SPLIT))
+            else:
+                record = measure_model(config, model, name, test, read_split(model_conf.data, model_conf.training.train_split),
+                                       done.parent, scores=k == last)
+            atomic_write_json(done, {**record, "arch": arch, "strength": config.strengths[k], "in_domain_removal": removal,
+                                     "train_seconds": trained - start, "measure_seconds": time.perf_counter() - trained})
+        (deletion if done.parent.name == "deletion" else measures)[name] = json.loads(done.read_text())
     start = time.perf_counter()
     scores = {arch: sweep_scores(config, arch, measures) for arch in config.architectures}
-    markdown = leaderboard_markdown(config, measures, scores)
+    markdown = leaderboard_markdown(config, measures, scores, deletion, out)
     pngs = [plot_sweep(config, arch, measures, scores, out / f"{arch}.png") for arch in config.architectures]
     models = {name: {k: v for k, v in r.items() if k not in ("flips", "shares")} for name, r in measures.items()}
     seconds["scores and leaderboard"] = time.perf_counter() - start  # (a resumed run times only its own data stage)
-    results = {"config": config.raw, "models": models, "scores": scores, "seconds": seconds}
+    results = {"config": config.raw, "models": models, "scores": scores, "deletion": deletion, "seconds": seconds}
     return {"results": atomic_write_json(out / "results.json", results),
             "markdown": atomic_write_text(out / "leaderboard.md", markdown),
             "html": atomic_write_text(out / "leaderboard.html", leaderboard_html(markdown, pngs)),

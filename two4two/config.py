@@ -12,6 +12,7 @@
         n: 50
         interventions: [arm_position, obj_color]   # one extra split per attribute
         sampler_args: {labeling_error: false}       # optional, this split only
+      # train: {n: 300, part_removal: {rate: 0.3}}  # a third of the images without one block (parts: which)
 
 Everything is checked on load; errors name the file and the key path.
 """
@@ -27,15 +28,16 @@ import numpy as np
 import yaml
 
 from samplers import resolve_sampler
+from two4two.animal import BLOCK_NAMES, PARTS
 from two4two.errors import ConfigError, ParameterError
 from two4two.layout import INTERVENTION_SEPARATOR, REMOVAL_SEPARATOR, intervention_split, is_derived_split
-from two4two.parameters import SAMPLED_ATTRIBUTES
+from two4two.parameters import SAMPLED_ATTRIBUTES, SceneParameters
 from two4two.render import RenderSettings
 from two4two.schema import Fields
 from two4two.sampling import Sampler, SceneBatch
 
 TOP_KEYS = ("kind", "name", "sampler", "sampler_args", "seed", "resolution", "output_dir", "splits", "render")
-SPLIT_KEYS = ("n", "interventions", "sampler_args")
+SPLIT_KEYS = ("n", "interventions", "sampler_args", "part_removal")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -60,12 +62,31 @@ def split_seed(seed: int, *names: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, *(zlib.crc32(n.encode()) for n in names)])
 
 
+@dataclass(frozen=True)
+class PartRemoval:
+    """In-domain part removal (Hesse et al. 2023, FunnyBirds): each image of the split is rendered,
+    with probability `rate`, without one part drawn uniformly from `parts` (blocks or block groups of
+    two4two.animal.PARTS), so a model trained on it has seen images like those part deletion shows it."""
+
+    rate: float
+    parts: tuple[str, ...] = BLOCK_NAMES
+
+    def apply(self, params: list[SceneParameters], seed: np.random.SeedSequence) -> list[SceneParameters]:
+        """`params` with the drawn parts hidden; the same seed and length hide the same parts at the
+        same places (an intervention split keeps its original's removal)."""
+        rng = np.random.default_rng(seed)
+        hit, which = rng.random(len(params)) < self.rate, rng.integers(0, len(self.parts), len(params))
+        return [p.replace(hidden_blocks=tuple(dict.fromkeys((*p.hidden_blocks, *PARTS[self.parts[w]])))) if h else p
+                for p, h, w in zip(params, hit, which)]
+
+
 @dataclass
 class SplitConfig:
     name: str
     n: int
     interventions: tuple[str, ...] = ()
     sampler_args: dict[str, Any] = field(default_factory=dict)
+    part_removal: PartRemoval | None = None
 
     def intervention_split_names(self) -> list[str]:
         return [intervention_split(self.name, a) for a in self.interventions]
@@ -106,6 +127,11 @@ class DatasetConfig:
         count = self.split(split).n if n is None else n
         return self.make_sampler(split).sample(count, split_seed(self.seed if seed is None else seed, split))
 
+    def remove_parts(self, split: str, params: list[SceneParameters]) -> list[SceneParameters]:
+        """The split's images (or those of one of its intervention splits) after its part removal, if any."""
+        removal = self.split(split).part_removal
+        return removal.apply(params, split_seed(self.seed, split, "part_removal")) if removal else params
+
     def sample_intervention(self, split: str, attribute: str, originals: SceneBatch) -> SceneBatch:
         """`originals` with `attribute` redrawn by interventional sampling (seeded per attribute)."""
         return self.make_sampler(split).intervene(
@@ -145,7 +171,15 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
                 raise spec.error(spec.path(f"interventions[{i}]"), attr, f"an attribute: one of {', '.join(SAMPLED_ATTRIBUTES)}")
         spec.check(len(set(interventions)) == len(interventions), "interventions", "each attribute once")
         split_args = spec.mapping("sampler_args", what="a mapping of sampler fields").raw
-        splits[split_name] = SplitConfig(split_name, n, tuple(interventions), split_args)
+        removal = spec.mapping("part_removal", allowed=("rate", "parts"), what="a mapping {rate, parts}")
+        part_removal = None
+        if removal.raw:
+            parts = removal.items("parts", list(BLOCK_NAMES), nonempty=True)
+            for i, part in enumerate(parts):
+                if part not in PARTS:
+                    raise removal.error(removal.path(f"parts[{i}]"), part, f"a block or block group: one of {', '.join(PARTS)}")
+            part_removal = PartRemoval(removal.number("rate", low=0.0, high=1.0), tuple(parts))
+        splits[split_name] = SplitConfig(split_name, n, tuple(interventions), split_args, part_removal)
 
     config = DatasetConfig(
         name=name,

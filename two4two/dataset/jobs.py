@@ -304,10 +304,10 @@ def plan_config(config, output_dir: Path | None = None) -> RenderJob:
     info: dict[str, dict] = {}
     for name, split in config.splits.items():
         originals = config.sample_split(name)
-        splits[name] = originals.to_list()
+        splits[name] = config.remove_parts(name, originals.to_list())
         info[name] = {"n": split.n, "intervention_of": None}
         for attribute, inter_name in zip(split.interventions, split.intervention_split_names()):
-            splits[inter_name] = config.sample_intervention(name, attribute, originals).to_list() if split.n else []
+            splits[inter_name] = config.remove_parts(name, config.sample_intervention(name, attribute, originals).to_list()) if split.n else []
             info[inter_name] = {"n": split.n, "intervention_of": name, "attribute": attribute}
     identity = {
         "config": config.raw,
