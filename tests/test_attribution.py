@@ -174,6 +174,7 @@ def test_explaining_the_other_class_negates_every_map_that_is_linear_in_the_logi
         assert min(stats.spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(lrp, ixg)) > 0.9
 
 
+@pytest.mark.slow  # zennit's import and a ResNet-18: over 2 s
 @pytest.mark.parametrize("arch,kwargs", [("small_cnn", {"width": 4}), ("resnet18", {})])
 def test_zennit_lrp_conserves_the_explained_output_through_skip_connections(arch, kwargs):
     """With every bias zero, LRP's relevance at the input sums to the explained output (z, or −z for
