@@ -199,7 +199,11 @@ def test_the_tiny_benchmark_runs_end_to_end_keeps_its_stages_and_its_controls_fo
     shutil.rmtree(out / "models")
     assert main(["benchmark", str(TINY), "-o", str(out), "--workers", "1"]) == 0
     assert not (out / "data").exists() and (out / "leaderboard.md").read_text() == board
-    # and another config is refused in the same directory
+    # another threshold scores the kept measures again; another config is refused in the same directory
+    rescored = tmp_path / "threshold.yaml"
+    rescored.write_text(TINY.read_text().replace("reliance_threshold: 5.0", "reliance_threshold: 100"))
+    assert main(["benchmark", str(rescored), "-o", str(out)]) == 0
+    assert not any(json.loads((out / "results.json").read_text())["scores"]["vit"]["relies"])
     other = tmp_path / "other.yaml"
     other.write_text(TINY.read_text().replace("seed: 7", "seed: 8"))
     assert main(["benchmark", str(other), "-o", str(out)]) == 2

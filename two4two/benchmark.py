@@ -383,7 +383,7 @@ def plot_sweep(config: BenchmarkConfig, arch: str, measures: dict[str, dict], sc
     ax.axvline(config.reliance_threshold, color="grey", linewidth=0.8)
     ax.set_xlabel(f"measured reliance on the {ATTRIBUTES[config.attribute].label}: flip %")
     ax.set_ylabel(f"share of |map| on the {config.region}")
-    ax.set_title(f"{arch}: does the map follow the model? (strengths {', '.join(f'{s:g}' for s in config.strengths)})", fontsize=9)
+    fig.suptitle(f"{arch}: does the map follow the model? (strengths {', '.join(f'{s:g}' for s in config.strengths)})", fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return atomic_write_bytes(path, figure_png(fig))
@@ -426,12 +426,18 @@ def leaderboard_html(markdown: str, pngs: list[Path]) -> str:
 # ---- the run --------------------------------------------------------------------------------
 
 
+def _measured(raw: dict) -> dict:
+    """The config without what only the scores read (the reliance threshold): what DIR's measures depend on."""
+    return {**raw, "bias": {k: v for k, v in raw.get("bias", {}).items() if k != "reliance_threshold"}}
+
+
 def _claim(out: Path, config: BenchmarkConfig) -> None:
-    """DIR keeps one config's run: a stopped run of the same config continues, another is refused."""
+    """DIR keeps one config's run: a stopped run of the same config continues (or, with another
+    reliance threshold, is scored again), another config is refused."""
     from two4two.io import atomic_write_json
 
     kept = out / "benchmark.json"
-    if kept.exists() and json.loads(kept.read_text()) != config.raw:
+    if kept.exists() and _measured(json.loads(kept.read_text())) != _measured(config.raw):
         raise Two4TwoError(f"{out}: holds a benchmark run of another config ({kept}); choose another output directory")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(kept, config.raw)
