@@ -84,7 +84,7 @@ def test_the_planted_strength_sets_how_well_the_attribute_alone_predicts_the_cla
 
 @pytest.mark.models
 @pytest.mark.parametrize("method, why", [("deeplift", "no rule for attention"), ("guided_backprop", "has none \\(GELU\\)"),
-                                         ("grad_cam", "no known last convolutional stage"), ("lrp", "not VisionTransformer")])
+                                         ("grad_cam", "no known last convolutional stage in VisionTransformer"), ("lrp", "not VisionTransformer")])
 def test_methods_that_do_not_apply_to_a_vision_transformer_say_why(method, why):
     from two4two.explain.attribution import AttributionError, attribution_method
     from two4two.models.classifier import build_classifier

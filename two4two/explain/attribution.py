@@ -109,7 +109,7 @@ def last_conv_stage(wrapped):
     for owner, stage in ((net, "stage4"), (inner, "layer4"), (inner, "features")):  # small CNN, ResNet-18, MobileNetV2
         if hasattr(owner, stage):
             return getattr(owner, stage)
-    raise AttributionError(f"grad_cam: no known last convolutional stage in {type(net).__name__}")
+    raise AttributionError(f"grad_cam: no known last convolutional stage in {type(inner if inner is not None else net).__name__}")
 
 
 def cascade_layers(model) -> list[tuple[str, object]]:
