@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from two4two.errors import ConfigError, Two4TwoError
-from two4two.intervals import Interval, percentile_interval, spearman
+from two4two.intervals import Interval, markdown_table, percentile_interval, spearman
 from two4two.schema import Fields
 
 BIAS_REGIONS = ("background", "animal", "arms", "body")  # where a bias attribute's pixels are (explain.attribution_scores)
@@ -175,12 +175,20 @@ def flips_per_image(model, test, attribute: str, logits: np.ndarray) -> np.ndarr
     return flips
 
 
+def _method(method: str, model, name: str):
+    """`method` bound to the model called `name`; the random control draws anew for every model
+    (seeded by the model's name: reproducible)."""
+    from two4two.explain.attribution import attribution_method
+
+    return attribution_method(method, model, seed=zlib.crc32(name.encode()) if method == "random" else 0)
+
+
 def measure_model(config: BenchmarkConfig, model, name: str, test, training_params, out: Path, scores: bool = False) -> dict:
     """Accuracy, reliance (flip % and R² of the bias, R² of the legs), each method's maps and share;
     with `scores`, also every single-model attribution score of the maps (written to out/scores)."""
     import time
 
-    from two4two.explain.attribution import AttributionError, AttributionMaps, attribution_method
+    from two4two.explain.attribution import AttributionError, AttributionMaps
     from two4two.explain.attribution_scores import region_masks, relevance_mass_accuracy
     from two4two.importance import Importance
 
@@ -196,9 +204,7 @@ def measure_model(config: BenchmarkConfig, model, name: str, test, training_para
     for method in config.methods:
         start = time.perf_counter()
         try:
-            # the random control draws anew for every model (seeded by the model's name: reproducible)
-            seed = zlib.crc32(name.encode()) if method == "random" else 0
-            maps[method] = attribution_method(method, model, seed=seed).attribute(images, targets, masks)
+            maps[method] = _method(method, model, name).attribute(images, targets, masks)
         except AttributionError as exc:
             reasons[method] = str(exc)
             continue
@@ -228,7 +234,7 @@ def measure_model(config: BenchmarkConfig, model, name: str, test, training_para
 def measure_deletion(config: BenchmarkConfig, model, name: str, deletion) -> dict:
     """Single-deletion ρ of every method (FunnyBirds): per image, the rank correlation of each block's
     attribution with the drop of the explained logit when the block is removed; mean with interval."""
-    from two4two.explain.attribution import AttributionError, attribution_method
+    from two4two.explain.attribution import AttributionError
     from two4two.explain.attribution_scores import SINGLE_BLOCKS, class_logit, part_masses, single_deletion
     from two4two.intervals import mean_interval
 
@@ -243,9 +249,8 @@ def measure_deletion(config: BenchmarkConfig, model, name: str, deletion) -> dic
     drops = np.stack(drops, axis=1)
     rho, reasons = {}, {}
     for method in config.methods:
-        seed = zlib.crc32(name.encode()) if method == "random" else 0
         try:
-            maps = attribution_method(method, model, seed=seed).attribute(deletion.images, targets, deletion.masks)
+            maps = _method(method, model, name).attribute(deletion.images, targets, deletion.masks)
         except AttributionError as exc:
             reasons[method] = str(exc)
             continue
@@ -315,23 +320,24 @@ def leaderboard_markdown(config: BenchmarkConfig, measures: dict[str, dict], sco
              f"on the {config.region} pixels. *ρ*: Spearman of share and reliance across the strengths; *AUC*: how well the "
              "share tells relying models from the others. Intervals: 95 %, resampling the explained test images.", "",
              "## Models", "",
-             f"| architecture | strength | test accuracy | reliance: flip % | R² of {label} | R² of the legs |", "|---" * 6 + "|"]
-    for arch, k in config.model_names():
-        r = measures[f"{arch}-{k}"]
-        lines.append(f"| {arch} | {config.strengths[k]:g} | {r['test_accuracy']:.3f} | {_cell(r['flip_percent'])} "
-                     f"| {_cell(r['r_squared'])} | {_cell(r['legs_r_squared'])} |")
-    lines += ["", "Spearman ρ of reliance and strength: "
-              + ", ".join(f"{arch} {scores[arch]['reliance_vs_strength_rho']:.2f}" for arch in config.architectures)
-              + " (the sweep does its job where it is near 1).", "", "## Leaderboard", "",
-              "| method | " + " | ".join(f"{arch}: ρ | {arch}: AUC" for arch in config.architectures) + " |",
-              "|---" * (1 + 2 * len(config.architectures)) + "|"]
-    for method in config.methods:
+             markdown_table(("architecture", "strength", "test accuracy", "reliance: flip %", f"R² of {label}", "R² of the legs"),
+                            ((arch, f"{config.strengths[k]:g}", f"{r['test_accuracy']:.3f}", _cell(r["flip_percent"]),
+                              _cell(r["r_squared"]), _cell(r["legs_r_squared"]))
+                             for arch, k in config.model_names() for r in [measures[f"{arch}-{k}"]]))]
+
+    def leaderboard_cells(method: str) -> list[str]:
         cells = []
         for arch in config.architectures:
             m = scores[arch]["methods"][method]
             cells += [f"not applicable: {m['not_applicable'].split(':', 1)[-1].strip()}", "—"] if "not_applicable" in m \
                 else [_cell(m["rho"]), _cell(m["auc"])]
-        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+        return cells
+
+    lines += ["", "Spearman ρ of reliance and strength: "
+              + ", ".join(f"{arch} {scores[arch]['reliance_vs_strength_rho']:.2f}" for arch in config.architectures)
+              + " (the sweep does its job where it is near 1).", "", "## Leaderboard", "",
+              markdown_table(("method", *(f"{arch}: {what}" for arch in config.architectures for what in ("ρ", "AUC"))),
+                             ([LABELS.get(method, method), *leaderboard_cells(method)] for method in config.methods))]
     if deletion:
         (plain, _), (removal, _) = config.deletion_models()
         lines += ["", f"## Single deletion with and without in-domain part removal ({config.removal_arch}, no bias)", "",
@@ -341,11 +347,10 @@ def leaderboard_markdown(config: BenchmarkConfig, measures: dict[str, dict], sco
                   "images (so that images without a block are in its domain). Test accuracy: "
                   f"{deletion[plain]['accuracy']:.3f} and {deletion[removal]['accuracy']:.3f}; mean |drop| "
                   f"{deletion[plain]['mean_abs_drop']:.3f} and {deletion[removal]['mean_abs_drop']:.3f}.", "",
-                  "| method | without | with in-domain removal |", "|---|---|---|"]
-        for method in config.methods:
-            cells = [_cell(deletion[m]["single_deletion"][method]) if method in deletion[m]["single_deletion"]
-                     else "not applicable" for m in (plain, removal)]
-            lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+                  markdown_table(("method", "without", "with in-domain removal"),
+                                 ([LABELS.get(method, method), *(_cell(deletion[m]["single_deletion"][method])
+                                                                 if method in deletion[m]["single_deletion"] else "not applicable"
+                                                                 for m in (plain, removal))] for method in config.methods))]
     if out is not None:
         from two4two.explain.attribution_scores import AttributionScores
 
