@@ -235,18 +235,14 @@ def measure_deletion(config: BenchmarkConfig, model, name: str, deletion) -> dic
     """Single-deletion ρ of every method (FunnyBirds): per image, the rank correlation of each block's
     attribution with the drop of the explained logit when the block is removed; mean with interval."""
     from two4two.explain.attribution import AttributionError
-    from two4two.explain.attribution_scores import SINGLE_BLOCKS, class_logit, part_masses, single_deletion
+    from two4two.explain.attribution_scores import SINGLE_BLOCKS, class_logit, part_masses, removal_drops, single_deletion
     from two4two.intervals import mean_interval
 
     logits = deletion.logits(model)
     targets = (logits > 0).astype(np.int64)
-    explained = class_logit(logits, targets)
-    drops = []
-    for block in SINGLE_BLOCKS:
-        removed = deletion.removal(block)
-        assert [p.original_id for p in removed.params] == [p.id for p in deletion.params]
-        drops.append(explained - class_logit(removed.logits(model), targets))
-    drops = np.stack(drops, axis=1)
+    removals = {block: deletion.removal(block) for block in SINGLE_BLOCKS}
+    drops = removal_drops(model, removals, [p.id for p in deletion.params], class_logit(logits, targets), targets)
+    drops = np.stack([drops[block] for block in SINGLE_BLOCKS], axis=1)
     rho, reasons = {}, {}
     for method in config.methods:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -54,6 +55,37 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     with _writing_into(out.parent):
         count = write_jsonl(out, batch)
     print(f"wrote {count} parameter sets of split {split!r} to {out}")
+
+
+def _cmd_configs(args: argparse.Namespace) -> None:
+    from two4two.config import builtin_configs, config_file, read_yaml
+
+    if args.name:
+        print(config_file(args.name).read_text(encoding="utf-8"), end="")
+        return
+    if args.action == "show":
+        raise Two4TwoError("configs show: name a config; `two4two configs` lists them")
+    rows = []
+    for name, path in builtin_configs().items():
+        raw, text = read_yaml(path), path.read_text(encoding="utf-8")
+        kind = raw.get("kind") or next(k for k, keys in (("dataset", "splits"), ("rules", "rules"), ("study", "model")) if keys in raw)
+        about = next((line.lstrip("# ").rstrip() for line in text.splitlines() if line.startswith("#")), "")
+        rows.append((name, kind, about if len(about) <= 90 else about[:89] + "…"))
+    width = max(len(name) for name, _, _ in rows)
+    for name, kind, about in rows:
+        print(f"{name:<{width}}  {kind:<10}  {about}")
+    print(f"\n{len(rows)} built-in configs; `two4two configs show NAME` prints one, "
+          "`two4two render NAME` renders a dataset config, a path works wherever a name does")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from two4two.dataset.export import export_dataset
+
+    record = export_dataset(args.dataset, args.output, args.format, args.split, args.shard_size)
+    splits = json.loads(record.read_text())["splits"]
+    for split, done in splits.items():
+        print(f"{split}: {done['samples']} samples in {len(done['files'])} file(s)")
+    print(f"export: {record}")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
@@ -346,7 +378,7 @@ def _cmd_evaluate_observer(args: argparse.Namespace) -> None:
 
 def _load_for_describe(target: Path, split: str | None, n: int | None):
     """Parameters to describe and a default place for the plot, from any accepted input."""
-    from two4two.config import load_config
+    from two4two.config import builtin_configs, load_config
     from two4two.layout import INTERVENTION_SEPARATOR, PARAMETERS, parameters_path, split_names
     from two4two.parameters import read_jsonl
 
@@ -359,13 +391,13 @@ def _load_for_describe(target: Path, split: str | None, n: int | None):
         return params, target / "bias_report.png", f"{target} ({', '.join(f.parent.name for f in files)})"
     if target.suffix in (".jsonl", ".json"):
         return read_jsonl(target), target.with_suffix(".bias.png"), str(target)
-    if target.suffix in (".yaml", ".yml"):
+    if target.suffix in (".yaml", ".yml") or (not target.exists() and target.name in builtin_configs()):
         config = load_config(target)
         split = split or next(iter(config.splits))
         count = n if n is not None else min(config.split(split).n, 50_000)
         batch = config.sample_split(split, n=count)
         return batch, Path(f"{config.name}_{split}_bias.png"), f"{target} split {split!r}"
-    raise Two4TwoError(f"{target}: expected a config (.yaml), a parameters file (.jsonl) or a dataset directory")
+    raise Two4TwoError(f"{target}: expected a config (.yaml or a built-in's name), a parameters file (.jsonl) or a dataset directory")
 
 
 def _cmd_describe(args: argparse.Namespace) -> None:
@@ -586,7 +618,7 @@ RESAMPLES = _opt("--resamples", type=_integer(1), default=1000, old=("--bootstra
 OUTPUT = _opt("-o", "--output", required=True, help="output directory")
 SCORES = _opt("--scores", help="directory written by `two4two evaluate attributions` (or its attribution_scores.csv)")
 MAPS = _opt("--maps", required=True, help="directory written by `two4two explain attributions`")
-CONFIG = _opt("config", help="dataset config (YAML)")
+CONFIG = _opt("config", help="dataset config (YAML, or a built-in's name: two4two configs)")
 OBSERVER = _opt("--observer", required=True, help="observer checkpoint (model.pt or its directory)")
 POOL = (
     _opt("--workers", type=_integer(1), help="render worker processes (default: one per core, at most 8)"),
@@ -670,6 +702,9 @@ def _commands() -> tuple[_Command, ...]:
             _opt("--n", type=_integer(1), help="number of samples (default: the split's size)"),
             _opt("--seed", type=_integer(0), help="seed (default: the config's seed)"),
             OUTPUT.but(help="output directory (SPLIT.jsonl is written inside it)"))),
+        _Command(("configs",), "list the built-in configs, or print one (`configs show NAME`) to start a variation from",
+                 _cmd_configs, (_opt("action", nargs="?", choices=("show",), help="show: print the config NAME"),
+                                _opt("name", nargs="?", help="a built-in config's name"))),
         _Command(("render",), "render every split of a config (images, masks, parameters)", _cmd_render, (
             CONFIG, _opt("-o", "--output", help="output directory (default: the config's output_dir)"), *RENDER_JOB)),
         _Command(("render-params",), "render exactly the parameters of a JSON Lines file", _cmd_render_params, (
@@ -679,6 +714,12 @@ def _commands() -> tuple[_Command, ...]:
             _opt("dataset", help="rendered dataset directory"),
             _opt("--hash-threads", type=_integer(1), old=("--workers",), help="hashing threads (default: two per core, at most 8)"),
             _opt("--limit", type=_integer(1), default=50, help="paths listed per kind of damage (default 50)"))),
+        _Command(("export",), "a dataset as Parquet (Hugging Face datasets, pyarrow) or WebDataset tar shards", _cmd_export, (
+            _opt("dataset", help="rendered dataset directory"),
+            OUTPUT.but(help="output directory (new or empty; export.json lists every file with its SHA-256)"),
+            _opt("--format", required=True, choices=("parquet", "webdataset"), help="parquet or webdataset"),
+            _opt("--split", nargs="+", help="splits to export (default: every split, interventions and removals included)"),
+            _opt("--shard-size", type=_integer(1), default=1000, help="samples per file (default 1000)"))),
         _Command(("describe",), "bias report: how predictive each attribute is of the class", _cmd_describe, (
             _opt("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory"),
             _opt("--split", help="split to describe (config: default first split; dataset: default all)"),

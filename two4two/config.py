@@ -207,11 +207,31 @@ def parse_config(raw: Any, source: str = "<config>") -> DatasetConfig:
     return config
 
 
+BUILTIN_CONFIGS = Path(__file__).parent / "configs"  # shipped in the wheel: `two4two render quickstart` needs no checkout
+
+
+def builtin_configs() -> dict[str, Path]:
+    """The configs shipped inside the package, by name (`two4two configs` lists them)."""
+    return {p.stem: p for p in sorted(BUILTIN_CONFIGS.glob("*.yaml"))}
+
+
+def config_file(ref: str | Path, what: str = "config file") -> Path:
+    """The file a config is named by: `ref` itself when it is a file, else the built-in config of that
+    name (`quickstart` or `quickstart.yaml`, without a folder). A path always wins over a built-in."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    builtins = builtin_configs()
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if len(path.parts) == 1 and name in builtins:
+        return builtins[name]
+    raise ConfigError(f"{ref}: no such {what}, nor a built-in config (two4two configs): {', '.join(builtins)}")
+
+
 def read_yaml(path: str | Path, what: str = "config file") -> Any:
-    """A YAML (or JSON) file, with duplicate keys and syntax errors reported as ConfigError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {what}")
+    """A YAML (or JSON) file, or a built-in config by name, with duplicate keys and syntax errors
+    reported as ConfigError naming the file."""
+    path = config_file(path, what)
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except ConfigError as exc:

@@ -157,14 +157,20 @@ def repair_hint(root: str | Path) -> str:
     return f"list the damage with `two4two verify {root}` and re-render it with `two4two render CONFIG -o {root} --resume --repair`"
 
 
-def read_png(path: Path, sha256: str | None, root: str | Path) -> Image.Image:
-    """A PNG of dataset `root`, decoded; a missing, corrupt or checksum-mismatched file is a DatasetError naming it."""
+def read_checked_bytes(path: Path, sha256: str | None, root: str | Path) -> bytes:
+    """A file of dataset `root`, as stored; a missing or checksum-mismatched file is a DatasetError naming it."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc.strerror or exc}); {repair_hint(root)}") from None
     if sha256 is not None and sha256_hex(data) != sha256:
         raise DatasetError(f"{path}: damaged (its SHA-256 is not the one recorded in {PARAMETERS}); {repair_hint(root)}")
+    return data
+
+
+def read_png(path: Path, sha256: str | None, root: str | Path) -> Image.Image:
+    """A PNG of dataset `root`, decoded; a missing, corrupt or checksum-mismatched file is a DatasetError naming it."""
+    data = read_checked_bytes(path, sha256, root)
     try:
         img = Image.open(io.BytesIO(data))
         img.load()

@@ -197,10 +197,14 @@ class AttributionMethod:
         return getattr(_captum(), self.captum)(wrapped)
 
     def attribute(self, images: np.ndarray, target, masks: np.ndarray | None = None) -> np.ndarray:
-        """Signed maps (N, H, W) float32, the channels summed, for uint8 images (N, H, W, 3)."""
+        """Signed maps (N, H, W) float32, the channels summed, for images (N, H, W, 3): uint8 as stored,
+        or float in [0, 1] (what Quantus's perturbed inputs are)."""
         images = np.asarray(images)
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise AttributionError(f"{self.name}: expected uint8 images N × H × W × 3, got {images.dtype} {images.shape}")
+        floating = np.issubdtype(images.dtype, np.floating)
+        if images.ndim != 4 or images.shape[-1] != 3 or not (images.dtype == np.uint8 or floating):
+            raise AttributionError(f"{self.name}: expected images N × H × W × 3, uint8 or float in [0, 1], got {images.dtype} {images.shape}")
+        if floating and images.size and not (images.min() >= 0 and images.max() <= 1):
+            raise AttributionError(f"{self.name}: float images must lie in [0, 1], got [{images.min():g}, {images.max():g}]")
         targets = np.broadcast_to(np.asarray(target, dtype=np.int64), (len(images),))
         if not np.isin(targets, (0, 1)).all():
             raise AttributionError(f"{self.name}: target must be 0 (peaky) or 1 (stretchy), got {np.unique(targets)}")

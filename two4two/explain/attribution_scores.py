@@ -278,6 +278,17 @@ def cascading_randomisation(model, method_name: str, images: np.ndarray, targets
     return records
 
 
+def removal_drops(model, removals: dict, ids: Sequence, explained: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Per removed part, how much the explained class's logit (`explained`, of the images `ids`) drops
+    without it. Each removal split's first len(ids) images must be those images without the part."""
+    drops = {}
+    for part, removed in removals.items():
+        if [p.original_id for p in removed.params[: len(ids)]] != list(ids):
+            raise ValueError(f"removal split {removed!r}: its originals are not the maps' images")
+        drops[part] = explained - class_logit(removed.logits(model)[: len(ids)], targets)
+    return drops
+
+
 # ---- the whole evaluation -----------------------------------------------------------
 
 
@@ -304,11 +315,7 @@ class _Inputs:
     @functools.cached_property
     def removal_drops(self) -> dict[str, np.ndarray]:
         """Per removed part, how much the explained class's logit drops without it."""
-        drops = {}
-        for part, removed in self.removals.items():
-            if [p.original_id for p in removed.params[: self.n]] != list(self.maps.ids):
-                raise ValueError(f"removal split {removed!r}: its originals are not the maps' images")
-            drops[part] = self.explained - class_logit(removed.logits(self.model)[: self.n], self.targets)
+        drops = removal_drops(self.model, self.removals, self.maps.ids, self.explained, self.targets)
         self.extra["removal_drop"] = {part: {"mean": float(np.mean(d)), "mean_abs": float(np.mean(np.abs(d))),
                                              "flip_percent": float(np.mean(np.sign(self.explained - d) != np.sign(self.explained)) * 100)}
                                       for part, d in drops.items()}

@@ -52,6 +52,26 @@ class _SqueezeLogit(nn.Module):
         return self.net(x).squeeze(1)
 
 
+def build_vit(conv_stem: bool = False, stem_depth: int = 1, **kwargs) -> nn.Module:
+    """torchvision's ViT with `VIT_DEFAULTS`. `conv_stem` replaces the one-step patch projection by
+    log2(patch_size) 3×3 stride-2 conv-BN-ReLU layers (Xiao et al. 2021, "Early convolutions help
+    transformers see better"), the same tokens on the same grid: trained from scratch on a few
+    thousand images, the plain patch projection stays at chance here (docs/benchmark.md)."""
+    from torchvision.models import VisionTransformer
+    from torchvision.models.vision_transformer import ConvStemConfig
+
+    args = {**VIT_DEFAULTS, **kwargs}
+    patch = args["patch_size"]
+    if conv_stem:
+        if patch < 2 or patch & (patch - 1):
+            raise ValueError(f"patch_size: {patch} with conv_stem; allowed: a power of two ≥ 2")
+        steps = patch.bit_length() - 1  # 8-px patches: three halvings
+        widths = [max(8, args["hidden_dim"] >> (steps - i)) for i in range(steps)]
+        args["conv_stem_configs"] = [ConvStemConfig(out_channels=w, kernel_size=3, stride=2 if j == 0 else 1)
+                                     for w in widths for j in range(stem_depth)]
+    return VisionTransformer(num_classes=1, **args)
+
+
 def build_classifier(arch: str = "small_cnn", **kwargs) -> nn.Module:
     """A freshly initialised classifier mapping images (B×3×H×W in [0, 1]) to B logits."""
     if arch == "small_cnn":
@@ -61,9 +81,7 @@ def build_classifier(arch: str = "small_cnn", **kwargs) -> nn.Module:
 
         return _SqueezeLogit(getattr(torchvision.models, arch)(weights=None, num_classes=1, **kwargs))
     if arch == "vit":
-        from torchvision.models import VisionTransformer
-
-        return _SqueezeLogit(VisionTransformer(num_classes=1, **{**VIT_DEFAULTS, **kwargs}))
+        return _SqueezeLogit(build_vit(**kwargs))
     if arch == "inn":
         from two4two.models.inn import InvertibleClassifier
 

@@ -90,6 +90,7 @@ def build_model(arch: str = "small_cnn", **kwargs):
 def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
     from torch import nn
 
+    from two4two.config import config_file
     from two4two.models.classifier import ARCHITECTURES
 
     top = Fields(raw, source, allowed=TOP_KEYS, required=("data", "output_dir"), what="a mapping at the top level")
@@ -115,6 +116,11 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
                              f"0: only a model with a linear head on its features (arch inn) has its own rate; arch {model['arch']} has none")
     dataset_config = raw.get("dataset_config")
     top.check(dataset_config is None or isinstance(dataset_config, str), "dataset_config", "a path to a dataset config")
+    if dataset_config:
+        try:
+            dataset_config = config_file(dataset_config, "dataset config")
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: dataset_config: {exc}") from None
     return ModelConfig(
         kind=kind,
         name=top.text("name", Path(source).stem),
@@ -122,7 +128,7 @@ def parse_model_config(raw: Any, source: str = "<config>") -> ModelConfig:
         output_dir=Path(raw["output_dir"]),
         model=model,
         training=TrainingSettings(**settings),
-        dataset_config=Path(dataset_config) if dataset_config else None,
+        dataset_config=dataset_config or None,
         raw=raw,
     )
 
