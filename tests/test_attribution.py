@@ -219,8 +219,13 @@ def test_architecture_specific_methods_are_not_in_the_default_list():
 
 def test_bad_inputs_are_refused_with_the_field_and_the_allowed_values():
     model = Linear()
-    with pytest.raises(AttributionError, match="uint8 images"):
+    with pytest.raises(AttributionError, match=r"float images must lie in \[0, 1\], got \[0, "):
         attribution_method("gradient", model).attribute(images().astype(np.float32), 1)
+    with pytest.raises(AttributionError, match="uint8 or float in \\[0, 1\\], got int16"):
+        attribution_method("gradient", model).attribute(images().astype(np.int16), 1)
+    # float images in [0, 1] (Quantus's inputs) are the same images as their uint8 originals
+    as_float = attribution_method("gradient", model).attribute(images().astype(np.float32) / 255, 1)
+    assert np.allclose(as_float, attribution_method("gradient", model).attribute(images(), 1), atol=1e-6)
     with pytest.raises(AttributionError, match="target must be 0"):
         attribution_method("gradient", model).attribute(images(), 2)
     with pytest.raises(AttributionError, match="silhouette: needs the masks"):
