@@ -56,6 +56,24 @@ def test_choosing_an_image_and_a_method_then_moving_the_slider(explorer):
     items = page.get_by_test_id("image-item")
     items.first.wait_for()
     assert items.count() == 12
+    # the first page: every image as a thumbnail with its class and logit, wrong predictions marked
+    thumbs = page.get_by_test_id("thumb")
+    expect(thumbs).to_have_count(12)
+    for k in range(12):
+        expect(thumbs.nth(k).locator("img")).to_have_js_property("naturalWidth", SIZE)
+    label = "stretchy" if session.labels[7] else "peaky"
+    assert thumbs.nth(7).inner_text() == f"{label} · z = {session.logits[7]:.2f}"
+    wrong = [k for k in range(12) if (session.logits[k] > 0) != bool(session.labels[k])]
+    assert [k for k in range(12) if "wrong" in thumbs.nth(k).get_attribute("class")] == wrong
+    shots = artifacts("explorer_browser")
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "first_page.png"), full_page=True)
+    thumbs.nth(7).click()
+    expect(page.get_by_test_id("title")).to_contain_text(session.params[7].id)
+    expect(page.get_by_test_id("grid-view")).to_be_hidden()
+    page.get_by_test_id("back").click()
+    expect(page.get_by_test_id("grid-view")).to_be_visible()
+    expect(page.get_by_test_id("selected")).to_be_hidden()
     # filter: only stretchy images remain
     page.locator("select[name=label]").select_option("stretchy")
     page.get_by_role("button", name="filter").click()
@@ -94,8 +112,6 @@ def test_choosing_an_image_and_a_method_then_moving_the_slider(explorer):
     assert page.get_by_test_id("interventions").locator("figure").count() == 2
     assert page.get_by_test_id("removals").locator("figure").count() == 2
     assert "Δz" in page.get_by_test_id("removals").inner_text()
-    shots = artifacts("explorer_browser")
-    shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "explorer.png"), full_page=True)
     assert not external, external
     page.close()

@@ -19,6 +19,32 @@
   }
 
   const pct = (p) => (100 * p).toFixed(1) + " %";
+  const GRID_MAX = 240; // thumbnails on the first page; the filters narrow a larger split
+
+  function thumbnail(item) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.testid = "thumb";
+    button.dataset.index = item.index;
+    button.className = item.correct ? "thumb" : "thumb wrong";
+    button.title = `${item.id}: a ${item.label}, predicted ${item.predicted}`;
+    const img = document.createElement("img");
+    img.src = `/image/${item.index}.png`;
+    img.alt = item.id;
+    img.loading = "lazy";
+    const caption = document.createElement("span");
+    caption.textContent = `${item.label} · z = ${item.logit.toFixed(2)}`;
+    button.append(img, caption);
+    button.addEventListener("click", () => select(item.index));
+    return button;
+  }
+
+  function showGrid() {
+    state.index = null;
+    $("selected").hidden = true;
+    $("grid-view").hidden = false;
+    document.querySelectorAll('[data-testid="image-item"]').forEach((b) => b.classList.remove("active"));
+  }
 
   async function loadList() {
     const form = new FormData(document.getElementById("filters"));
@@ -42,6 +68,10 @@
         list.append(li);
       }
       $("count").textContent = `${images.length} images`;
+      $("grid").replaceChildren(...images.slice(0, GRID_MAX).map(thumbnail));
+      $("grid-note").textContent = images.length > GRID_MAX
+        ? `${images.length} images; the first ${GRID_MAX} shown (the filters narrow the rest). Red: predicted wrong.`
+        : `${images.length} images (red: predicted wrong). Choose one to see its maps, curves and ground truth.`;
     } catch (err) {
       showError(err);
     }
@@ -70,6 +100,7 @@
       state.index = index;
       document.querySelectorAll('[data-testid="image-item"]').forEach((b) => b.classList.toggle("active", Number(b.dataset.index) === index));
       $("selected").hidden = false;
+      $("grid-view").hidden = true;
       $("title").textContent = `${d.id}: a ${d.label}, predicted ${d.predicted} (z = ${d.logit.toFixed(3)})`;
       $("probability").textContent = `probability of the true class (${d.label}): ${pct(d.probability_true_class)}; maps explain ${d.explained_class}`;
       $("probability").dataset.value = d.probability_true_class;
@@ -175,6 +206,7 @@
       loadList();
     });
     $("method").addEventListener("change", showMethod);
+    $("back").addEventListener("click", showGrid);
     $("opacity").addEventListener("input", () => {
       $("map").style.opacity = Number($("opacity").value) / 100;
     });
