@@ -51,8 +51,10 @@ def test_parquet_reads_back_in_hugging_face_datasets_with_every_byte_and_value(s
     export_dataset(source, out, "parquet", shard_size=10, progress=False)
     splits = split_names(source)
     assert len(splits) == 4 and any("_removed_" in s for s in splits) and any("_intervened_" in s for s in splits)
-    loaded = datasets.load_dataset("parquet", data_files={s: sorted(glob.glob(str(out / f"{s}-*.parquet"))) for s in splits},
-                                   cache_dir=str(tmp_path / "hf_cache"))
+    by_files = datasets.load_dataset("parquet", data_files={s: sorted(glob.glob(str(out / f"{s}-*.parquet"))) for s in splits},
+                                     cache_dir=str(tmp_path / "hf_cache"))
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf_cache2"))  # the folder: its card names the splits
+    assert set(loaded) == set(splits) and all(len(loaded[s]) == len(by_files[s]) for s in splits)
     for split in splits:
         table = loaded[split]
         assert table.features["image"] == datasets.Image() and table.features["mask"] == datasets.Image()
@@ -102,7 +104,7 @@ def test_the_export_manifest_lists_each_file_with_its_checksum(source, tmp_path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     assert pq.read_metadata(path).num_rows == entry["samples"] == 7
     assert record["source_manifest"]["name"] == "src"
-    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == [EXPORT_MANIFEST, "test-00000.parquet"]
+    assert sorted(p.name for p in (tmp_path / "pq").iterdir()) == ["README.md", EXPORT_MANIFEST, "test-00000.parquet"]
 
 
 def test_a_damaged_image_is_refused_and_leaves_no_shard_under_its_final_name(source, tmp_path):

@@ -7,6 +7,9 @@ pyarrow, pandas) and WebDataset tar shards.
                               original, hidden_blocks names a removal's parts), image_sha256, mask_sha256
     OUT/SPLIT-00000.tar       per sample ID.png, ID.mask.png and ID.json (the same fields): WebDataset
                               groups files by the name before the first dot, so the mask is `.mask.png`
+    OUT/README.md             (Parquet) a dataset card whose `configs` name each split's files, so
+                              `datasets.load_dataset(OUT)` keeps every split apart (by file names
+                              alone it would fold test_intervened_* into test)
     OUT/export.json           the source's manifest, the format, and per split its files, counts and
                               each file's SHA-256, written last: a folder without it is not an export
 
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from two4two.errors import Two4TwoError
-from two4two.io import atomic_write, atomic_write_json
+from two4two.io import atomic_write, atomic_write_json, atomic_write_text
 from two4two.layout import (
     DatasetError,
     parameters_path,
@@ -189,4 +192,18 @@ def export_dataset(root: str | Path, out: str | Path, fmt: str, splits: list[str
             files.append({"file": path.name, "samples": written, "sha256": _sha256_file(path)})
             count += written
         record["splits"][split] = {"samples": count, "files": files}
+    if fmt == "parquet":
+        atomic_write_text(out / "README.md", dataset_card(manifest, record["splits"]))
     return atomic_write_json(out / EXPORT_MANIFEST, record)
+
+
+def dataset_card(manifest: dict[str, Any], splits: dict[str, dict]) -> str:
+    """A Hugging Face dataset card: its YAML `configs` map each split to its own Parquet files."""
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split in splits:
+        lines += [f"  - split: {split}", f"    path: {split}-*.parquet"]
+    counts = ", ".join(f"{split} {done['samples']}" for split, done in splits.items())
+    return "\n".join([*lines, "---", "", f"# {manifest.get('name', 'two4two dataset')}", "",
+                      f"Exported by two4two from a dataset of format {manifest.get('format')} ({counts} samples).",
+                      "Each row holds the image, its mask (block labels 0–8, 0 the background), the label, every scene",
+                      "parameter and the SHA-256 of both PNGs. `datasets.load_dataset(\"DIR\")` reads every split.", ""])
