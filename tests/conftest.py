@@ -6,7 +6,7 @@ Markers (also listed in pyproject's [tool.pytest.ini_options]; --strict-markers 
            more than about 2 s. `pytest -m "not slow"` is the quick subset: it spreads its files over
            the cores (pytest-xdist, one worker per core) unless -n is given; the whole suite runs
            in one process (its renders, trainings and Ray clusters already use every core).
-  render, models, cluster, study, dev
+  render, models, cluster, study, dev, docs
            the extra a test needs (pyproject's optional dependencies); `render` also covers a test
            whose render pool's workers import bpy. Without it the test is skipped, naming the extra.
 

@@ -22,6 +22,7 @@ EXTRAS = {  # extra → the packages (as imported) that show it is installed
     "cluster": ("ray",),
     "study": ("statsmodels", "flask", "waitress"),
     "dev": ("hypothesis", "playwright", "httpx", "quantus"),
+    "docs": ("mkdocs", "material", "mkdocstrings"),
 }
 
 

@@ -126,6 +126,7 @@ def test_occlusion_and_gradients_stay_where_the_model_looks():
                                          pytest.param("resnet18", {}, marks=pytest.mark.slow),
                                          pytest.param("mobilenet_v2", {}, marks=pytest.mark.slow),
                                          pytest.param("vit", {"image_size": SIZE}, marks=pytest.mark.slow),
+                                         pytest.param("hybrid_vit", {"image_size": SIZE, "width": 4}, marks=pytest.mark.slow),
                                          ("inn", {"resolution": SIZE, "levels": 3, "steps": 1, "hidden_channels": 8, "classifier_level": 2})])
 def test_every_method_explains_every_model_kind_or_says_why_not(arch, kwargs):
     torch.manual_seed(0)
@@ -136,6 +137,7 @@ def test_every_method_explains_every_model_kind_or_says_why_not(arch, kwargs):
     refused = {"small_cnn": {"attention_rollout"}, "resnet18": {"lrp", "deeplift", "attention_rollout"},
                "mobilenet_v2": {"lrp", "lrp_epsilon_plus", "attention_rollout"},
                "vit": {"lrp", "lrp_epsilon_plus", "guided_backprop", "deeplift", "grad_cam"},
+               "hybrid_vit": {"lrp", "lrp_epsilon_plus", "guided_backprop", "deeplift"},
                "inn": {"lrp", "lrp_epsilon_plus", "attention_rollout"}}[arch]
     for name in METHODS:
         if name in refused:
@@ -209,6 +211,24 @@ def test_attention_rollout_reads_the_models_own_attention_per_patch_and_per_clas
     assert not np.allclose(one, zero)  # the heads are weighted by the explained class's gradient
     with pytest.raises(AttributionError, match="attention_rollout: needs attention layers, and SmallCNN has none"):
         attribution_method("attention_rollout", build_classifier("small_cnn", width=4))
+
+
+def test_the_hybrid_vits_rollout_reads_its_pooled_tokens_and_grad_cam_its_convolutional_tokens():
+    torch.manual_seed(0)
+    model = build_classifier("hybrid_vit", image_size=SIZE, width=4).eval()
+    imgs = images(3)
+    method = attribution_method("attention_rollout", model)
+    one = method.attribute(imgs, 1)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        assert torch.allclose(method._wrapped(x)[:, 1], model(x), atol=1e-5)
+    assert not method._class_token
+    patches = one.reshape(3, SIZE // 8, 8, SIZE // 8, 8)
+    assert np.allclose(patches, patches[:, :, :1, :, :1]) and one.min() >= 0
+    # pooled: every token's row counts, so each patch keeps at least its own (identity) share of 1/64
+    assert one.min() >= 1 / (SIZE // 8) ** 2 - 1e-6
+    cam = attribution_method("grad_cam", model).attribute(imgs, 1)
+    assert cam.shape == (3, SIZE, SIZE) and cam.min() >= 0 and cam.max() > 0
 
 
 def test_architecture_specific_methods_are_not_in_the_default_list():

@@ -83,14 +83,15 @@ def test_the_planted_strength_sets_how_well_the_attribute_alone_predicts_the_cla
 
 
 @pytest.mark.models
-@pytest.mark.parametrize("method, why", [("deeplift", "no rule for attention"), ("guided_backprop", "has none \\(GELU\\)"),
-                                         ("grad_cam", "no known last convolutional stage in VisionTransformer"), ("lrp", "not VisionTransformer")])
-def test_methods_that_do_not_apply_to_a_vision_transformer_say_why(method, why):
+@pytest.mark.parametrize("arch, method, why", [
+    ("hybrid_vit", "deeplift", "no rule for attention"), ("hybrid_vit", "guided_backprop", "have none \\(GELU\\)"),
+    ("hybrid_vit", "lrp", "not HybridViT"), ("vit", "grad_cam", "no known last convolutional stage in VisionTransformer")])
+def test_methods_that_do_not_apply_to_a_vision_transformer_say_why(arch, method, why):
     from two4two.explain.attribution import AttributionError, attribution_method
     from two4two.models.classifier import build_classifier
 
     with pytest.raises(AttributionError, match=why):
-        attribution_method(method, build_classifier("vit", image_size=32).eval())
+        attribution_method(method, build_classifier(arch, image_size=32).eval())
 
 
 def _measures(shares_by_method: dict, flip_rates: list[float], images: int = 40, seed: int = 0) -> dict:

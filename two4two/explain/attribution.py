@@ -106,7 +106,8 @@ def last_conv_stage(wrapped):
         return wrapped.encoder
     net = wrapped.net
     inner = getattr(net, "net", None)
-    for owner, stage in ((net, "stage4"), (inner, "layer4"), (inner, "features")):  # small CNN, ResNet-18, MobileNetV2
+    # small CNN, ResNet-18, MobileNetV2, the hybrid ViT (its convolutional tokens, before any attention)
+    for owner, stage in ((net, "stage4"), (inner, "layer4"), (inner, "features"), (net, "tokenizer")):
         if hasattr(owner, stage):
             return getattr(owner, stage)
     raise AttributionError(f"grad_cam: no known last convolutional stage in {type(inner if inner is not None else net).__name__}")
@@ -265,8 +266,8 @@ class GuidedBackprop(AttributionMethod):
 
     def _build(self, wrapped):
         if is_transformer(wrapped):
-            raise AttributionError("guided_backprop: guides the gradient through ReLUs, and a vision transformer has none "
-                                   "(GELU): its map would be the plain gradient")
+            raise AttributionError("guided_backprop: guides the gradient through ReLUs, and a vision transformer's attention "
+                                   "and MLP layers have none (GELU): its map would be close to the plain gradient")
         return super()._build(wrapped)
 
 
@@ -404,6 +405,7 @@ class AttentionRollout(AttributionMethod):
             kind = "the INN" if wrapped.invertible else type(getattr(wrapped.net, "net", wrapped.net)).__name__
             raise AttributionError(f"attention_rollout: needs attention layers, and {kind} has none")
         self._weights = []
+        self._class_token = any(hasattr(m, "class_token") for m in wrapped.modules())
         for m in wrapped.modules():  # (the wrapped model is this method's own copy)
             if isinstance(m, _torch().nn.MultiheadAttention):
                 m.forward = self._attention(m)
@@ -434,7 +436,10 @@ class AttentionRollout(AttributionMethod):
         rollout = torch.eye(tokens).expand(len(x), tokens, tokens)
         for a in self._weights:
             rollout = rollout + (a.grad * a).clamp(min=0).mean(dim=1) @ rollout
-        patches = rollout[:, 0, 1:]  # the class token's relevance of each patch
+        if self._class_token:  # the class token's relevance of each patch
+            patches = rollout[:, 0, 1:]
+        else:  # pooled tokens (the hybrid ViT): the logit reads every token's row alike
+            patches = rollout.mean(dim=1)
         side = int(round(patches.shape[1] ** 0.5))
         grid = patches.reshape(len(x), 1, side, side).detach()
         return torch.nn.functional.interpolate(grid, size=x.shape[2:], mode="nearest")
