@@ -8,7 +8,7 @@ models/inn_cpu_study2022_64px); it trains nothing itself. Prints, per model, the
 concepts' correlation with the logit (the paper: r in [0.21, 0.34]), their p-values,
 the explained variance of the factorisation and the time taken. Figures and JSON go to
 benchmarks/results/concepts/; the INN's figure (the model the paper explained with
-concepts) also to docs/concepts_inn.png for the README.
+concepts) also to docs/concepts_inn.png for the documentation.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ def main() -> None:
         print(f"kept concepts' r: {min(r):.2f} … {max(r):.2f} (paper: 0.21 … 0.34)")
         if name == "inn" and args.split == "test" and args.images == 500 and args.seed == 0:
             png = explanation.save(ROOT / "docs" / "concepts_inn.png", dpi=80)["png"]
-            Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)  # small enough for the README
+            Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)  # small enough for the documentation
             png.with_suffix(".json").unlink()
-            print(f"README figure: {png} ({png.stat().st_size / 1000:.0f} KB)")
+            print(f"docs figure: {png} ({png.stat().st_size / 1000:.0f} KB)")
     print(f"\noutputs: {OUT}")
 
 

@@ -4,7 +4,7 @@ and files per second, the exporting process's peak memory, and both read back by
     python benchmarks/export.py [--data data/study2022_64px] [--work /tmp/export_bench]
 
 Render the data first (`two4two render study2022_64px`). Each export runs in a process of its own,
-so its peak resident memory (ru_maxrss) is the export's and nothing else's.
+so its peak resident memory (VmHWM) is the export's and nothing else's.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child started by a big parent
+# would report the parent's size; VmHWM belongs to the child's own address space.
 EXPORT = """
-import json, resource, sys, time
+import json, sys, time
 from two4two.dataset.export import export_dataset
 start = time.perf_counter()
 export_dataset(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mb": int(hwm.split()[1]) / 1024}))
 """
 
 

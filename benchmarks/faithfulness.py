@@ -1,5 +1,5 @@
 """ROAD's noisy linear imputation: throughput here against a per-image, per-channel spsolve loop;
-and the explorer's slider: response time over loopback, with a screenshot for the README.
+and the explorer's slider: response time over loopback, with a screenshot for the documentation.
 
     python benchmarks/faithfulness.py [--images 500] [--baseline-images 50] [--sizes 64 128] [--moves 200]
 

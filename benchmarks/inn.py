@@ -6,7 +6,7 @@ Renders configs/study2022_64px.yaml if missing and trains the INN if no checkpoi
 this exact config exists (both reused otherwise), then prints test accuracy against the
 true class, test bits per dimension, the training wall time, the counterfactual grid's
 fidelity and the ground-truth importance table. The grid goes to
-docs/inn_counterfactuals.png (shown in the README); everything else to
+docs/inn_counterfactuals.png (shown in the documentation); everything else to
 benchmarks/results/inn/.
 """
 
@@ -56,7 +56,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     grid.save(OUT / "inn_counterfactuals.png")
     docs_png = grid.save(ROOT / "docs" / "inn_counterfactuals.png", dpi=90)["png"]
-    Image.open(docs_png).convert("RGB").quantize(256).save(docs_png, optimize=True)  # ~150 KB for the README
+    Image.open(docs_png).convert("RGB").quantize(256).save(docs_png, optimize=True)  # ~150 KB for the documentation
     docs_png.with_suffix(".json").unlink()
     fidelity = np.abs(grid.achieved_logits - grid.targets[None])
 

@@ -11,10 +11,10 @@ their last epoch with `--resume` semantics), then prints and writes docs/paper_t
   * Table 6: mean max − min of every attribute along counterfactual interpolations spanning
     99 % of the INN's logits, read by the observer (configs/observer-cpu.yaml);
   * Table 7: the observer's test MSE per attribute on the [0, 1] scale, beside the mean predictor;
-and regenerates the README's model figures (counterfactual grid, baseline grid, concepts).
+and regenerates the documentation's model figures (counterfactual grid, baseline grid, concepts).
 `--inn-configs` adds experiment INNs (e.g. configs/inn-cpu-phi6.yaml): each gets its own Table
 1/3 and Table 6 sections, headed by its config's name, and its figures under
-benchmarks/results/paper_tables/<config>/, so the shipped INN's sections and the README's
+benchmarks/results/paper_tables/<config>/, so the shipped INN's sections and the documentation's
 figures stay the shipped INN's. `--observer-config` does the same for the observer.
 Each stage's wall time on this machine is kept in benchmarks/results/paper_tables/timings.json,
 so a rerun that reuses a stage still reports what it cost when it ran.
@@ -213,7 +213,7 @@ def experiment_tag(config_path: Path, shipped: Path) -> str:
 
 
 def inn_tables(stages: Stages, inn_config: Path, study: Path, args) -> list[str]:
-    """Table 1/3 of one INN config, its accuracy and bits/dim; the README's figures for the shipped one."""
+    """Table 1/3 of one INN config, its accuracy and bits/dim; the documentation's figures for the shipped one."""
     tag = experiment_tag(inn_config, SHIPPED_INN)
     ckpt = stages.run(f"train INN{tag}", lambda: train(inn_config), reused=trained(inn_config))
     inn = load_classifier(ckpt)
@@ -331,7 +331,7 @@ def seed_spread(stages: Stages, study: Path, args) -> list[str]:
 
 
 def figures(stages: Stages, inn, study: Path, out_dir: Path, tag: str = "") -> None:
-    """The README's model figures (into docs/ for the shipped INN, an experiment's own folder otherwise)."""
+    """The documentation's model figures (into docs/ for the shipped INN, an experiment's own folder otherwise)."""
     from PIL import Image
 
     from two4two.explain.baseline import Baseline

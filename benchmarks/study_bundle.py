@@ -6,7 +6,7 @@ Needs models/inn_cpu_study2022_64px and data/study2022_64px with its test interv
 (benchmarks/inn.py makes both). Prints the time the export takes, the answer key with its
 evidence, and the kept concepts' correlation with the logit (the paper: r in [0.21, 0.34]).
 The bundle goes to benchmarks/results/study_bundle/; the baseline grid also to
-docs/study_baseline.png for the README (the counterfactual and concept stimuli are the
+docs/study_baseline.png for the documentation (the counterfactual and concept stimuli are the
 figures benchmarks/inn.py and benchmarks/concepts.py put in docs/).
 """
 
@@ -49,7 +49,7 @@ def main() -> None:
     docs = ROOT / "docs" / "study_baseline.png"
     image = Image.open(OUT / "stimuli" / "baseline.png").convert("RGB")
     image.resize((image.width * 2 // 3, image.height * 2 // 3), Image.LANCZOS).quantize(256).save(docs, optimize=True)
-    print(f"README figure: {docs} ({docs.stat().st_size / 1000:.0f} KB)")
+    print(f"docs figure: {docs} ({docs.stat().st_size / 1000:.0f} KB)")
 
 
 if __name__ == "__main__":

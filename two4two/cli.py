@@ -508,7 +508,7 @@ def _cmd_study_responses(args: argparse.Namespace) -> None:
 # its options. An option several commands take is declared once below (one name, one meaning).
 # Values are checked while the command line is parsed (a one-line error, exit 2). A command or
 # option renamed in this release keeps its old spelling for one release, with a line naming the
-# new one (README: "Renamed commands and options").
+# new one (docs/changelog.md: "Renamed commands and options").
 
 
 def _checked(name: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str, quote: bool = True):

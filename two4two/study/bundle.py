@@ -1,4 +1,4 @@
-"""A study bundle: the manifest and images one study runs on (README, "Study runner").
+"""A study bundle: the manifest and images one study runs on (docs/guides/studies.md, "Study runner").
 
 `two4two study bundle` writes a bundle, `two4two study serve` runs it, `study responses` reads
 its answer key. Both sides go through this module, so a bundle the exporter self-checks with

@@ -2,7 +2,7 @@
 tests on the kept answers and the tables and figure they make up. Participants rate five attributes
 as relevant or irrelevant; the share they rate correctly is their accuracy. Its pieces: `responses`
 (the CSV format, design checks), `exclusions` (rules as data), this module, and `simulate`
-(responses with planted effects); the README's "User-study statistics" documents them."""
+(responses with planted effects); docs/guides/studies.md ("User-study statistics") documents them."""
 
 from __future__ import annotations
 

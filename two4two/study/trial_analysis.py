@@ -2,8 +2,8 @@
 
 Input: the trial responses CSV `study responses` writes (one row per trial step) and the bundle
 it came from (its facts: the AI-alone baseline, the bins' shares). Answers faster than the
-bundle's `too_fast_seconds` are excluded unless asked otherwise, and counted. The README's
-"Study paradigms" names each paradigm's measures and tests (every family Holm-corrected).
+bundle's `too_fast_seconds` are excluded unless asked otherwise, and counted. "Study paradigms"
+in docs/guides/studies.md names each paradigm's measures and tests (every family Holm-corrected).
 `simulate_trial_responses` draws participants with the runner's own draw and answers with
 planted effects, so the tests can check that each analysis finds what was planted.
 """

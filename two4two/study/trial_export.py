@@ -1,5 +1,5 @@
 """Bundles of the trial paradigms, built from a model, a rendered dataset and attribution maps
-(README, "Study paradigms"; configs/study_reveal.yaml, study_accept_reject.yaml, study_guess.yaml).
+(docs/guides/studies.md, "Study paradigms"; configs/study_reveal.yaml, study_accept_reject.yaml, study_guess.yaml).
 
 - progressive_reveal: `images` images per class, each with every method in `methods`, at the
   10 reveal levels; each participant draws `draw` trials per method (default: all).
