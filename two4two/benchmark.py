@@ -10,13 +10,14 @@ test split drawn without the bias, so a method that only looks at the image give
 same map and cannot seem to follow the model by following the data.
 
 Everything is kept in DIR as it is finished, so a stopped run continues where it stopped:
-  data/strength-K/  data/test/    the training data of each strength; the common test split
-  models/ARCH-K/                  each trained model (its training resumes after an interruption)
-  measures/ARCH-K/                accuracy, reliance, the maps (attributions.npz) and every method's share;
-                                  for the strongest bias also every single-model score (scores/)
-  measures/deletion/              single-deletion ρ of `in_domain_removal.architecture` without bias,
-                                  trained without and with in-domain part removal (models/ARCH-0-removal)
-  leaderboard.md, leaderboard.html, ARCH.png, results.json
+
+    data/strength-K/  data/test/    the training data of each strength; the common test split
+    models/ARCH-K/                  each trained model (its training resumes after an interruption)
+    measures/ARCH-K/                accuracy, reliance, the maps (attributions.npz) and every method's share;
+                                    for the strongest bias also every single-model score (scores/)
+    measures/deletion/              single-deletion ρ of `in_domain_removal.architecture` without bias,
+                                    trained without and with in-domain part removal (models/ARCH-0-removal)
+    leaderboard.md, leaderboard.html, ARCH.png, results.json
 
 Only what a missing measure needs is rendered or trained, so a run whose measures were kept
 (e.g. committed from an earlier session) does not render the data again.
