@@ -57,6 +57,8 @@ def _raw(**changes) -> dict:
     ({"in_domain_removal": {"architecture": "resnet50", "rate": 0.5}},
      "in_domain_removal.architecture: expected one of small_cnn, resnet18, vit, got 'resnet50'"),
     ({"in_domain_removal": {"architecture": "small_cnn", "rate": 1.5}}, "in_domain_removal.rate: expected a number in"),
+    ({"bias": {"attribute": "bg_color", "range": [0.05, 0.95], "strengths": [0, 1], "reliance_threshold": "weak"}},
+     "bias.reliance_threshold: expected a flip % in \\[0, 100\\], or 'unbiased'"),
 ])
 def test_a_bad_config_is_refused_naming_the_key_and_what_is_allowed(change, message):
     with pytest.raises(ConfigError, match=f"^x.yaml: {message}"):
@@ -125,6 +127,24 @@ def test_a_share_that_follows_the_reliance_scores_rho_1_and_auc_1_and_one_that_d
     assert scores["methods"]["lrp"] == {"not_applicable": "lrp: no rule for skip connections"}
     assert scores["relies"] == [False, False, True, True, True]  # threshold 5 %
     assert scores["reliance_vs_strength_rho"] == pytest.approx(1.0)
+
+
+def test_unbiased_threshold_counts_a_model_as_relying_when_its_flips_lie_above_its_unbiased_models():
+    """A weak architecture flips a quarter of its decisions even without the bias; relative to its own
+    unbiased model, only the models whose flip % interval clears that one's rely on the bias."""
+    from two4two.benchmark import relying
+
+    def records(*intervals):
+        return [{"flip_percent": {"value": (lo + hi) / 2, "low": lo, "high": hi}} for lo, hi in intervals]
+
+    weak = records((20, 30), (20, 29), (25, 35), (31, 45), (40, 52))
+    strong = records((7, 15), (14, 22), (15.1, 24), (38, 49), (40, 51))
+    relative = parse_benchmark_config(_raw(bias={**_raw()["bias"], "reliance_threshold": "unbiased"}), "x.yaml")
+    absolute = parse_benchmark_config(_raw(bias={**_raw()["bias"], "reliance_threshold": 20}), "x.yaml")
+    assert relying(relative, weak).tolist() == [False, False, False, True, True]
+    assert relying(relative, strong).tolist() == [False, False, True, True, True]
+    assert relying(absolute, weak).tolist() == [True, True, True, True, True]  # every weak model over 20 %: no AUC
+    assert relying(absolute, strong).tolist() == [False, False, False, True, True]
 
 
 def test_detection_auc_counts_ties_as_half_and_has_no_answer_when_every_model_is_on_one_side():

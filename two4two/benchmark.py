@@ -40,6 +40,7 @@ from two4two.schema import Fields
 BIAS_REGIONS = ("background", "animal", "arms", "body")  # where a bias attribute's pixels are (explain.attribution_scores)
 LEGS = "arm_position"
 DELETION_SPLIT = "deletion"  # the test images single deletion re-renders without each block
+UNBIASED = "unbiased"  # reliance_threshold: relative to the architecture's model at the first strength
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class BenchmarkConfig:
     low: float  # its range when unbiased; at strength s peaky draws from [low, high − s·half], stretchy from [low + s·half, high]
     high: float
     strengths: tuple[float, ...]
-    reliance_threshold: float  # flip % above which a model counts as relying on the bias
+    # flip % above which a model counts as relying on the bias, or "unbiased": above its own architecture's unbiased model
+    reliance_threshold: float | str
     data: dict  # sampler, seed, resolution, sizes, label noise, render settings
     architectures: dict[str, dict]  # name → {model: …, training: …} as in a model config
     methods: tuple[str, ...]
@@ -89,6 +91,10 @@ def parse_benchmark_config(raw: Any, source: str = "<config>") -> BenchmarkConfi
     bias.check(len(strengths) >= 2 and all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 1
                                            for s in strengths) and strengths == sorted(set(strengths)),
                "strengths", "at least two increasing shares in [0, 1]")
+    threshold = bias.raw.get("reliance_threshold", 5.0)
+    if threshold != UNBIASED:
+        bias.check(isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 100,
+                   "reliance_threshold", f"a flip % in [0, 100], or {UNBIASED!r} (above the architecture's unbiased model)")
     data = top.mapping("data", allowed=("sampler", "seed", "resolution", "train", "validation", "test", "labeling_error",
                                         "render"), required=("train", "validation", "test"))
     for key in ("train", "validation", "test"):
@@ -112,7 +118,7 @@ def parse_benchmark_config(raw: Any, source: str = "<config>") -> BenchmarkConfi
     return BenchmarkConfig(
         name=top.text("name", Path(source).stem), raw=raw, attribute=attribute,
         region=bias.choice("region", BIAS_REGIONS, "background"), low=float(span[0]), high=float(span[1]),
-        strengths=tuple(float(s) for s in strengths), reliance_threshold=bias.number("reliance_threshold", 5.0, low=0, high=100),
+        strengths=tuple(float(s) for s in strengths), reliance_threshold=threshold,
         data=data.raw, architectures=dict(architectures.raw), methods=tuple(methods),
         images=top.integer("images", 100, low=2), resamples=top.integer("resamples", 1000, low=10),
         removal_arch=removal_arch, removal_rate=removal_rate)
@@ -270,13 +276,31 @@ def detection_auc(shares: np.ndarray, relies: np.ndarray) -> float:
     return float(stats.mannwhitneyu(shares[relies], shares[~relies]).statistic / (relies.sum() * (~relies).sum()))
 
 
+def relying(config: BenchmarkConfig, records: list[dict]) -> np.ndarray:
+    """Which of an architecture's models (one per strength) rely on the bias: flip % above
+    `reliance_threshold`, or with "unbiased", a flip % whose 95 % interval lies wholly above that of
+    the same architecture at the first strength. A weak model changes some decisions whatever part
+    of the image is redrawn, and how many differs by architecture; this rule calibrates for it."""
+    flips = [r["flip_percent"] for r in records]
+    if config.reliance_threshold == UNBIASED:
+        return np.array([f["low"] > flips[0]["high"] for f in flips])
+    return np.array([f["value"] > config.reliance_threshold for f in flips])
+
+
+def reliance_rule(config: BenchmarkConfig) -> str:
+    if config.reliance_threshold == UNBIASED:
+        return (f"a model relies on the bias when its flip % interval lies above that of its architecture's model "
+                f"at strength {config.strengths[0]:g}")
+    return f"a model relies on the bias above {config.reliance_threshold:g} %"
+
+
 def sweep_scores(config: BenchmarkConfig, arch: str, measures: dict[str, dict], seed: int = 0) -> dict:
     """Per method, for one architecture: ρ(share, reliance) across the strengths and the detection
     AUC, each with a 95 % interval from resampling the explained test images (the same images for
     every model, so map noise and the reliance's own noise both enter), and each model's mean share."""
     records = [measures[f"{arch}-{k}"] for k in range(len(config.strengths))]
     flips = np.array([r["flips"] for r in records])  # models × images
-    relies = np.array([r["flip_percent"]["value"] > config.reliance_threshold for r in records])
+    relies = relying(config, records)
     reliance = spearman(np.array(config.strengths), np.array([r["flip_percent"]["value"] for r in records]))
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, flips.shape[1], flips.shape[1]) for _ in range(config.resamples)]
@@ -313,7 +337,7 @@ def leaderboard_markdown(config: BenchmarkConfig, measures: dict[str, dict], sco
              f"The bias: {label} made predictive of the class at strengths {', '.join(f'{s:g}' for s in config.strengths)} "
              f"(0: absent; 1: {label} alone separates the classes). Every model is measured and explained on one test "
              "split drawn without the bias. *Reliance*: % of decisions flipped when the attribute is redrawn "
-             f"(a model relies on the bias above {config.reliance_threshold:g} %). *Share*: the part of a method's |map| "
+             f"({reliance_rule(config)}). *Share*: the part of a method's |map| "
              f"on the {config.region} pixels. *ρ*: Spearman of share and reliance across the strengths; *AUC*: how well the "
              "share tells relying models from the others. Intervals: 95 %, resampling the explained test images.", "",
              "## Models", "",
@@ -382,7 +406,9 @@ def plot_sweep(config: BenchmarkConfig, arch: str, measures: dict[str, dict], sc
                     linestyle="--" if control else "-", label=f"{LABELS.get(method, method)} (ρ {_cell(m['rho'])})")
         else:
             ax.plot([], [], " ", label=f"{LABELS.get(method, method)}: not applicable")
-    ax.axvline(config.reliance_threshold, color="grey", linewidth=0.8)
+    records = [measures[f"{arch}-{k}"] for k in range(len(config.strengths))]
+    threshold = records[0]["flip_percent"]["high"] if config.reliance_threshold == UNBIASED else config.reliance_threshold
+    ax.axvline(threshold, color="grey", linewidth=0.8)
     ax.set_xlabel(f"measured reliance on the {ATTRIBUTES[config.attribute].label}: flip %")
     ax.set_ylabel(f"share of |map| on the {config.region}")
     fig.suptitle(f"{arch}: does the map follow the model? (strengths {', '.join(f'{s:g}' for s in config.strengths)})", fontsize=9)
