@@ -69,7 +69,7 @@ def main() -> None:
         print(f"| {method} | {np.mean(mass):.4f} | {np.mean(ours_mass):.4f} | {np.nanmean(faithful):.3f} | "
               f"{np.nanmean(ours_deletion):.3f} | {np.nanmean(mprt):.3f} | {sanity:.3f} | {time.perf_counter() - start:.0f} |")
     print("\nRelevance mass: the same definition on the same maps, equal per image (asserted). Faithfulness: Quantus "
-          "correlates the map's sum over 50 random 128-pixel subsets with the logit drop when they are set to black; "
+          "correlates the map's sum over 50 random 128-pixel subsets with the drop of the model's output for the explained class when they are set to black; "
           "ours correlates each of 8 blocks' map mass with the drop when the block is removed and re-rendered. "
           "Randomisation: Quantus re-draws every layer's weights from its own distribution and compares the maps as "
           "they come out; ours re-initialises each block as torch does and compares |maps| (Spearman).")
