@@ -721,7 +721,7 @@ def _commands() -> tuple[_Command, ...]:
             _opt("--split", nargs="+", help="splits to export (default: every split, interventions and removals included)"),
             _opt("--shard-size", type=_integer(1), default=1000, help="samples per file (default 1000)"))),
         _Command(("describe",), "bias report: how predictive each attribute is of the class", _cmd_describe, (
-            _opt("target", help="a config (.yaml), a parameters file (.jsonl) or a dataset directory"),
+            _opt("target", help="a config (.yaml or a built-in's name), a parameters file (.jsonl) or a dataset directory"),
             _opt("--split", help="split to describe (config: default first split; dataset: default all)"),
             _opt("--n", type=_integer(1), help="samples to draw from a config (default: the split's size, at most 50 000)"),
             _opt("-o", "--output", help="output directory of the joint-distribution PNG (default: beside the input)"))),
