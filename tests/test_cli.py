@@ -62,7 +62,7 @@ def run_cli(*args, cwd=None):
     [
         (["sample", "missing.yaml", "-o", "x.jsonl"], "missing.yaml: no such config file"),
         (["describe", "missing.jsonl"], "missing.jsonl: no such parameters file"),
-        (["describe", "notes.txt"], "expected a config (.yaml)"),
+        (["describe", "notes.txt"], "expected a config (.yaml or a built-in's name)"),
     ],
 )
 @pytest.mark.slow  # each case starts a fresh Python for the CLI
