@@ -179,7 +179,8 @@ def export_dataset(root: str | Path, out: str | Path, fmt: str, splits: list[str
     suffix, write = WRITERS[fmt]
     record: dict[str, Any] = {"format": fmt, "source": str(root), "source_manifest": manifest, "splits": {}}
     for split in chosen:
-        total = sum(1 for line in open(parameters_path(root, split), encoding="utf-8") if line.strip())
+        with open(parameters_path(root, split), encoding="utf-8") as fh:
+            total = sum(1 for line in fh if line.strip())
         samples = iter(tqdm(_samples(root, split), total=total, desc=f"export {split}", unit="sample", disable=not progress))
         files, count = [], 0
         for index in itertools.count():
