@@ -22,6 +22,7 @@ import numpy as np
 
 from two4two.explain.attribution import _two_class, attribution_method
 from two4two.explain.attribution_scores import region_masks
+from two4two.models.inputs import image_batch
 
 
 def quantus_model(model):
@@ -31,9 +32,9 @@ def quantus_model(model):
 
 def _our_model(model):
     """The one-logit classifier inside `quantus_model`'s wrapper (or `model` itself, not wrapped)."""
-    if hasattr(model, "invertible") and model.invertible:
-        return model.encoder.inn
-    return getattr(model, "net", model) if hasattr(model, "invertible") else model
+    if not hasattr(model, "invertible"):  # not the wrapper: one of our classifiers as it is
+        return model
+    return model.encoder.inn if model.invertible else model.net
 
 
 def explain_func(model, inputs: np.ndarray, targets: np.ndarray, method: str = "integrated_gradients",
@@ -55,7 +56,7 @@ def quantus_inputs(model, split, region: str = "animal", n: int | None = None, t
         raise ValueError(f"target: {target!r}; allowed: predicted, true")
     images, masks = split.images[:n], split.masks[:n]
     y = (split.logits(model)[:n] > 0).astype(np.int64) if target == "predicted" else split.true_labels[:n].astype(np.int64)
-    batch = {"x_batch": (images.transpose(0, 3, 1, 2) / np.float32(255)).astype(np.float32), "y_batch": y,
+    batch = {"x_batch": image_batch(images).numpy(), "y_batch": y,
              "s_batch": region_masks(masks, region)[:, None].astype(np.float32)}
     if method is not None:
         batch["a_batch"] = explain_func(quantus_model(model), batch["x_batch"], y, method, masks, **options)
